@@ -406,9 +406,10 @@ def render(name: str, structure, texture, resolution: int = 64) -> Batch:
     return Batch(image, label, coord, keypoints, visible, structure, texture)
 
 
-def sample(name: str, n: int, resolution: int = 64, seed: int = 0, pose: str = "aligned") -> Batch:
+def sample(name: str, n: int, resolution: int = 64, seed=0, pose: str = "aligned") -> Batch:
     """Draw `n` random images of category `name` (same seed, same bytes).
 
+    `seed` is an int or a sequence of ints (e.g. `(seed, block)` for independent streams).
     `pose` picks the structure ranges: "aligned" (default; CoordGAN, CoCosNet) or "wide"
     (rotation, scale, shift and mirrors, for GANgealing). `sample(n)` is a prefix of
     `sample(n + m)` for the same seed.
@@ -420,14 +421,14 @@ def sample(name: str, n: int, resolution: int = 64, seed: int = 0, pose: str = "
     return render(name, structure, texture, resolution)
 
 
-def sample_textures(name: str, n: int, seed: int = 0) -> np.ndarray:
+def sample_textures(name: str, n: int, seed=0) -> np.ndarray:
     """Only texture vectors, e.g. to re-texture a structure: `render(name, s, sample_textures(...))`."""
     cat = _category(name)
     _, texture_seed = np.random.SeedSequence(seed).spawn(2)
     return sample_texture(cat, np.random.default_rng(texture_seed).random((n, TEXTURE_DRAWS)))
 
 
-def sample_structures(name: str, n: int, seed: int = 0, pose: str = "aligned") -> np.ndarray:
+def sample_structures(name: str, n: int, seed=0, pose: str = "aligned") -> np.ndarray:
     """Only structure vectors (the same ones `sample` draws for this seed)."""
     cat = _category(name)
     if pose not in POSES:

@@ -1,0 +1,1 @@
+"""One module per app tab: UI, input checks and calls into the pipelines; no torch code."""

@@ -1,0 +1,1 @@
+"""Training scripts (`accelerate launch train/<model>.py`) and their shared data loading."""
