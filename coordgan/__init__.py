@@ -1,6 +1,24 @@
 """CoordGAN: self-supervised dense correspondences emerge from GANs (Mu et al., CVPR 2022).
 
-Implementation arrives with the CoordGAN issue: model.py, encoder.py, discriminator.py,
-losses.py, correspondence.py, pipeline.py, evaluate.py. Self-contained: imports no other
-package of this project.
+    from coordgan import CoordGANPipeline
+    pipe = CoordGANPipeline.from_pretrained("checkpoints/coordgan-faces")
+
+model.py (generator: mapping networks, coordinate warping network, modulated synthesis),
+encoder.py, discriminator.py, losses.py, correspondence.py (eq. 1 and 7 without HW x HW
+tensors), pipeline.py, evaluate.py. Self-contained: imports no other package of this project.
 """
+
+from .encoder import ENCODER_CONFIGS, CoordGANEncoder
+from .model import CONFIGS, CoordGANGenerator, GeneratorOutput
+from .pipeline import CoordGANPipeline, EncodeOutput, GenerateOutput
+
+__all__ = [
+    "CONFIGS",
+    "ENCODER_CONFIGS",
+    "CoordGANEncoder",
+    "CoordGANGenerator",
+    "CoordGANPipeline",
+    "EncodeOutput",
+    "GenerateOutput",
+    "GeneratorOutput",
+]

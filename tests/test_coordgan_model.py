@@ -1,0 +1,218 @@
+"""CoordGAN networks, losses, pipeline and evaluation on micro configs (CPU, seconds)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from coordgan import CoordGANEncoder, CoordGANGenerator, CoordGANPipeline, losses
+from coordgan.discriminator import ImageDiscriminator, PatchDiscriminator, minibatch_stddev, random_crops
+from coordgan.evaluate import copy_baseline, exact_correspondence, miou, rgb_nearest_baseline
+from coordgan.layers import ModulatedConv2d
+from coordgan.model import CoordinateWarpingNetwork
+
+MICRO = dict(coordinate_resolution=8, channels=8, num_pairs=1, upsample_channels=(8,), z_dim=8, w_dim=8, mapping_layers=2, warp_hidden=8)
+MICRO_ENCODER = dict(resolution=16, channels=(8, 8), structure_channels=4, texture_channels=(8, 8), w_dim=8, num_ws=6)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return CoordGANGenerator(**MICRO).eval()
+
+
+@pytest.fixture(scope="module")
+def pipe(generator):
+    torch.manual_seed(1)
+    return CoordGANPipeline(generator=generator, encoder=CoordGANEncoder(**MICRO_ENCODER).eval())
+
+
+def test_generator_shapes_and_range(generator):
+    assert generator.num_ws == 6 and generator.resolution == 16
+    out = generator(torch.randn(3, 8), torch.randn(3, 8))
+    assert out.image.shape == (3, 3, 16, 16)
+    assert out.correspondence_map.shape == (3, 2, 8, 8)
+    assert out.correspondence_map.abs().max() <= 1
+    assert out.structure_code.shape == (3, 8) and out.texture_code.shape == (3, 6, 8)
+
+
+def test_structure_alone_decides_the_correspondence_map(generator):
+    z_s = torch.randn(1, 8).expand(4, -1)
+    out = generator(z_s, torch.randn(4, 8), randomize_noise=False)
+    assert torch.equal(out.correspondence_map[0], out.correspondence_map[3])
+    assert not torch.allclose(out.image[0], out.image[3])
+
+
+def test_w_and_expanded_w_plus_are_the_same_input(generator):
+    w_s, w_t = torch.randn(2, 8), torch.randn(2, 8)
+    a = generator(structure_code=w_s, texture_code=w_t, randomize_noise=False).image
+    b = generator(structure_code=w_s, texture_code=w_t[:, None].expand(-1, 6, -1), randomize_noise=False).image
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="W\\+ texture code needs 6"):
+        generator(structure_code=w_s, texture_code=torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match="exactly one"):
+        generator(torch.randn(2, 8), torch.randn(2, 8), structure_code=w_s)
+
+
+def test_modulated_conv_equals_per_sample_weights():
+    """The activation-scaling form equals StyleGAN2's per-sample modulated, demodulated weights."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(5, 7, 3, style_dim=4)
+    x, w = torch.randn(3, 5, 6, 6), torch.randn(3, 4)
+    style = conv.modulation(w)
+    outs = []
+    for i in range(3):
+        weight = conv.weight * conv.scale * style[i][None, :, None, None]
+        weight = weight * torch.rsqrt(weight.pow(2).sum((1, 2, 3), keepdim=True) + 1e-8)
+        outs.append(F.conv2d(x[i : i + 1], weight, padding=1))
+    torch.testing.assert_close(conv(x, w), torch.cat(outs), rtol=1e-4, atol=1e-5)
+
+
+def test_warping_network_is_the_mlp_on_the_concatenation():
+    """Eq. (3) literally: P([C(i, j), w_s]) with the first layer applied to the concatenation."""
+    torch.manual_seed(0)
+    net = CoordinateWarpingNetwork(w_dim=6, hidden=5)
+    grid = torch.rand(2, 4, 3) * 2 - 1
+    w = torch.randn(2, 6)
+    first = torch.cat([net.coord_in.weight, net.code_in.weight], 1)  # (hidden, 2 + w_dim)
+    points = grid.flatten(1).t()
+    concat = torch.cat([points[None].expand(2, -1, -1), w[:, None].expand(-1, 12, -1)], -1)
+    h = F.relu(concat @ first.t() + net.coord_in.bias)
+    ref = torch.tanh(net.out(F.relu(net.hidden(h)))).transpose(1, 2).reshape(2, 2, 4, 3)
+    torch.testing.assert_close(net(grid, w), ref)
+
+
+def test_truncation_and_code_means(generator):
+    generator.update_code_means(n=256, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(2, 8)
+    torch.testing.assert_close(generator.structure_code(z, truncation=0.0), generator.structure_code_mean.expand(2, -1))
+    half = generator.texture_code(z, 0.5)
+    torch.testing.assert_close(half, (generator.texture_code(z) + generator.texture_code_mean) / 2)
+
+
+def test_generator_save_load_round_trip(generator, tmp_path):
+    generator.save_pretrained(tmp_path)
+    loaded = CoordGANGenerator.from_pretrained(tmp_path).eval()
+    z = torch.randn(2, 8)
+    a = generator(z, z, randomize_noise=False)
+    b = loaded(z, z, randomize_noise=False)
+    torch.testing.assert_close(a.image, b.image)
+    assert torch.equal(loaded.canonical_coords, generator.canonical_coords)
+
+
+def test_discriminators():
+    torch.manual_seed(0)
+    d = ImageDiscriminator(resolution=16, channels=(8, 8, 8))
+    assert d(torch.randn(4, 3, 16, 16)).shape == (4,)
+    with pytest.raises(ValueError, match="power of two"):
+        ImageDiscriminator(resolution=16, channels=(8, 8))
+    pd = PatchDiscriminator(crop_size=8, channels=(8, 8), num_crops=3, crop_fraction=(0.25, 0.5))
+    images = torch.randn(2, 3, 16, 16)
+    crops = pd.crops(images)
+    assert crops.shape == (2, 3, 3, 8, 8)
+    assert pd(crops, pd.crops(images)).shape == (2, 3)
+    assert minibatch_stddev(torch.randn(6, 4, 2, 2)).shape == (6, 5, 2, 2)
+
+
+def test_full_size_unflipped_crop_is_the_image():
+    images = torch.randn(2, 3, 8, 8)
+    torch.manual_seed(0)
+    crops = random_crops(images, 4, (1.0, 1.0), 8)
+    for i in range(2):
+        for k in range(4):  # a full crop is the image or its mirror
+            c = crops[i, k]
+            assert torch.allclose(c, images[i], atol=1e-5) or torch.allclose(c, images[i].flip(-1), atol=1e-5)
+
+
+def test_encoder_shapes_and_errors():
+    enc = CoordGANEncoder(**MICRO_ENCODER)
+    w_s, w_t = enc(torch.randn(2, 3, 16, 16))
+    assert w_s.shape == (2, 8) and w_t.shape == (2, 6, 8)
+    with pytest.raises(ValueError, match="16x16"):
+        enc(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="8x8"):
+        CoordGANEncoder(resolution=64, channels=(8, 8))
+
+
+def test_losses():
+    assert losses.ramp(0, 10) == 0 and losses.ramp(5, 10) == 0.5 and losses.ramp(50, 10) == 1 and losses.ramp(3, 0) == 1
+    logits = torch.tensor([0.0, 2.0])
+    torch.testing.assert_close(losses.generator_adversarial_loss(logits), F.softplus(-logits).mean())
+    torch.testing.assert_close(losses.discriminator_adversarial_loss(logits, -logits), 2 * F.softplus(-logits).mean())
+    x = torch.randn(3, 4, requires_grad=True)
+    # D(x) = sum(2 x) per sample: gradient 2 everywhere, ||grad||^2 = 4 * 4
+    torch.testing.assert_close(losses.r1_penalty((2 * x).sum(1), x), torch.tensor(16.0))
+    from coordgan.correspondence import canonical_grid
+
+    assert losses.chamfer_loss(canonical_grid(6, 6)[None].expand(2, -1, -1, -1)).item() < 1e-3
+    squeezed = canonical_grid(6, 6)[None] * 0.5
+    assert losses.chamfer_loss(squeezed).item() > 0.05
+
+
+def test_pipeline_generate_is_seeded_and_swaps(pipe):
+    a = pipe.generate(structure_seed=[3, 3], texture_seed=[4, 5])
+    b = pipe.generate(structure_seed=[3, 3], texture_seed=[4, 5])
+    assert [np.asarray(i).tobytes() for i in a.images] == [np.asarray(i).tobytes() for i in b.images]
+    assert a.images[0].size == (16, 16) and a.correspondence_images[0].size == (16, 16)
+    assert torch.equal(a.correspondence_maps[0], a.correspondence_maps[1])  # same structure seed
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(a.images[1]))
+    end = pipe.generate(structure_seed=3, texture_seed=4, structure_seed_2=9, structure_mix=1.0)
+    target = pipe.generate(structure_seed=9, texture_seed=4)
+    torch.testing.assert_close(end.correspondence_maps, target.correspondence_maps)
+    mid = pipe.generate(structure_seed=3, texture_seed=4, structure_seed_2=9, structure_mix=0.5)
+    torch.testing.assert_close(mid.structure_codes, (a.structure_codes[:1] + target.structure_codes) / 2)
+    with pytest.raises(ValueError, match="structure codes but"):
+        pipe.generate(structure_seed=[1, 2], texture_seed=[1, 2, 3])
+
+
+def test_pipeline_encode_and_propagate(pipe):
+    rng = np.random.default_rng(0)
+    ref = Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    query = Image.fromarray(rng.integers(0, 255, (30, 10, 3), dtype=np.uint8))
+    enc = pipe.encode([ref, query])
+    assert enc.correspondence_maps.shape == (2, 2, 8, 8) and enc.texture_codes.shape == (2, 6, 8)
+    labels = rng.integers(0, 4, (20, 24))
+    out = pipe.propagate_labels(ref, labels, [query, ref])
+    assert out[0].shape == (30, 10) and out[1].shape == (20, 24)
+    assert out[0].dtype == np.int64 and set(np.unique(out[0])) <= set(range(4))
+    # a query identical to the reference gets the reference labels back at the model resolution
+    small = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(16, 16), mode="nearest")[0, 0].long().numpy()
+    same = pipe.propagate_labels(ref, labels, ref.resize((16, 16)), resolution=16)[0]
+    pred_small = pipe.propagate_labels(ref, Image.fromarray(labels.astype(np.uint8), mode="L"), [ref], resolution=16)[0]
+    assert pred_small.shape == labels.shape
+    assert same.shape == (16, 16)
+    assert (same == small).mean() > 0.9
+    with pytest.raises(ValueError, match="integer array"):
+        pipe.propagate_labels(ref, labels.astype(float), [query])
+    with pytest.raises(ValueError, match="class ids"):
+        pipe.propagate_labels(ref, Image.new("RGB", (4, 4)), [query])
+
+
+def test_pipeline_save_load(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = CoordGANPipeline.from_pretrained(tmp_path)
+    a = pipe.generate(structure_seed=1, texture_seed=2)
+    b = loaded.generate(structure_seed=1, texture_seed=2)
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+def test_miou_and_baselines():
+    truth = np.array([[0, 1, 1], [2, 2, 0]])
+    assert miou([truth], [truth], 3) == 100
+    pred = np.array([[1, 1, 2], [2, 2, 2]])  # class 1: I=1, U=2; class 2: I=2, U=3 (bg pixels ignored)
+    assert miou([pred], [truth], 3) == pytest.approx((1 / 2 + 2 / 3) / 2 * 100)
+    assert copy_baseline(truth, (4, 6)).shape == (4, 6)
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[truth == 1] = 255
+    assert np.array_equal(rgb_nearest_baseline(image, truth, image) == 1, truth == 1)
+
+
+def test_exact_correspondence_ceiling_on_synthetic_faces():
+    import synthetic
+
+    b = synthetic.sample("faces", 4, 48, seed=77)
+    n = synthetic.category("faces").num_classes
+    preds = [exact_correspondence(b.coords[0], b.labels[0], b.coords[q], n) for q in (1, 2, 3)]
+    assert miou(preds, list(b.labels[1:]), n) > 75  # nearest neighbour at 48 px: ~83
+    assert miou([copy_baseline(b.labels[0], (48, 48)) for _ in range(3)], list(b.labels[1:]), n) < miou(preds, list(b.labels[1:]), n)
