@@ -15,22 +15,24 @@ augmenting the vectors, q = [2a, -1], k = [b, ||b||^2]:
 
     q . k = 2 a.b - ||b||^2 = ||a||^2 - ||a - b||^2,
 
-where ||a||^2 is the same for every key of a query and cancels in the softmax. So the warp is one
+where ||a||^2 is the same for every key of a query and cancels in the softmax. So the warp is a
 call to `torch.nn.functional.scaled_dot_product_attention` (a fused kernel that never stores the
-logits) with scale 1 / t. Two refinements make it exact and fast:
+logits) with scale 1 / t. Two refinements make it accurate and fast:
 
 * Precision. The augmented dot product adds terms as large as ||a|| ||b|| / t (4e4 at t = 1e-4)
   to get a logit near zero, which costs float32 about 1e-2 of absolute logit error. Targets are
-  therefore processed in compact spatial tiles (sorted by x into slabs, then by y) and each tile
-  is re-centred on its own centre before augmenting (distances do not change), so the large terms
-  shrink with the tile.
-* Locality. Around a tile of targets with centre c and radius R, a source point further than
-  R + sqrt(U^2 + 50 t) from c (U = R + distance from c to the nearest source point, a bound on
-  every target's nearest distance) has a logit at least 50 below the best one of every target in
-  the tile: a weight under e^-50 = 2e-22 relative, far below float rounding. Such points are left
-  out of the tile's attention. For the hard rule and the Chamfer distance the same bound with no
-  slack (R + U) leaves out only points that cannot be nearest, so that pruning is exact. At a
-  sharp temperature this makes the cost roughly linear in the number of pixels.
+  therefore processed in compact spatial tiles (sorted by x into slabs, then by y, `chunk_size`
+  targets per tile) and each tile is re-centred on its own centre before augmenting (distances
+  do not change), so the large terms shrink to the tile's radius squared over t.
+* Locality. Sources are sorted into small spatial blocks, each with a bounding circle. Around a
+  tile of targets with centre c and radius R, every target has a source within
+  U = R + min over blocks (distance to the block's centre + its radius). A block whose points are
+  all further than R + sqrt(U^2 + L t) from c is further than sqrt(dmin^2 + L t) from every target
+  of the tile: its logits trail each target's best by more than L, a relative weight under e^-L,
+  and it is left out of the tile's attention (L = 36 in float32, 64 in float64: even 10^6 such
+  points weigh less than the rounding error). For the hard rule and the Chamfer distance the same
+  test with L = 0 leaves out only points that cannot be nearest, so that pruning is exact. At a
+  sharp temperature the cost is a small multiple of (pixels x pixels within the kernel's reach).
 
 Gradients of the soft warp (w.r.t. values and both maps) are computed by hand in the same tiles,
 recomputing each tile's softmax (as flash attention does), so the backward pass needs no more
@@ -52,15 +54,15 @@ from torch.autograd.function import once_differentiable
 # corresponds to matching at 0.01 .. 0.1 (under 1 to about 6 pixels at 128).
 DEFAULT_TEMPERATURE = 1.5e-4
 # Source points whose logit trails a target's best logit by more than this are left out of the
-# soft warp: e^-50 = 2e-22 relative weight, below float64 rounding even when summed over 10^6 pixels.
-NEGLIGIBLE_LOGIT = 50.0
-# Target points per spatial tile (the query chunk). Smaller tiles see fewer source points each but
-# cost more Python overhead; 512 was the fastest on a 2-core CPU at 64..512 pixel maps.
-DEFAULT_CHUNK_SIZE = 512
+# soft warp: even 10^6 of them weigh less than the dtype's rounding error (N e^-L < eps).
+NEGLIGIBLE_LOGIT = {torch.float32: 36.0, torch.float64: 64.0}
+# Target points per spatial tile (the query chunk) and source points per block of the source-side
+# pruning (see _Blocks). Smaller tiles see fewer source points each but cost more Python overhead;
+# 128 and 16 were the fastest on this 2-core CPU for 64..512 pixel maps at the default temperature.
+DEFAULT_CHUNK_SIZE = 128
+_KEY_BLOCK = 16
 # Rows x keys of one explicit logits block (the matmul backend and the backward pass): 16 MiB in float32.
 _BLOCK_ELEMENTS = 1 << 22
-# Source points per block of the source-side pruning (see _Blocks).
-_KEY_BLOCK = 64
 _BACKENDS = ("auto", "sdpa", "matmul")
 
 
@@ -136,6 +138,8 @@ def soft_warp(
     dtype = _compute_dtype(values, source_coords, target_coords)
     b, c, _, _ = values.shape
     h2, w2 = target_coords.shape[-2:]
+    if b == 0:
+        return values.new_zeros(0, c, h2, w2)
     with torch.autocast(values.device.type, enabled=False):
         out = _SoftWarp.apply(
             values.to(dtype).flatten(2).transpose(1, 2).contiguous(),  # (B, N, C)
@@ -168,6 +172,8 @@ def nearest_source_index(
     chunk_size = _check_chunk_size(chunk_size)
     dtype = _compute_dtype(source_coords, target_coords)
     b, _, h2, w2 = target_coords.shape
+    if b == 0:
+        return torch.zeros(0, h2, w2, dtype=torch.long, device=target_coords.device)
     with torch.no_grad(), torch.autocast(source_coords.device.type, enabled=False):
         index = _nearest(_points(target_coords).to(dtype), _points(source_coords).to(dtype), chunk_size)  # (B, M)
     return index.view(b, h2, w2)
@@ -197,7 +203,7 @@ def propagate_label_probabilities(
     if temperature is None:
         hard = propagate_labels(labels, source_coords, target_coords, num_classes, None, chunk_size)
         return F.one_hot(hard, num_classes).permute(0, 3, 1, 2).float()  # (B, K, H', W')
-    one_hot = F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+    one_hot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
     return soft_warp(one_hot, source_coords, target_coords, temperature, chunk_size)
 
 
@@ -225,7 +231,7 @@ def propagate_labels(
     if temperature is not None:
         return propagate_label_probabilities(labels, source_coords, target_coords, num_classes, temperature, chunk_size).argmax(1)
     index = nearest_source_index(source_coords, target_coords, chunk_size)  # (B, H', W')
-    return labels.flatten(1).gather(1, index.flatten(1)).view_as(index)
+    return labels.long().flatten(1).gather(1, index.flatten(1)).view_as(index)
 
 
 def chamfer_distance(
@@ -255,6 +261,9 @@ def chamfer_distance(
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     if a.shape[1] == 0 or b.shape[1] == 0:
         raise ValueError(f"chamfer_distance needs non-empty point sets, got {a.shape[1]} and {b.shape[1]} points")
+    if a.shape[0] == 0:
+        loss = a.new_zeros(0)
+        return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
     chunk_size = _check_chunk_size(chunk_size)
     dtype = _compute_dtype(a, b)
     with torch.autocast(a.device.type, enabled=False):
@@ -281,6 +290,8 @@ def _check_map(name: str, coords: torch.Tensor) -> None:
         raise ValueError(f"{name} must be a correspondence map of shape (B, 2, H, W) holding (x, y), got {shape}")
     if not coords.is_floating_point():
         raise ValueError(f"{name} must be floating point, got {coords.dtype}")
+    if coords.shape[2] * coords.shape[3] == 0:
+        raise ValueError(f"{name} must have at least one pixel, got {tuple(coords.shape)}")
 
 
 def _as_points(name: str, coords: torch.Tensor) -> torch.Tensor:
@@ -322,7 +333,7 @@ def _check_chunk_size(chunk_size) -> int:
 
 def _check_labels(labels: torch.Tensor, source_coords: torch.Tensor, num_classes: int) -> None:
     _check_map("source_coords", source_coords)
-    if labels.dim() != 3 or labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.is_complex():
+    if labels.dim() != 3 or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
         raise ValueError(f"labels must be (B, H, W) integer class indices, got {tuple(labels.shape)} {labels.dtype}")
     if labels.shape[-2:] != source_coords.shape[-2:] or labels.shape[0] != source_coords.shape[0]:
         raise ValueError(f"labels {tuple(labels.shape)} must match source_coords {tuple(source_coords.shape)} (B, _, H, W)")
@@ -416,10 +427,9 @@ class _Blocks:
     def positions(self, index: torch.Tensor | None) -> torch.Tensor:
         """Sorted positions (B, KB * size) of the points that `take` returns."""
         b, nb = self.points.shape[:2]
-        within = torch.arange(self.size, device=self.points.device)
         if index is None:
             return torch.arange(nb * self.size, device=self.points.device).expand(b, -1)
-        return (index.unsqueeze(-1) * self.size + within).flatten(1)
+        return (index.unsqueeze(-1) * self.size + torch.arange(self.size, device=index.device)).flatten(1)
 
     def original(self, positions: torch.Tensor) -> torch.Tensor:
         """Sorted positions (B, K) (never phantoms) -> indices into the caller's points."""
@@ -434,9 +444,14 @@ class _Blocks:
         return torch.empty_like(x).scatter_(1, self.order.unsqueeze(-1).expand_as(x), x)
 
 
+def _negligible_logit(dtype: torch.dtype) -> float:
+    return NEGLIGIBLE_LOGIT.get(dtype, NEGLIGIBLE_LOGIT[torch.float32])
+
+
 def _far_point(queries: torch.Tensor, keys: torch.Tensor, slack: float) -> torch.Tensor:
-    """A (1, 1, 2) point further than sqrt(U^2 + slack) from every point (U is at most 3 sqrt(2) E
-    for points in [-E, E]^2): where the phantom keys of _Blocks go."""
+    """Where the phantom keys of _Blocks go: (P, P) with P = 6E + 1 + sqrt(slack) for points in
+    [-E, E]^2 is further than 5 sqrt(2) E + sqrt(slack) from all of them, while the bound U of
+    _Blocks.select is at most 4 sqrt(2) E, so a phantom is never nearest nor weighs anything."""
     extent = torch.maximum(queries.detach().abs().amax(), keys.detach().abs().amax())
     return (6 * extent + 1 + math.sqrt(slack)).expand(1, 1, 2).to(keys.dtype)
 
@@ -553,7 +568,7 @@ class _SoftWarp(torch.autograd.Function):
         # values (B, N, C), source (B, N, 2), target (B, M, 2)
         b, m, _ = target.shape
         c = values.shape[-1]
-        slack = NEGLIGIBLE_LOGIT * temperature
+        slack = _negligible_logit(values.dtype) * temperature
         blocks = _Blocks(source, values, _KEY_BLOCK, _far_point(target, source, slack))
         out = values.new_empty(b, m, c)  # (B, M, C)
         use_sdpa = backend != "matmul"
@@ -579,8 +594,9 @@ class _SoftWarp(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         values, source, target, out = ctx.saved_tensors
+        b, c = values.shape[0], values.shape[-1]
         t = ctx.temperature
-        slack = NEGLIGIBLE_LOGIT * t
+        slack = _negligible_logit(values.dtype) * t
         need_values, need_source, need_target = ctx.needs_input_grad[:3]
         need_coords = need_source or need_target
         blocks = _Blocks(source, values, _KEY_BLOCK, _far_point(target, source, slack))
@@ -594,15 +610,15 @@ class _SoftWarp(torch.autograd.Function):
             v = blocks.take(blocks.values, index)  # (B, K, C)
             g = _gather(grad_out, rows)  # (B, m, C)
             o = _gather(out, rows) if need_coords else None  # (B, m, C)
-            dv = torch.zeros_like(v) if need_values else None  # (B, K, C)
-            dk = torch.zeros_like(k) if need_source else None  # (B, K, 2)
+            dv = v.new_zeros(b, c, k.shape[1]) if need_values else None  # (B, C, K), transposed: contiguous products
+            dk = k.new_zeros(b, 2, k.shape[1]) if need_source else None  # (B, 2, K)
             da = torch.empty_like(a) if need_target else None  # (B, m, 2)
             step = max(1, _BLOCK_ELEMENTS // k.shape[1])
             for i in range(0, a.shape[1], step):
                 rs = slice(i, i + step)
                 p = torch.softmax(_logits(a[:, rs], k, t), -1)  # (B, s, K)
                 if need_values:
-                    dv.baddbmm_(p.transpose(1, 2), g[:, rs])
+                    dv.baddbmm_(g[:, rs].transpose(1, 2), p)  # dV^T += dO^T P
                 if not need_coords:
                     continue
                 ds = torch.bmm(g[:, rs], v.transpose(1, 2))  # (B, s, K) dP
@@ -610,12 +626,12 @@ class _SoftWarp(torch.autograd.Function):
                 if need_target:
                     da[:, rs] = (torch.bmm(ds, k) - a[:, rs] * ds.sum(-1, keepdim=True)) * (2 / t)
                 if need_source:
-                    dk += (torch.bmm(ds.transpose(1, 2), a[:, rs]) - k * ds.sum(1).unsqueeze(-1)) * (2 / t)
+                    dk += (torch.bmm(a[:, rs].transpose(1, 2), ds) - k.transpose(1, 2) * ds.sum(1, keepdim=True)) * (2 / t)
             positions = None if index is None else blocks.positions(index)
             if need_values:
-                _scatter_add(grad_values, positions, dv)
+                _scatter_add(grad_values, positions, dv.transpose(1, 2))
             if need_source:
-                _scatter_add(grad_source, positions, dk)
+                _scatter_add(grad_source, positions, dk.transpose(1, 2))
             if need_target:
                 grad_target.scatter_(1, rows.unsqueeze(-1).expand(-1, -1, 2), da)
         grad_values = blocks.unsort(grad_values) if need_values else None

@@ -69,13 +69,13 @@ def exact_correspondence(reference_coords, reference_labels, query_coords, num_c
     return np.where(qry_fg, pred, 0)
 
 
-def load_data(spec: str, n: int, resolution: int, seed: int):
+def load_data(spec: str, n: int, resolution: int, seed: int, pose: str = "aligned"):
     """images uint8 [n, R, R, 3], labels int64 [n, R, R], coords or None, class names."""
     kind, _, value = spec.partition(":")
     if kind == "synthetic":
         import synthetic
 
-        batch = synthetic.sample(value, n, resolution, seed=seed)
+        batch = synthetic.sample(value, n, resolution, seed=seed, pose=pose)
         return batch.image, batch.labels, batch.coords, synthetic.category(value).class_names
     if kind == "folder":
         from train.data import ImageFolderDataset, tensor_to_image
@@ -139,6 +139,7 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=105, help="images: the references plus the queries")
     p.add_argument("--references", type=int, default=5, help="reference images (the paper uses 5)")
     p.add_argument("--seed", type=int, default=987_654, help="synthetic seed (training never uses a plain int seed)")
+    p.add_argument("--pose", default="aligned", help="pose range of synthetic data (as in training)")
     p.add_argument("--temperature", type=float, default=None, help="relaxed eq. (1); default: nearest neighbour")
     p.add_argument("--swap-pairs", type=int, default=64, help="pairs for texture-swap consistency")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -150,11 +151,11 @@ def main(argv=None) -> int:
     from .pipeline import CoordGANPipeline
 
     pipe = CoordGANPipeline.from_pretrained(args.checkpoint)
-    images, labels, coords, class_names = load_data(args.data, args.n, pipe.generator.resolution, args.seed)
+    images, labels, coords, class_names = load_data(args.data, args.n, pipe.generator.resolution, args.seed, args.pose)
     num_classes = len(class_names) if class_names else int(labels.max()) + 1
     propagation = label_propagation(pipe, images, labels, coords, num_classes, args.references, args.temperature)
     swap = texture_swap_consistency(pipe, args.swap_pairs)
-    print(f"Label propagation, {args.data}, {args.references} references x {args.n - args.references} queries, "
+    print(f"Label propagation, {args.data} ({args.pose} poses), {args.references} references x {args.n - args.references} queries, "
           f"{num_classes - 1} part classes, {pipe.generator.resolution}px")
     print("| method | mIoU % |\n|---|---|")
     for k, v in propagation.items():

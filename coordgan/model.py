@@ -54,6 +54,12 @@ class CoordinateWarpingNetwork(nn.Module):
         self.code_in = nn.Linear(w_dim, hidden, bias=False)
         self.hidden = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, 2)
+        # Initialise the split layer as the one layer on the (2 + w_dim)-vector it stands for
+        # (uniform in +-1/sqrt(fan_in), fan_in = 2 + w_dim): at the start the structure code,
+        # not the coordinate, dominates, so every w_s begins with its own warp.
+        bound = 1 / math.sqrt(2 + w_dim)
+        for p in (self.coord_in.weight, self.coord_in.bias, self.code_in.weight):
+            nn.init.uniform_(p, -bound, bound)
 
     def forward(self, grid: torch.Tensor, structure_code: torch.Tensor) -> torch.Tensor:
         b = structure_code.shape[0]

@@ -41,6 +41,9 @@ class PoseRange:
 POSES = {
     # Roughly aligned crops, like CelebA-HQ or AFHQ: what CoordGAN and CoCosNet train on.
     "aligned": PoseRange(rotation=0.08, scale=(0.92, 1.05), shift=0.04, yaw=0.25, mirror=0.0),
+    # Loosely aligned crops with visible pose changes, no mirrors: where a correspondence
+    # model has to earn its keep over copying labels unchanged.
+    "medium": PoseRange(rotation=0.3, scale=(0.75, 1.05), shift=0.12, yaw=0.35, mirror=0.0),
     # Unaligned images for GANgealing: wide rotation, scale, shift, and mirrors.
     "wide": PoseRange(rotation=0.6, scale=(0.5, 1.0), shift=0.25, yaw=0.4, mirror=0.5),
 }

@@ -60,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default="tiny", choices=sorted(CONFIGS), help="model size and training recipe")
     p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' (images, optional labels/)")
     p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl and the exports")
+    p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
     p.add_argument("--stage", default="generator", choices=["generator", "encoder"], help="what to train")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
     p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
@@ -171,7 +172,7 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["steps"]
-    data = make_dataset(args.data, generator_ema.resolution, seed=args.seed + state.step, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    data = make_dataset(args.data, generator_ema.resolution, seed=args.seed + state.step, pose=args.pose, rank=accelerator.process_index, world_size=accelerator.num_processes)
     loader = infinite_loader(data, batch, num_workers=args.num_workers, seed=args.seed + accelerator.process_index + state.step)
     z_dim = generator_ema.config.z_dim
     beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])

@@ -54,11 +54,11 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["encoder_steps"]
-    data = make_dataset(args.data, generator.resolution, seed=args.seed + 10_000 + state.step, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    data = make_dataset(args.data, generator.resolution, seed=args.seed + 10_000 + state.step, pose=args.pose, rank=accelerator.process_index, world_size=accelerator.num_processes)
     loader = infinite_loader(data, batch, num_workers=args.num_workers, seed=args.seed + accelerator.process_index + state.step)
     beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
     z_dim = generator.config.z_dim
-    fixed = next(infinite_loader(make_dataset(args.data, generator.resolution, seed=4321), 6))["image"].to(device)
+    fixed = next(infinite_loader(make_dataset(args.data, generator.resolution, seed=4321, pose=args.pose), 6))["image"].to(device)
     os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
     log_path = os.path.join(args.output, "encoder_logs.jsonl")
     start_time = time.time()
