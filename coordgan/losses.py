@@ -41,7 +41,9 @@ def perceptual_network(net: str = "alex"):
             "access (or put the torchvision weights in the torch hub cache) for the real LPIPS.",
             stacklevel=2,
         )
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+        with torch.random.fork_rng(devices=[]):  # the same random trunk in every run
+            torch.manual_seed(0)
+            model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     model.eval().requires_grad_(False)
     return model
 
