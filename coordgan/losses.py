@@ -76,8 +76,25 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor | tuple) -> 
 # ------------------------------------------------------------------ CoordGAN terms
 
 
-def texture_swap_loss(perceptual, image_1: torch.Tensor, image_2: torch.Tensor) -> torch.Tensor:
-    """Eq. (4): L_t = LPIPS(G(z_s, z_t1), G(z_s, z_t2)): same structure, same picture layout."""
+def edge_distance(a: torch.Tensor, b: torch.Tensor, pool: int = 4) -> torch.Tensor:
+    """A colour-blind layout distance: L1 between pooled, per-image normalised grey-level edge
+    magnitudes. Not in the paper: an opt-in stand-in for LPIPS in the texture-swap term when only
+    the random-trunk LPIPS exists (see bench/perceptual_fallback.py for why)."""
+
+    def edges(x):
+        g = x.float().mean(1, keepdim=True)
+        gx, gy = g[..., :-1, 1:] - g[..., :-1, :-1], g[..., 1:, :-1] - g[..., :-1, :-1]
+        m = (gx * gx + gy * gy + 1e-6).sqrt()
+        return F.avg_pool2d(m / (m.mean((2, 3), keepdim=True) + 1e-6), pool)
+
+    return (edges(a) - edges(b)).abs().mean()
+
+
+def texture_swap_loss(perceptual, image_1: torch.Tensor, image_2: torch.Tensor, distance: str = "lpips") -> torch.Tensor:
+    """Eq. (4): L_t = LPIPS(G(z_s, z_t1), G(z_s, z_t2)): same structure, same picture layout.
+    distance="edges" swaps LPIPS for `edge_distance` (a documented deviation)."""
+    if distance == "edges":
+        return edge_distance(image_1, image_2)
     return lpips_distance(perceptual, image_1, image_2)
 
 

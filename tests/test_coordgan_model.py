@@ -216,3 +216,17 @@ def test_exact_correspondence_ceiling_on_synthetic_faces():
     preds = [exact_correspondence(b.coords[0], b.labels[0], b.coords[q], n) for q in (1, 2, 3)]
     assert miou(preds, list(b.labels[1:]), n) > 75  # nearest neighbour at 48 px: ~83
     assert miou([copy_baseline(b.labels[0], (48, 48)) for _ in range(3)], list(b.labels[1:]), n) < miou(preds, list(b.labels[1:]), n)
+
+
+def test_edge_distance_ignores_colour_and_sees_layout():
+    import synthetic
+    from train.data import image_to_tensor
+
+    s = synthetic.sample_structures("faces", 4, 5, "medium")
+    t = synthetic.sample_textures("faces", 4, 6)
+    a = image_to_tensor(synthetic.render("faces", s, t, 32).image)
+    recoloured = a * 0.5 + 0.2  # a global colour/contrast change: the same layout
+    assert losses.edge_distance(a, recoloured).item() < 1e-3
+    moved = torch.roll(a, shifts=6, dims=-1)
+    assert losses.edge_distance(a, moved).item() > 0.2
+    assert losses.texture_swap_loss(None, a, recoloured, "edges") == losses.edge_distance(a, recoloured)

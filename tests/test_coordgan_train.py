@@ -44,7 +44,7 @@ def test_generator_stage_trains_saves_and_resumes(run_dir):
 def test_encoder_stage_exports_a_pipeline(run_dir):
     if not (run_dir / "generator").is_dir():
         pytest.skip("needs the generator stage")
-    run([*COMMON, "--output", str(run_dir), "--stage", "encoder", "--steps", "2"], [sys.executable])
+    run([*COMMON, "--output", str(run_dir), "--stage", "encoder", "--steps", "2", "--texture-swap-distance", "edges"], [sys.executable])
     from coordgan import CoordGANPipeline
 
     pipe = CoordGANPipeline.from_pretrained(run_dir / "pipeline")

@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' (images, optional labels/)")
     p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl and the exports")
     p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
+    p.add_argument("--texture-swap-distance", default="lpips", choices=["lpips", "edges"],
+                   help="distance of the texture-swap loss (eq. 4): lpips as in the paper, or edges, a colour-blind "
+                        "stand-in for machines without LPIPS's ImageNet weights (see bench/perceptual_fallback.py)")
     p.add_argument("--stage", default="generator", choices=["generator", "encoder"], help="what to train")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
     p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
@@ -228,7 +231,7 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
                 gan_weight = recipe["lambda_gan"] * max(losses.ramp(step, recipe["gan_ramp"]), 0.5)
                 terms = {
                     "gan": losses.generator_adversarial_loss(discriminator(torch.cat([a.image, b.image, c.image]))),
-                    "texture_swap": losses.texture_swap_loss(perceptual, a.image, b.image),
+                    "texture_swap": losses.texture_swap_loss(perceptual, a.image, b.image, args.texture_swap_distance),
                     "warp": losses.warp_loss(perceptual, a.image, a.correspondence_map, c.image, c.correspondence_map, recipe["warp_temperature"]),
                     "chamfer": losses.chamfer_loss(torch.cat([a.correspondence_map, c.correspondence_map])),
                 }

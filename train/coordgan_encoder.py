@@ -80,7 +80,7 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
             rec_lpips = losses.lpips_distance(perceptual, reconstruction, real)
             # eq. (4) on the encoding: another texture must keep the encoded structure's layout
             swapped = generator.synthesize(cmap, generator.texture_code(z_t), randomize_noise=False)
-            texture_swap = losses.texture_swap_loss(perceptual, reconstruction, swapped)
+            texture_swap = losses.texture_swap_loss(perceptual, reconstruction, swapped, args.texture_swap_distance)
             terms = {"consistency": consistency, "rec_l1": rec_l1, "rec_lpips": rec_lpips, "texture_swap": texture_swap}
             loss = (
                 recipe["lambda_con"] * consistency
