@@ -10,7 +10,7 @@ tensors), pipeline.py, evaluate.py. Self-contained: imports no other package of 
 
 from .encoder import ENCODER_CONFIGS, CoordGANEncoder
 from .model import CONFIGS, CoordGANGenerator, GeneratorOutput
-from .pipeline import CoordGANPipeline, EncodeOutput, GenerateOutput
+from .pipeline import CoordGANPipeline, EncodeOutput, GenerateOutput, tiny_random_pipeline
 
 __all__ = [
     "CONFIGS",
@@ -21,4 +21,5 @@ __all__ = [
     "EncodeOutput",
     "GenerateOutput",
     "GeneratorOutput",
+    "tiny_random_pipeline",
 ]

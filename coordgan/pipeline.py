@@ -175,3 +175,15 @@ class CoordGANPipeline(DiffusionPipeline):
             pred = F.interpolate(pred[:, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
             results.append(pred.cpu().numpy())
         return results
+
+
+# Micro configurations for tests and demos without a checkpoint: 16x16 images, a few thousand weights.
+MICRO_GENERATOR = dict(coordinate_resolution=8, channels=8, num_pairs=1, upsample_channels=(8,), z_dim=8, w_dim=8, mapping_layers=2, warp_hidden=8)
+MICRO_ENCODER = dict(resolution=16, channels=(8, 8), structure_channels=4, texture_channels=(8, 8), w_dim=8, num_ws=6)
+
+
+def tiny_random_pipeline(seed: int = 0) -> CoordGANPipeline:
+    """A randomly initialised micro pipeline (16x16 images): for tests of code around the model."""
+    torch.manual_seed(seed)
+    generator = CoordGANGenerator(**MICRO_GENERATOR).eval()
+    return CoordGANPipeline(generator=generator, encoder=CoordGANEncoder(**MICRO_ENCODER).eval())

@@ -12,8 +12,7 @@ from coordgan.evaluate import copy_baseline, exact_correspondence, miou, rgb_nea
 from coordgan.layers import ModulatedConv2d
 from coordgan.model import CoordinateWarpingNetwork
 
-MICRO = dict(coordinate_resolution=8, channels=8, num_pairs=1, upsample_channels=(8,), z_dim=8, w_dim=8, mapping_layers=2, warp_hidden=8)
-MICRO_ENCODER = dict(resolution=16, channels=(8, 8), structure_channels=4, texture_channels=(8, 8), w_dim=8, num_ws=6)
+from coordgan.pipeline import MICRO_ENCODER, MICRO_GENERATOR as MICRO
 
 
 @pytest.fixture(scope="module")
