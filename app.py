@@ -1,6 +1,8 @@
 """The correspondence demo suite: one tab per method, also a Hugging Face Space.
 
     python app.py [--host 0.0.0.0] [--port 7860]      (or GRADIO_SERVER_PORT / GRADIO_SERVER_NAME)
+                  [--coordgan DIR_OR_REPO] [--gangealing DIR_OR_REPO] [--cocosnet DIR_OR_REPO]
+                  (or COORDGAN_MODEL / GANGEALING_MODEL / COCOSNET_MODEL; default checkpoints/*-faces)
 """
 
 from __future__ import annotations
@@ -8,19 +10,28 @@ from __future__ import annotations
 import argparse
 import os
 
-import gradio as gr
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from demos import coming, synthetic_data
+import gradio as gr  # noqa: E402
+
+from demos import exemplar_translation, label_propagation, models, structure_texture, synthetic_data  # noqa: E402
 
 TITLE = "Dense correspondence GANs: CoordGAN, GANgealing, CoCosNet"
+CSS = ".pixelated img { image-rendering: pixelated; }"
+MAX_FILE_SIZE = "40mb"  # uploads beyond this are refused before any of our code runs
 
 
-def build_app() -> gr.Blocks:
+def build_app(pipelines: dict | None = None) -> gr.Blocks:
+    """The tabbed app over `pipelines` (name -> pipeline or MissingModel; default: models.load_all())."""
+    pipelines = models.load_all() if pipelines is None else pipelines
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}")
-        for tab in coming.COMING:
-            with gr.Tab(tab):
-                coming.create_demo(tab)
+        with gr.Tab("Structure & texture"):
+            structure_texture.create_demo(pipelines.get("coordgan"))
+        with gr.Tab("Label propagation"):
+            label_propagation.create_demo(pipelines.get("coordgan"), pipelines.get("gangealing"))
+        with gr.Tab("Exemplar translation"):
+            exemplar_translation.create_demo(pipelines.get("cocosnet"))
         with gr.Tab("Synthetic data"):
             synthetic_data.create_demo()
     return app
@@ -30,13 +41,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    for spec in models.SPECS.values():
+        parser.add_argument(spec.flag, default=None, metavar="DIR_OR_REPO", help=f"{spec.name} pipeline: a save_pretrained folder or a Hub repo id (default: ${spec.env} or {spec.default})")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("APP_CONCURRENCY", 2)),
+        help="model calls running at once; the rest wait in the queue (default: $APP_CONCURRENCY or 2)",
+    )
+    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait in the queue before new ones are turned away")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (reaches the network)")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None, block: bool = True) -> gr.Blocks:
+    """Load the models once, build the app and serve it; with block=False return the running app."""
     args = parse_args(argv)
-    build_app().queue().launch(server_name=args.host, server_port=args.port, share=args.share)
+    pipelines = models.load_all({name: getattr(args, name) for name in models.SPECS})
+    for name, pipe in pipelines.items():
+        print(f"{name}: {pipe.message if isinstance(pipe, models.MissingModel) else 'loaded on ' + str(models.device())}")
+    app = build_app(pipelines)
+    app.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=MAX_FILE_SIZE,
+        css=CSS,
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return app
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""Example files for the tabs, rendered from the synthetic categories into one folder at start."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import synthetic
+
+CATEGORY = "faces"
+RESOLUTION = 128
+
+
+@functools.lru_cache(maxsize=None)
+def folder() -> Path:
+    """Render the example files once per process; returns their folder."""
+    out = Path(tempfile.mkdtemp(prefix="app-examples-"))
+    cat = synthetic.category(CATEGORY)
+    batch = synthetic.sample(CATEGORY, 6, resolution=RESOLUTION, seed=11, pose="medium")
+    for i in range(len(batch.image)):
+        Image.fromarray(batch.image[i]).save(out / f"face_{i}.png")
+        Image.fromarray(batch.labels[i].astype(np.uint8), mode="L").save(out / f"face_{i}_labels.png")  # index PNG
+        Image.fromarray(synthetic.colorize(batch.labels[i], cat.num_classes)).save(out / f"face_{i}_labels_color.png")
+        Image.fromarray(synthetic.edge_map(batch.labels[i]).astype(np.uint8) * 255).save(out / f"face_{i}_edges.png")
+    # another texture on the same structures: exemplars whose right answer is known
+    retextured = synthetic.render(CATEGORY, batch.structure, synthetic.sample_textures(CATEGORY, len(batch.image), seed=99), RESOLUTION)
+    for i in range(len(batch.image)):
+        Image.fromarray(retextured.image[i]).save(out / f"exemplar_{i}.png")
+    # a short "video": one structure turning slowly, one texture (animated GIF, 8 frames)
+    s = synthetic.sample_structures(CATEGORY, 2, seed=5, pose="medium")
+    t = synthetic.sample_textures(CATEGORY, 1, seed=5)
+    steps = np.linspace(0, 1, 8)[:, None]
+    frames = synthetic.render(CATEGORY, s[:1] * (1 - steps) + s[1:] * steps, np.repeat(t, 8, 0), RESOLUTION).image
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(out / "video.gif", save_all=True, append_images=ims[1:], duration=120, loop=0)
+    return out
+
+
+def path(name: str) -> str:
+    return str(folder() / name)

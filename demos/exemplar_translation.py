@@ -1,0 +1,127 @@
+"""Tab: CoCosNet exemplar translation. A label map (painted or uploaded) or an edge map plus an
+exemplar photo -> an image with the layout of the map and the look of the exemplar, with the
+warped exemplar; clicking the input shows where that point lands in the exemplar.
+
+Runs alone with `python -m demos.exemplar_translation`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
+
+import synthetic
+
+from . import examples, inputs, models
+
+FACE_CLASSES = synthetic.category("faces").class_names
+
+
+def input_kind(pipe) -> str:
+    """'labels' or 'edges', from the pipeline's config."""
+    return getattr(pipe, "input_kind", "labels")
+
+
+def num_classes(pipe) -> int:
+    return int(getattr(pipe, "num_classes", len(FACE_CLASSES)))
+
+
+def load_input_map(pipe, input_map):
+    """A label map (index or palette PNG) -> int array; an edge map -> greyscale PIL image."""
+    if input_kind(pipe) == "labels":
+        return inputs.load_label_map(input_map, num_classes(pipe), "input label map")
+    return inputs.load_rgb(input_map, "edge map").convert("L")
+
+
+def translate(pipe, input_map, exemplar, progress=None):
+    """-> (translated image, exemplar warped onto the input's layout)."""
+    pipe = models.require(pipe)
+    semantic = load_input_map(pipe, input_map)
+    photo = inputs.load_rgb(exemplar, "exemplar")
+    if progress is not None:
+        progress(0.1, desc="matching and translating")
+    out = pipe.translate(semantic, photo, return_warped=True)
+    return out.image, out.warped_exemplar
+
+
+def correspondence(pipe, input_map, exemplar, x: int, y: int):
+    """The exemplar with a marker where input pixel (x, y) lands."""
+    pipe = models.require(pipe)
+    semantic = load_input_map(pipe, input_map)
+    photo = inputs.load_rgb(exemplar, "exemplar")
+    h, w = semantic.shape[:2] if isinstance(semantic, np.ndarray) else (semantic.height, semantic.width)
+    if not (0 <= x < w and 0 <= y < h):
+        raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
+    (px, py), = pipe.correspondence(semantic, photo, [(x, y)])
+    marked = photo.copy()
+    draw = ImageDraw.Draw(marked)
+    r = max(2, round(min(marked.size) / 40))
+    draw.ellipse([px - r, py - r, px + r, py + r], outline=(255, 0, 0), width=max(1, r // 2))
+    draw.line([px - 2 * r, py, px + 2 * r, py], fill=(255, 0, 0))
+    draw.line([px, py - 2 * r, px, py + 2 * r], fill=(255, 0, 0))
+    return marked
+
+
+def labels_from_editor(pipe, editor_value):
+    painted = inputs.painted_labels(editor_value, num_classes(pipe))
+    return gr.skip() if painted is None else painted
+
+
+def create_demo(pipe) -> None:
+    models.missing_notice(pipe)
+    kind = input_kind(pipe) if pipe else "labels"
+    n = num_classes(pipe) if pipe else len(FACE_CLASSES)
+    names = FACE_CLASSES if n == len(FACE_CLASSES) else [f"class {i}" for i in range(n)]
+    gr.Markdown(
+        "CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
+        "the exemplar onto the map's layout, and renders the result. "
+        + ("The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names) if kind == "labels" else "The input is an edge map (white edges on black).")
+    )
+    with gr.Row():
+        input_map = inputs.ImageInput(label="Input label map" if kind == "labels" else "Input edge map", elem_classes="pixelated", elem_id="et-input")
+        exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
+    with gr.Accordion("Paint the label map", open=False, visible=kind == "labels"):
+        painter = gr.ImageEditor(
+            label="Paint parts with the class colours (unpainted = background)",
+            type="numpy",
+            image_mode="RGBA",
+            value={"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None},
+            brush=gr.Brush(colors=inputs.hex_colors(n)[1:], color_mode="fixed"),
+            sources=("upload",),
+            format="png",
+            elem_id="et-painter",
+        )
+    button = gr.Button("Translate", variant="primary")
+    with gr.Row():
+        result = gr.Image(label="Result", format="png", elem_classes="pixelated", elem_id="et-result")
+        warped = gr.Image(label="Warped exemplar", format="png", elem_classes="pixelated", elem_id="et-warped")
+        marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", elem_id="et-marked")
+    suffix = "_labels.png" if kind == "labels" else "_edges.png"
+    gr.Examples(
+        [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))],
+        [input_map, exemplar],
+        label="Synthetic faces: the exemplar of the first row has the same structure, so its right answer is known",
+    )
+
+    painter.change(lambda v: labels_from_editor(pipe, v), painter, input_map, api_visibility="private", queue=False)
+
+    @models.inference
+    def on_translate(input_map, exemplar, progress=gr.Progress()):
+        return translate(pipe, input_map, exemplar, progress)
+
+    button.click(on_translate, [input_map, exemplar], [result, warped], api_name="translate")
+
+    @models.inference
+    def on_select(input_map, exemplar, evt: gr.SelectData):
+        x, y = evt.index
+        return correspondence(pipe, input_map, exemplar, int(x), int(y))
+
+    input_map.select(on_select, [input_map, exemplar], marked, api_visibility="private")
+
+
+if __name__ == "__main__":
+    pipes = models.load_all()
+    with gr.Blocks() as demo:
+        create_demo(pipes["cocosnet"])
+    demo.queue().launch()

@@ -1,0 +1,256 @@
+"""Tab: label propagation.
+
+CoordGAN: a reference image (uploaded or generated) with a label map (uploaded, or painted with
+the class palette) carried to query images through the correspondence maps (eq. 1).
+GANgealing: the average congealed image is a canvas; an RGBA edit painted on it is carried to
+uploaded images and to the frames of a short video.
+
+Runs alone with `python -m demos.label_propagation`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+import synthetic
+
+from . import examples, inputs, models
+
+CLASS_NAMES = synthetic.category("faces").class_names  # the bundled checkpoints' classes
+NUM_CLASSES = len(CLASS_NAMES)
+MAX_QUERIES = 16
+MAX_EDIT_IMAGES = 16
+
+
+# ------------------------------------------------------------------ CoordGAN
+def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, progress=None):
+    """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay)."""
+    pipe = models.require(pipe)
+    reference = inputs.load_rgb(reference_image, "reference image")
+    labels = inputs.load_label_map(reference_labels, NUM_CLASSES, "reference label map")
+    if labels.shape != (reference.height, reference.width):
+        raise gr.Error(
+            f"The label map is {labels.shape[1]}x{labels.shape[0]} pixels but the reference image is "
+            f"{reference.width}x{reference.height}; use a label map of the same size as the reference image."
+        )
+    if not (labels > 0).any():
+        raise gr.Error("The reference label map is all background: paint or upload at least one part class.")
+    extra = inputs.paths(more_queries)
+    if len(extra) >= MAX_QUERIES:
+        raise gr.Error(f"At most {MAX_QUERIES} query images at once; upload fewer.")
+    queries = [inputs.load_rgb(query_image, "query image")] + [inputs.load_rgb(p, f"query image {i + 2}") for i, p in enumerate(extra)]
+    if progress is not None:
+        progress(0.1, desc="encoding and matching correspondence maps")
+    predicted = pipe.propagate_labels(reference, labels, queries)
+    overlays = [inputs.overlay(q, p, NUM_CLASSES) for q, p in zip(queries, predicted)]
+    gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
+    return overlays[0], inputs.colorize(predicted[0], NUM_CLASSES), gallery
+
+
+def generate_reference(pipe, structure_seed, texture_seed):
+    pipe = models.require(pipe)
+    out = pipe.generate(structure_seed=inputs.seed(structure_seed, "structure seed"), texture_seed=inputs.seed(texture_seed, "texture seed"))
+    return out.images[0]
+
+
+def editor_background(reference_image):
+    """The reference image as the painting canvas (no layers yet)."""
+    if reference_image is None:
+        return None
+    im = inputs.load_rgb(reference_image, "reference image")
+    return {"background": np.asarray(im), "layers": [], "composite": np.asarray(im)}
+
+
+def labels_from_editor(editor_value):
+    painted = inputs.painted_labels(editor_value, NUM_CLASSES)
+    return gr.skip() if painted is None else painted
+
+
+# ------------------------------------------------------------------ GANgealing
+def congeal(pipe, image):
+    """-> the congealed (aligned) image."""
+    pipe = models.require(pipe)
+    return pipe.congeal([inputs.load_rgb(image)]).images[0]
+
+
+def congeal_set(pipe, files, progress=None):
+    """-> (average congealed image as an editor canvas, gallery of (input, congealed) pairs)."""
+    pipe = models.require(pipe)
+    files = inputs.paths(files)
+    if not files:
+        raise gr.Error("Upload a few images of the category first (or use the example set).")
+    if len(files) > MAX_EDIT_IMAGES:
+        raise gr.Error(f"At most {MAX_EDIT_IMAGES} images at once; upload fewer.")
+    images = [inputs.load_rgb(p, f"image {i + 1}") for i, p in enumerate(files)]
+    if progress is not None:
+        progress(0.1, desc="congealing")
+    congealed = pipe.congeal(images).images
+    average = pipe.average_image(images)
+    canvas = {"background": np.asarray(average.convert("RGB")), "layers": [], "composite": np.asarray(average.convert("RGB"))}
+    gallery = [(c, f"congealed {i + 1}") for i, c in enumerate(congealed)]
+    return canvas, gallery
+
+
+def propagate_edit(pipe, edit_rgba, image, more_images=None, video=None, progress=None):
+    """-> (edited image, gallery of (congealed, edited) images, edited video as an animated GIF or None)."""
+    pipe = models.require(pipe)
+    edit = inputs.load_rgba(edit_rgba, "edit")
+    if np.asarray(edit)[..., 3].max() == 0:
+        raise gr.Error("The edit is fully transparent: paint something on the average image first.")
+    extra = inputs.paths(more_images)
+    if len(extra) >= MAX_EDIT_IMAGES:
+        raise gr.Error(f"At most {MAX_EDIT_IMAGES} images at once; upload fewer.")
+    images = [inputs.load_rgb(image, "image")] + [inputs.load_rgb(p, f"image {i + 2}") for i, p in enumerate(extra)]
+    frames, frame_seconds = inputs.load_video_frames(video) if video else ([], 0.0)
+    if progress is not None:
+        progress(0.1, desc="congealing and propagating")
+    edited = pipe.propagate_edit(edit, images)
+    congealed = pipe.congeal(images).images
+    gallery = []
+    for i, (c, e) in enumerate(zip(congealed, edited)):
+        gallery += [(c, f"congealed {i + 1}"), (e, f"edited {i + 1}")]
+    video_out = None
+    if frames:
+        done = []
+        for k in range(0, len(frames), 8):
+            if progress is not None:
+                progress(k / len(frames), desc="video frames")
+            done += pipe.propagate_edit(edit, frames[k : k + 8])
+        video_out = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
+        done[0].save(video_out, save_all=True, append_images=done[1:], duration=int(round(frame_seconds * 1000)), loop=0)
+    return edited[0], gallery, video_out
+
+
+def edit_from_editor(editor_value):
+    merged = inputs.merged_layers(editor_value)
+    return gr.skip() if merged is None else merged
+
+
+# ------------------------------------------------------------------ UI
+def create_demo(coordgan, gangealing=None) -> None:
+    gr.Markdown("## CoordGAN: carry a segmentation from one image to others")
+    models.missing_notice(coordgan)
+    gr.Markdown(
+        "Give a reference image and its label map (upload an index PNG whose pixel values are "
+        "class ids, a PNG in the class colours, or paint on the reference below). Each query "
+        "pixel takes the label of the reference pixel with the same canonical coordinate.\n\n"
+        + inputs.legend(CLASS_NAMES)
+    )
+    with gr.Row():
+        with gr.Column():
+            reference_image = inputs.ImageInput(label="Reference image", elem_id="lp-reference")
+            with gr.Row():
+                ref_structure = gr.Number(0, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Structure seed", min_width=80)
+                ref_texture = gr.Number(1, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Texture seed", min_width=80)
+                generate_button = gr.Button("Generate a reference")
+        with gr.Column():
+            reference_labels = inputs.ImageInput(label="Reference label map (index or palette PNG)", elem_classes="pixelated", elem_id="lp-labels")
+        with gr.Column():
+            query_image = inputs.ImageInput(label="Query image", elem_id="lp-query")
+            more_queries = gr.File(file_count="multiple", file_types=["image"], label=f"More query images (up to {MAX_QUERIES - 1})")
+    with gr.Accordion("Paint the label map on the reference", open=False):
+        painter = gr.ImageEditor(
+            label="Paint parts with the class colours (unpainted = background)",
+            type="numpy",
+            image_mode="RGBA",
+            brush=gr.Brush(colors=inputs.hex_colors(NUM_CLASSES)[1:], color_mode="fixed"),
+            sources=("upload",),
+            format="png",
+            elem_id="lp-painter",
+        )
+    propagate_button = gr.Button("Propagate labels", variant="primary")
+    with gr.Row():
+        overlay = gr.Image(label="Query with propagated labels", format="png", elem_classes="pixelated", elem_id="lp-overlay")
+        label_map = gr.Image(label="Propagated label map", format="png", elem_classes="pixelated", elem_id="lp-label-map")
+    gallery = gr.Gallery(label="All queries", columns=6, height="auto", format="png")
+    gr.Examples(
+        [[examples.path("face_0.png"), examples.path("face_0_labels.png"), examples.path("face_1.png")],
+         [examples.path("face_2.png"), examples.path("face_2_labels_color.png"), examples.path("face_3.png")]],
+        [reference_image, reference_labels, query_image],
+        label="Synthetic faces (exact labels)",
+    )
+
+    @models.inference
+    def on_generate(structure_seed, texture_seed):
+        return generate_reference(coordgan, structure_seed, texture_seed)
+
+    generate_button.click(on_generate, [ref_structure, ref_texture], reference_image, api_visibility="private")
+    reference_image.change(editor_background, reference_image, painter, api_visibility="private", queue=False)
+    painter.change(labels_from_editor, painter, reference_labels, api_visibility="private", queue=False)
+
+    @models.inference
+    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, progress=gr.Progress()):
+        return propagate_labels(coordgan, reference_image, reference_labels, query_image, more_queries, progress)
+
+    propagate_button.click(
+        on_propagate, [reference_image, reference_labels, query_image, more_queries], [overlay, label_map, gallery], api_name="propagate_labels"
+    )
+
+    gr.Markdown("## GANgealing: paint once on the average congealed image")
+    models.missing_notice(gangealing)
+    gr.Markdown(
+        "Congeal a set of images into one aligned frame, paint an edit (RGBA) on their average, "
+        "and the edit is carried back into every image, and every frame of a short video "
+        f"({inputs.VIDEO_FORMATS}, at most {inputs.MAX_VIDEO_SECONDS:g} s and {inputs.MAX_VIDEO_FRAMES} frames)."
+    )
+    with gr.Row():
+        image_set = gr.File(file_count="multiple", file_types=["image"], label=f"Images to congeal (up to {MAX_EDIT_IMAGES})")
+        congeal_button = gr.Button("Congeal and average")
+    congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height="auto", format="png")
+    with gr.Row():
+        canvas = gr.ImageEditor(
+            label="Average congealed image: paint your edit here",
+            type="numpy",
+            image_mode="RGBA",
+            sources=("upload",),
+            format="png",
+            elem_id="gg-canvas",
+        )
+        edit_rgba = inputs.ImageInput(label="Edit (RGBA, transparent = unchanged)", image_mode=None, elem_id="gg-edit")
+    with gr.Row():
+        edit_image = inputs.ImageInput(label="Image to edit", elem_id="gg-image")
+        more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit")
+        video = gr.File(file_types=[".gif", ".webp", ".png"], label=f"Short video ({inputs.VIDEO_FORMATS})")
+    with gr.Row():
+        single_congeal = gr.Button("Congeal this image")
+        edit_button = gr.Button("Propagate the edit", variant="primary")
+    with gr.Row():
+        congealed_image = gr.Image(label="Congealed image", format="png", elem_id="gg-congealed")
+        edited_image = gr.Image(label="Edited image", format="png", elem_id="gg-edited")
+        edited_video = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", elem_id="gg-video")
+    edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height="auto", format="png")
+    gr.Examples(
+        [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]],
+        [image_set, edit_image, video],
+        label="Synthetic faces and a short GIF",
+    )
+
+    @models.inference
+    def on_congeal_set(files, progress=gr.Progress()):
+        return congeal_set(gangealing, files, progress)
+
+    congeal_button.click(on_congeal_set, image_set, [canvas, congealed_gallery], api_visibility="private")
+    canvas.change(edit_from_editor, canvas, edit_rgba, api_visibility="private", queue=False)
+
+    @models.inference
+    def on_congeal(image):
+        return congeal(gangealing, image)
+
+    single_congeal.click(on_congeal, edit_image, congealed_image, api_name="congeal")
+
+    @models.inference
+    def on_edit(edit_rgba, image, more_images=None, video=None, progress=gr.Progress()):
+        return propagate_edit(gangealing, edit_rgba, image, more_images, video, progress)
+
+    edit_button.click(on_edit, [edit_rgba, edit_image, more_images, video], [edited_image, edited_gallery, edited_video], api_name="propagate_edit")
+
+
+if __name__ == "__main__":
+    pipes = models.load_all()
+    with gr.Blocks() as demo:
+        create_demo(pipes["coordgan"], pipes["gangealing"])
+    demo.queue().launch()

@@ -1,0 +1,153 @@
+"""Which weights each tab uses, loaded once when the app starts (never at import).
+
+Per pipeline, in this order: the command-line flag (`--coordgan DIR_OR_REPO`), the environment
+variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local folder loads with
+`from_pretrained`; a Hub repo id ("user/name") only when it is not a local path. A missing or
+broken checkpoint never stops the app: the tab says what to do and its endpoints raise gr.Error.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # flag name and package
+    pipeline_class: str
+    env: str
+    default: str  # bundled folder, relative to the repository root
+    train: str  # how to make the bundled folder
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "coordgan",
+            "CoordGANPipeline",
+            "COORDGAN_MODEL",
+            "checkpoints/coordgan-faces",
+            "python train/coordgan.py --config tiny --data synthetic:faces --output runs/coordgan-faces "
+            "(then the same with --stage encoder) and copy runs/coordgan-faces/pipeline to checkpoints/coordgan-faces",
+        ),
+        ModelSpec(
+            "gangealing",
+            "GANgealingPipeline",
+            "GANGEALING_MODEL",
+            "checkpoints/gangealing-faces",
+            "python train/gangealing.py --data synthetic:faces (see README) and copy its pipeline folder to checkpoints/gangealing-faces",
+        ),
+        ModelSpec(
+            "cocosnet",
+            "CoCosNetPipeline",
+            "COCOSNET_MODEL",
+            "checkpoints/cocosnet-faces",
+            "python train/cocosnet.py --data synthetic:faces (see README) and copy its pipeline folder to checkpoints/cocosnet-faces",
+        ),
+    )
+}
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class MissingModel:
+    """Stands in for a pipeline that could not be loaded; `message` says what to do."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"MissingModel({self.message!r})"
+
+
+def device() -> torch.device:
+    """The app's device: a GPU when one is present (this is app code, not library code)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
+    """The pipeline named by the flag value, the environment or the bundled default, on `device()`;
+    a MissingModel saying what to do when it cannot be loaded."""
+    import os
+
+    env = os.environ if env is None else env
+    explicit = source or env.get(spec.env) or None
+    source = explicit or str(ROOT / spec.default)
+    how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}"
+    try:
+        cls = getattr(importlib.import_module(spec.name), spec.pipeline_class)
+    except (ImportError, AttributeError) as e:
+        return MissingModel(f"The `{spec.name}` package is not available in this install ({e}); this tab is not available yet.")
+    path = Path(source).expanduser()
+    if not path.exists() and not (explicit and REPO_ID.match(explicit)):
+        return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
+    try:
+        pipe = cls.from_pretrained(str(path) if path.exists() else explicit)
+        pipe.to(device())
+        for module in getattr(pipe, "components", {}).values():
+            if isinstance(module, torch.nn.Module):
+                module.eval()
+    except Exception as e:  # a broken folder, an unreachable repo: the app still starts
+        return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {type(e).__name__}: {e}. Check it, or {how}.")
+    return pipe
+
+
+def load_all(sources: dict | None = None, env: dict | None = None) -> dict:
+    """name -> pipeline or MissingModel, for every pipeline of the app."""
+    sources = sources or {}
+    return {name: load(spec, sources.get(name), env) for name, spec in SPECS.items()}
+
+
+def require(pipeline):
+    """The pipeline, or a gr.Error with the MissingModel's instructions."""
+    if isinstance(pipeline, MissingModel) or pipeline is None:
+        raise gr.Error(pipeline.message if pipeline is not None else "This model is not loaded.")
+    return pipeline
+
+
+def missing_notice(pipeline) -> None:
+    """A visible warning at the top of a tab whose model is missing."""
+    if isinstance(pipeline, MissingModel) or pipeline is None:
+        gr.Markdown(f"⚠️ **Model not loaded.** {pipeline.message if pipeline is not None else ''}")
+
+
+try:  # Hugging Face ZeroGPU: only where the `spaces` package exists
+    import spaces
+
+    _gpu = spaces.GPU
+except ImportError:  # everywhere else a plain function
+
+    def _gpu(fn):
+        return fn
+
+
+def inference(fn):
+    """Decorate a handler that runs a model: ZeroGPU when available, always `torch.inference_mode`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    return _gpu(wrapper)

@@ -1,0 +1,113 @@
+"""Tab: CoordGAN structure & texture. Two seeds, interpolation sliders, truncation, the
+correspondence map, and a grid whose rows share structure and columns share texture (Fig. 1).
+
+Runs alone with `python -m demos.structure_texture [PIPELINE_DIR]`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from . import inputs, models
+
+MAX_GRID = 6
+
+
+def generate(pipe, structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0):
+    """-> (image, correspondence map image), both PIL at the model's resolution."""
+    pipe = models.require(pipe)
+    s = inputs.seed(structure_seed, "structure seed")
+    t = inputs.seed(texture_seed, "texture seed")
+    s2 = None if structure_seed_2 is None else inputs.seed(structure_seed_2, "second structure seed")
+    t2 = None if texture_seed_2 is None else inputs.seed(texture_seed_2, "second texture seed")
+    out = pipe.generate(
+        structure_seed=s,
+        texture_seed=t,
+        structure_seed_2=s2,
+        texture_seed_2=t2,
+        structure_mix=inputs.fraction(structure_mix, "structure interpolation"),
+        texture_mix=inputs.fraction(texture_mix, "texture interpolation"),
+        truncation=inputs.fraction(truncation, "truncation", 0.0, 1.0),
+    )
+    return out.images[0], out.correspondence_images[0]
+
+
+def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, progress=None):
+    """Rows share a structure code, columns a texture code; the last column shows each row's
+    correspondence map. -> uint8 [rows*R, (cols+1)*R, 3]."""
+    pipe = models.require(pipe)
+    s0 = inputs.seed(structure_seed, "structure seed")
+    t0 = inputs.seed(texture_seed, "texture seed")
+    if rows is None or cols is None or not (1 <= int(rows) <= MAX_GRID and 1 <= int(cols) <= MAX_GRID):
+        raise gr.Error(f"The grid has 1 to {MAX_GRID} rows and 1 to {MAX_GRID} columns.")
+    rows, cols = int(rows), int(cols)
+    truncation = inputs.fraction(truncation, "truncation")
+    lines = []
+    for r in range(rows):
+        if progress is not None:
+            progress((r, rows), desc="generating rows")
+        out = pipe.generate(structure_seed=[s0 + r] * cols, texture_seed=[t0 + c for c in range(cols)], truncation=truncation)
+        cells = [np.asarray(im.convert("RGB")) for im in out.images] + [np.asarray(out.correspondence_images[0].convert("RGB"))]
+        lines.append(np.concatenate(cells, axis=1))
+    return np.concatenate(lines, axis=0)
+
+
+def create_demo(pipe) -> None:
+    models.missing_notice(pipe)
+    gr.Markdown(
+        "CoordGAN draws a **structure code** (pose and shape, shown as the dense correspondence "
+        "map: each pixel's canonical coordinate, x red and y green) and a **texture code** "
+        "(appearance) independently. Change one seed and the other stays put. The sliders "
+        "interpolate each code towards a second seed."
+    )
+    with gr.Row():
+        with gr.Column():
+            with gr.Row():
+                structure_seed = gr.Number(0, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Structure seed")
+                texture_seed = gr.Number(1, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Texture seed")
+            with gr.Row():
+                structure_seed_2 = gr.Number(2, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Second structure seed")
+                texture_seed_2 = gr.Number(3, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Second texture seed")
+            structure_mix = gr.Slider(0, 1, value=0, step=0.05, label="Structure: first -> second seed")
+            texture_mix = gr.Slider(0, 1, value=0, step=0.05, label="Texture: first -> second seed")
+            truncation = gr.Slider(0, 1, value=1.0, step=0.05, label="Truncation (1 = none)")
+            button = gr.Button("Generate", variant="primary")
+        image = gr.Image(label="Image", format="png", elem_classes="pixelated", elem_id="st-image")
+        correspondence = gr.Image(label="Correspondence map", format="png", elem_classes="pixelated", elem_id="st-correspondence")
+    controls = [structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation]
+    gr.Examples([[0, 1, 2, 3, 0, 0, 1.0], [0, 5, 2, 3, 0, 0, 1.0], [4, 1, 2, 3, 0.5, 0, 0.7]], controls, label="Seeds")
+
+    @models.inference
+    def on_generate(structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0):
+        return generate(pipe, structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation)
+
+    gr.on(
+        [button.click, structure_mix.release, texture_mix.release, truncation.release],
+        on_generate,
+        controls,
+        [image, correspondence],
+        api_name="generate",
+    )
+
+    gr.Markdown("### Grid: rows share the structure code, columns the texture code (last column: correspondence map)")
+    with gr.Row():
+        rows = gr.Slider(1, MAX_GRID, value=3, step=1, label="Rows (structure seeds from the structure seed)")
+        cols = gr.Slider(1, MAX_GRID, value=4, step=1, label="Columns (texture seeds from the texture seed)")
+        grid_button = gr.Button("Grid")
+    grid_image = gr.Image(label="Grid", format="png", elem_classes="pixelated", elem_id="st-grid")
+
+    @models.inference
+    def on_grid(structure_seed, texture_seed, rows, cols, truncation, progress=gr.Progress()):
+        return grid(pipe, structure_seed, texture_seed, rows, cols, truncation, progress)
+
+    grid_button.click(on_grid, [structure_seed, texture_seed, rows, cols, truncation], grid_image, api_name="grid")
+
+
+if __name__ == "__main__":
+    import sys
+
+    pipes = models.load_all({"coordgan": sys.argv[1] if len(sys.argv) > 1 else None})
+    with gr.Blocks() as demo:
+        create_demo(pipes["coordgan"])
+    demo.queue().launch()
