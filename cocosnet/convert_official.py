@@ -1,0 +1,139 @@
+"""Import the authors' released CoCosNet v1 checkpoints (microsoft/CoCosNet) into our networks.
+
+    python -m cocosnet.convert_official --config celebahq \
+        --generator checkpoints/celebahq/latest_net_G.pth \
+        --correspondence checkpoints/celebahq/latest_net_Corr.pth --output runs/cocosnet-celebahq
+
+writes a `save_pretrained` folder that `CoCosNetPipeline.from_pretrained` loads.
+
+Key names: our `paper` configs use the authors' own state-dict names (`adaptive_model_seg.layer1.0.weight_orig`,
+`head_0.norm_0.mlp_shared.1.weight`, ...), so the mapping is the identity and the work here is
+checking: files are read with `torch.load(weights_only=True)`; every tensor must have a counterpart of the
+same shape, and missing or unknown keys raise a ValueError that names them. Spectral norm: the files hold
+`weight_orig`, `weight_u` and `weight_v` (torch's hook layout); our `SNConv2d` keeps the same three tensors
+and, in eval mode, divides by sigma = u^T W v with the stored vectors, exactly what the authors' inference does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, network_configs
+
+OFFICIAL_CONFIGS = ("ade20k", "celebahq", "celebahqedge", "deepfashion")
+CELEBAHQ_GLASSES_CHANNEL = 16
+
+
+def load_official_state_dict(path: str | os.PathLike) -> dict:
+    """A plain state_dict from an official .pth file, loaded safely (weights_only=True)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint file {str(path)!r} does not exist") from None
+    except Exception as error:
+        raise ValueError(f"{str(path)!r} is not a loadable PyTorch checkpoint with plain tensors ({type(error).__name__}: {error})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{str(path)!r} does not hold a state_dict of tensors")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _shorten(keys: list, limit: int = 12) -> str:
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
+    """Strictly copy `state` into `model`: missing, unknown or mis-shaped keys raise a ValueError naming them."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unknown = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in expected
+              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_shorten(missing)}")
+    if unknown:
+        problems.append(f"unknown keys: {_shorten(unknown)}")
+    if shapes:
+        problems.append(f"wrong shapes: {_shorten(shapes)}")
+    if problems:
+        raise ValueError(f"the {name} checkpoint does not match the {model.__class__.__name__} of this config: "
+                         + "; ".join(problems) + ". Check --config (ade20k, celebahq, celebahqedge or deepfashion) "
+                         "and that the file is the matching latest_net_G.pth / latest_net_Corr.pth.")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def convert(config: str, generator_state: dict, correspondence_state: dict):
+    """(CoCosNetCorrespondence, CoCosNetGenerator) in eval mode holding the official weights."""
+    if config not in OFFICIAL_CONFIGS:
+        raise ValueError(f"unknown official config {config!r}; choose one of {', '.join(OFFICIAL_CONFIGS)}")
+    corr_kwargs, gen_kwargs, _ = network_configs(CONFIGS[config])
+    with torch.device("meta"):  # allocate only once, when the weights are assigned
+        correspondence = CoCosNetCorrespondence(**corr_kwargs)
+        generator = CoCosNetGenerator(**gen_kwargs)
+    correspondence.to_empty(device="cpu")
+    generator.to_empty(device="cpu")
+    load_into(correspondence, correspondence_state, "correspondence (latest_net_Corr.pth)")
+    load_into(generator, generator_state, "generator (latest_net_G.pth)")
+    return correspondence.eval(), generator.eval()
+
+
+def official_input_semantics(config: str, label: torch.Tensor) -> torch.Tensor:
+    """The authors' preprocessing of the loader's `label` / `label_ref` tensors into the network input.
+
+    ade20k: (B, 1, H, W) class ids -> one-hot over 151 channels; celebahq: (B, 2, H, W) [class id,
+    glasses] -> one-hot over 19 channels whose channel 16 is replaced by the glasses mask;
+    celebahqedge (15 channels) and deepfashion (20 channels) are used as they are.
+    """
+    channels = CONFIGS[config]["input_channels"]
+    if config == "ade20k":
+        return F.one_hot(label[:, 0].long(), channels).permute(0, 3, 1, 2).float()
+    if config == "celebahq":
+        one_hot = F.one_hot(label[:, 0].long(), channels).permute(0, 3, 1, 2).float()
+        one_hot[:, CELEBAHQ_GLASSES_CHANNEL] = label[:, 1].float()
+        return one_hot
+    return label.float()
+
+
+def from_official_checkpoint(config: str, generator: str | os.PathLike, correspondence: str | os.PathLike):
+    """A CoCosNetPipeline holding the official weights of `config`."""
+    from .pipeline import CoCosNetPipeline
+
+    corr, gen = convert(config, load_official_state_dict(generator), load_official_state_dict(correspondence))
+    return CoCosNetPipeline(correspondence_network=corr, generator=gen)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, choices=OFFICIAL_CONFIGS, help="which released model the files are")
+    p.add_argument("--generator", required=True, help="path to latest_net_G.pth")
+    p.add_argument("--correspondence", required=True, help="path to latest_net_Corr.pth")
+    p.add_argument("--output", required=True, help="folder for the save_pretrained export")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        pipe = from_official_checkpoint(args.config, args.generator, args.correspondence)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    tmp = args.output.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    shutil.rmtree(args.output, ignore_errors=True)
+    os.replace(tmp, args.output)
+    print(f"wrote {args.output} ({args.config}); load it with CoCosNetPipeline.from_pretrained({args.output!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
