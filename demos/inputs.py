@@ -24,25 +24,26 @@ IMAGE_FORMATS = "PNG, JPEG, WebP, BMP, TIFF or GIF"
 VIDEO_FORMATS = "an animated GIF, WebP or PNG"
 
 
-class ImageInput(gr.Image):
-    """gr.Image whose function receives the uploaded file's path untouched.
+def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class)
+    """A gr.Image whose function receives the uploaded file's path untouched.
 
     Gradio's own preprocessing opens (and may convert) the image before our code runs, so a
-    text file or a label map would fail or be altered there; this keeps the bytes as sent.
+    text file would fail there with a bare traceback and a label map could be altered; this
+    keeps the bytes as sent and leaves every check to the functions below.
     """
+    kwargs.setdefault("type", "filepath")
+    kwargs.setdefault("image_mode", None)
+    kwargs.setdefault("format", "png")
+    component = gr.Image(**kwargs)
+    default = component.preprocess
 
-    is_template = True  # rendered by the frontend's Image component
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)
-        kwargs.setdefault("format", "png")
-        super().__init__(*args, **kwargs)
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or (payload.url and payload.url.startswith("data:")):
-            return super().preprocess(payload)
+            return default(payload)
         return payload.path
+
+    component.preprocess = preprocess
+    return component
 
 
 # ------------------------------------------------------------------ images

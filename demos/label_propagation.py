@@ -144,8 +144,8 @@ def create_demo(coordgan, gangealing=None) -> None:
         with gr.Column():
             reference_image = inputs.ImageInput(label="Reference image", elem_id="lp-reference")
             with gr.Row():
-                ref_structure = gr.Number(0, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Structure seed", min_width=80)
-                ref_texture = gr.Number(1, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Texture seed", min_width=80)
+                ref_structure = gr.Number(0, precision=0, label="Structure seed", min_width=80)
+                ref_texture = gr.Number(1, precision=0, label="Texture seed", min_width=80)
                 generate_button = gr.Button("Generate a reference")
         with gr.Column():
             reference_labels = inputs.ImageInput(label="Reference label map (index or palette PNG)", elem_classes="pixelated", elem_id="lp-labels")

@@ -64,11 +64,11 @@ def create_demo(pipe) -> None:
     with gr.Row():
         with gr.Column():
             with gr.Row():
-                structure_seed = gr.Number(0, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Structure seed")
-                texture_seed = gr.Number(1, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Texture seed")
+                structure_seed = gr.Number(0, precision=0, label="Structure seed")
+                texture_seed = gr.Number(1, precision=0, label="Texture seed")
             with gr.Row():
-                structure_seed_2 = gr.Number(2, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Second structure seed")
-                texture_seed_2 = gr.Number(3, precision=0, minimum=0, maximum=inputs.MAX_SEED, label="Second texture seed")
+                structure_seed_2 = gr.Number(2, precision=0, label="Second structure seed")
+                texture_seed_2 = gr.Number(3, precision=0, label="Second texture seed")
             structure_mix = gr.Slider(0, 1, value=0, step=0.05, label="Structure: first -> second seed")
             texture_mix = gr.Slider(0, 1, value=0, step=0.05, label="Texture: first -> second seed")
             truncation = gr.Slider(0, 1, value=1.0, step=0.05, label="Truncation (1 = none)")

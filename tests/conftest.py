@@ -6,3 +6,46 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------- app fixtures (tests/test_app*.py, tests/test_browser*.py)
+import pytest  # noqa: E402
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app launched in-process once per session on a free port. Tiny random pipelines are
+    saved to temporary folders and named with the app's own flags, so the real loading path
+    runs. Yields a namespace: url, the folders, and the pipelines as loaded by the app."""
+    import importlib
+    from types import SimpleNamespace
+
+    import torch
+
+    torch.set_num_threads(1)
+    import app
+
+    root = tmp_path_factory.mktemp("pipelines")
+    argv, folders = [], {}
+    for name in app.models.SPECS:
+        folder = root / name
+        package = importlib.import_module(name)
+        if hasattr(package, "tiny_random_pipeline"):
+            package.tiny_random_pipeline(seed=0).save_pretrained(folder)
+        argv += [f"--{name}", str(folder)]  # a package that has not landed yet: a missing folder
+        folders[name] = folder
+    port = _free_port()
+    demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port), "--concurrency", "2"], block=False)
+    pipelines = {name: app.models.load(app.models.SPECS[name], str(folder)) for name, folder in folders.items()}
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", folders=folders, pipelines=pipelines, demo=demo)
+    finally:
+        demo.close()

@@ -47,17 +47,11 @@ def test_coordinate_map_colours_foreground_only():
     assert rgb[0, 0].tolist() == [0, 255, 128] and (rgb[1] == 0).all()
 
 
-def test_client_api_call():
+def test_client_api_call(app_server):
     from gradio_client import Client
+    from PIL import Image
 
-    demo = app.build_app()
-    _, url, _ = demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
-    try:
-        client = Client(url, verbose=False)
-        image_path, overlay_path, coords_path = client.predict("cats", 2, 3, 64, "aligned", api_name="/synthetic")
-        from PIL import Image
-
-        expected, _, _ = render_example("cats", 2, 3, 64)
-        assert np.array_equal(np.asarray(Image.open(image_path).convert("RGB")), expected)
-    finally:
-        demo.close()
+    client = Client(app_server.url, verbose=False)
+    image_path, overlay_path, coords_path = client.predict("cats", 2, 3, 64, "aligned", api_name="/synthetic")
+    expected, _, _ = render_example("cats", 2, 3, 64)
+    assert np.array_equal(np.asarray(Image.open(image_path).convert("RGB")), expected)

@@ -1,0 +1,161 @@
+"""Every named endpoint through gradio_client against the app launched in-process (conftest's
+app_server: tiny random pipelines loaded through the app's own flags), with valid and hostile input."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import synthetic
+from demos import examples, inputs, label_propagation
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server.url, verbose=False)
+
+
+def file(path):
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def app_error(client, *args, api_name):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+@pytest.fixture(scope="module")
+def face(tmp_path_factory):
+    """A synthetic face (reference) with its index label map, another face (query), as files."""
+    folder = tmp_path_factory.mktemp("faces")
+    batch = synthetic.sample("faces", 2, resolution=48, seed=21, pose="medium")
+    paths = {}
+    for i, name in enumerate(("reference", "query")):
+        paths[name] = folder / f"{name}.png"
+        Image.fromarray(batch.image[i]).save(paths[name])
+    paths["labels"] = folder / "labels.png"
+    Image.fromarray(batch.labels[0].astype(np.uint8), mode="L").save(paths["labels"])
+    paths["folder"] = folder
+    paths["labels_array"] = batch.labels[0]
+    return paths
+
+
+def test_api_lists_the_five_named_endpoints(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/generate", "/propagate_labels", "/congeal", "/propagate_edit", "/translate"} <= names
+    assert not any("labels_from_editor" in n or "editor_background" in n or "on_select" in n for n in names)  # helpers private
+
+
+def test_generate_matches_the_pipeline_and_refuses_bad_seeds(client, app_server):
+    pipe = app_server.pipelines["coordgan"]
+    image, correspondence = client.predict(3, 7, api_name="/generate")
+    expected = pipe.generate(structure_seed=3, texture_seed=7)
+    assert np.array_equal(pixels(image), np.asarray(expected.images[0]))
+    assert np.array_equal(pixels(correspondence), np.asarray(expected.correspondence_images[0]))
+    mixed, _ = client.predict(3, 7, 4, 8, 0.5, 0.25, 0.7, api_name="/generate")
+    expected = pipe.generate(structure_seed=3, texture_seed=7, structure_seed_2=4, texture_seed_2=8, structure_mix=0.5, texture_mix=0.25, truncation=0.7)
+    assert np.array_equal(pixels(mixed), np.asarray(expected.images[0]))
+    assert "The texture seed must be a whole number between 0 and 2147483647" in app_error(client, 1, -4, api_name="/generate")
+    assert "Value 3.0 is greater than maximum value 1" in app_error(client, 1, 2, 2, 3, 0, 0, 3.0, api_name="/generate")  # the slider's own bound
+
+
+def test_grid_rows_share_structure_columns_share_texture(client, app_server):
+    grid = pixels(client.predict(0, 10, 2, 3, 1.0, api_name="/grid"))
+    r = app_server.pipelines["coordgan"].generator.resolution
+    assert grid.shape == (2 * r, 4 * r, 3)
+    # the correspondence map column depends on the structure (row) only
+    expected = app_server.pipelines["coordgan"].generate(structure_seed=[0, 1], texture_seed=[10, 10])
+    for row in range(2):
+        assert np.array_equal(grid[row * r : (row + 1) * r, 3 * r :], np.asarray(expected.correspondence_images[row]))
+        assert np.array_equal(grid[row * r : (row + 1) * r, :r], np.asarray(expected.images[row]))
+
+
+def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, tmp_path):
+    pipe = app_server.pipelines["coordgan"]
+    overlay, label_map, gallery = client.predict(file(face["reference"]), file(face["labels"]), file(face["query"]), api_name="/propagate_labels")
+    reference, query = Image.open(face["reference"]), Image.open(face["query"])
+    predicted = pipe.propagate_labels(reference, face["labels_array"], [query])[0]
+    n = label_propagation.NUM_CLASSES
+    assert np.array_equal(pixels(label_map), inputs.colorize(predicted, n))
+    assert np.array_equal(pixels(overlay), inputs.overlay(query, predicted, n)) and len(gallery) == 1
+    # the same map as palette colours; the query as CMYK, palette and RGBA files: converted to RGB first
+    colour = tmp_path / "colour.png"
+    Image.fromarray(inputs.colorize(face["labels_array"], n)).save(colour)
+    cmyk = tmp_path / "query.tif"
+    query.convert("CMYK").save(cmyk)
+    rgba = tmp_path / "query_rgba.png"
+    query.convert("RGBA").save(rgba)
+    pal = tmp_path / "query_p.png"
+    query.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(pal)
+    more = [file(cmyk), file(rgba), file(pal)]
+    overlay2, label_map2, gallery2 = client.predict(file(face["reference"]), file(colour), file(cmyk), more, api_name="/propagate_labels")
+    expected = pipe.propagate_labels(reference, face["labels_array"], [query.convert("CMYK").convert("RGB")])[0]
+    assert np.array_equal(pixels(label_map2), inputs.colorize(expected, n))
+    assert len(gallery2) == 4
+    expected_p = pipe.propagate_labels(reference, face["labels_array"], [Image.open(pal).convert("RGB")])[0]
+    assert np.array_equal(pixels(gallery2[3]["image"]), inputs.overlay(Image.open(pal).convert("RGB"), expected_p, n))
+
+
+def test_propagate_labels_hostile_inputs(client, face, tmp_path):
+    ref, labels, query = file(face["reference"]), file(face["labels"]), file(face["query"])
+    text = tmp_path / "labels.png"
+    text.write_text("class ids, honest")
+    assert "'labels.png' is not an image file. Upload the reference label map as PNG" in app_error(client, ref, file(text), query, api_name="/propagate_labels")
+    huge = tmp_path / "huge.png"
+    Image.new("L", (4097, 20)).save(huge)
+    assert "4097x20 pixels; the limit is 4096 pixels a side" in app_error(client, ref, labels, file(huge), api_name="/propagate_labels")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8)).save(tiny)
+    assert "8x8 pixels; it needs at least 16 pixels a side" in app_error(client, file(tiny), labels, query, api_name="/propagate_labels")
+    bad_colours = tmp_path / "bad_colours.png"
+    rgb = inputs.colorize(face["labels_array"], label_propagation.NUM_CLASSES).copy()
+    rgb[:3, :3] = [250, 1, 1]
+    Image.fromarray(rgb).save(bad_colours)
+    msg = app_error(client, ref, file(bad_colours), query, api_name="/propagate_labels")
+    assert "9 pixels in colours that are not class colours of this model (e.g. #fa0101)" in msg
+    unknown = tmp_path / "unknown.png"
+    ids = face["labels_array"].astype(np.uint8).copy()
+    ids[0, 0] = 40
+    Image.fromarray(ids, mode="L").save(unknown)
+    assert "contains class ids 40 but this model knows classes 0-11" in app_error(client, ref, file(unknown), query, api_name="/propagate_labels")
+    other_size = tmp_path / "other_size.png"
+    Image.fromarray(face["labels_array"][:32].astype(np.uint8), mode="L").save(other_size)
+    assert "use a label map of the same size as the reference image" in app_error(client, ref, file(other_size), query, api_name="/propagate_labels")
+    background = tmp_path / "background.png"
+    Image.new("L", (48, 48)).save(background)
+    assert "all background" in app_error(client, ref, file(background), query, api_name="/propagate_labels")
+    # the server is still alive and answering
+    assert len(client.predict(ref, labels, query, api_name="/propagate_labels")) == 3
+
+
+def test_sixteen_simultaneous_calls_all_finish(client, app_server):
+    with ThreadPoolExecutor(16) as pool:
+        jobs = list(pool.map(lambda s: client.submit(s, 100 + s, api_name="/generate"), range(16)))
+        results = [job.result(timeout=120) for job in jobs]
+    expected = app_server.pipelines["coordgan"].generate(structure_seed=list(range(16)), texture_seed=[100 + s for s in range(16)])
+    for (image, _), want in zip(results, expected.images):
+        assert np.array_equal(pixels(image), np.asarray(want))
+
+
+def test_examples_are_valid_inputs():
+    # every example file passes the checks the endpoints apply
+    n = label_propagation.NUM_CLASSES
+    for i in range(6):
+        assert inputs.load_rgb(examples.path(f"face_{i}.png")).size == (examples.RESOLUTION,) * 2
+        assert np.array_equal(
+            inputs.load_label_map(examples.path(f"face_{i}_labels.png"), n), inputs.load_label_map(examples.path(f"face_{i}_labels_color.png"), n)
+        )
+    frames, _ = inputs.load_video_frames(examples.path("video.gif"))
+    assert len(frames) == 8
