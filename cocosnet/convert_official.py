@@ -49,8 +49,8 @@ def _shorten(keys: list, limit: int = 12) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
-    """Strictly copy `state` into `model`: missing, unknown or mis-shaped keys raise a ValueError naming them."""
+def key_problems(model: torch.nn.Module, state: dict) -> list[str]:
+    """Missing, unknown and mis-shaped keys of `state` for `model`, as readable phrases (empty: a match)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unknown = [k for k in state if k not in expected]
@@ -63,11 +63,22 @@ def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
         problems.append(f"unknown keys: {_shorten(unknown)}")
     if shapes:
         problems.append(f"wrong shapes: {_shorten(shapes)}")
-    if problems:
-        raise ValueError(f"the {name} checkpoint does not match the {model.__class__.__name__} of this config: "
-                         + "; ".join(problems) + ". Check --config (ade20k, celebahq, celebahqedge or deepfashion) "
-                         "and that the file is the matching latest_net_G.pth / latest_net_Corr.pth.")
+    return problems
+
+
+def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
+    """Strictly copy `state` into `model`; a ValueError names every missing, unknown or mis-shaped key."""
+    _raise_if_problems({name: key_problems(model, state)})
+    expected = model.state_dict()
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def _raise_if_problems(problems_by_file: dict) -> None:
+    parts = [f"{name}: " + "; ".join(problems) for name, problems in problems_by_file.items() if problems]
+    if parts:
+        raise ValueError("the checkpoint does not match this config's network. " + " | ".join(parts)
+                         + ". Check --config (ade20k, celebahq, celebahqedge or deepfashion) and that the files are "
+                         "the matching latest_net_G.pth / latest_net_Corr.pth.")
 
 
 def convert(config: str, generator_state: dict, correspondence_state: dict):
@@ -75,13 +86,16 @@ def convert(config: str, generator_state: dict, correspondence_state: dict):
     if config not in OFFICIAL_CONFIGS:
         raise ValueError(f"unknown official config {config!r}; choose one of {', '.join(OFFICIAL_CONFIGS)}")
     corr_kwargs, gen_kwargs, _ = network_configs(CONFIGS[config])
-    with torch.device("meta"):  # allocate only once, when the weights are assigned
+    with torch.device("meta"):  # no memory until the weights are assigned
         correspondence = CoCosNetCorrespondence(**corr_kwargs)
         generator = CoCosNetGenerator(**gen_kwargs)
+    names = ("correspondence (latest_net_Corr.pth)", "generator (latest_net_G.pth)")
+    _raise_if_problems({names[0]: key_problems(correspondence, correspondence_state),
+                        names[1]: key_problems(generator, generator_state)})
     correspondence.to_empty(device="cpu")
     generator.to_empty(device="cpu")
-    load_into(correspondence, correspondence_state, "correspondence (latest_net_Corr.pth)")
-    load_into(generator, generator_state, "generator (latest_net_G.pth)")
+    load_into(correspondence, correspondence_state, names[0])
+    load_into(generator, generator_state, names[1])
     return correspondence.eval(), generator.eval()
 
 

@@ -6,8 +6,6 @@ warp fits in memory. `dense_warp` is the literal formula, for tests on small inp
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -76,17 +74,19 @@ def dense_warp(query: torch.Tensor, key: torch.Tensor, values: torch.Tensor, alp
 @torch.no_grad()
 def softmax_summaries(query: torch.Tensor, key: torch.Tensor, alpha: float = 100.0, rows=(),
                       chunk_size: int = DEFAULT_CHUNK) -> dict:
-    """Per query: argmax, max probability, max logit and entropy (nats) of softmax_v(alpha M(u, v)),
+    """Per query: argmax, max probability, max logit, entropy (nats) and the top-1 minus top-2 logit
+    gap of softmax_v(alpha M(u, v)),
     plus the full probability/logit rows of the queries listed in `rows`. Chunked over queries."""
-    argmax, maxprob, maxlogit, entropy = [], [], [], []
+    argmax, maxprob, maxlogit, entropy, gap = [], [], [], [], []
     rows = list(rows)
     row_logits = {}
     for start in range(0, query.shape[1], chunk_size):
         logits = alpha * (query[:, start : start + chunk_size] @ key.transpose(1, 2))  # (B, chunk, HWk)
         prob = torch.softmax(logits, dim=-1)
-        value, index = logits.max(-1)
-        argmax.append(index)
-        maxlogit.append(value)
+        top = logits.topk(2, dim=-1)
+        argmax.append(top.indices[..., 0])
+        maxlogit.append(top.values[..., 0])
+        gap.append(top.values[..., 0] - top.values[..., 1])
         maxprob.append(prob.max(-1).values)
         p64 = prob.double()
         entropy.append(-(p64 * torch.where(p64 > 0, p64.log(), torch.zeros_like(p64))).sum(-1).float())
@@ -94,7 +94,7 @@ def softmax_summaries(query: torch.Tensor, key: torch.Tensor, alpha: float = 100
             if start <= r < start + logits.shape[1]:
                 row_logits[r] = logits[:, r - start]
     out = {"argmax": torch.cat(argmax, 1), "maxprob": torch.cat(maxprob, 1), "maxlogit": torch.cat(maxlogit, 1),
-           "entropy": torch.cat(entropy, 1)}
+           "entropy": torch.cat(entropy, 1), "top2_gap": torch.cat(gap, 1)}
     if rows:
         logits = torch.stack([row_logits[r] for r in rows], 1)  # (B, R, HWk)
         out["rows_logit"], out["rows_prob"] = logits, torch.softmax(logits, -1)
@@ -107,12 +107,3 @@ def best_match(query: torch.Tensor, key: torch.Tensor, chunk_size: int = DEFAULT
     return torch.cat([(query[:, s : s + chunk_size] @ key.transpose(1, 2)).argmax(-1)
                       for s in range(0, query.shape[1], chunk_size)], 1)
 
-
-def feature_size(resolution: int, downsample: int) -> int:
-    if resolution % downsample:
-        raise ValueError(f"resolution {resolution} must be a multiple of {downsample}")
-    return resolution // downsample
-
-
-def is_power_of_two(n: int) -> bool:
-    return n > 0 and 2 ** int(math.log2(n)) == n
