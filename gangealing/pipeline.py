@@ -1,0 +1,364 @@
+"""GANgealingPipeline: congeal images into one aligned frame, average them, propagate an edit
+painted once in congealed space to every image or video frame (Figure 4), transfer keypoints
+between images through congealed space (section 4.2), and dense correspondence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from PIL import Image
+
+from .stylegan2 import StyleGAN2Generator
+from .target import LearnedTarget
+from .transformer import ClusterClassifier, SpatialTransformer, identity_grid, normalized_to_pixels, pixels_to_normalized
+
+
+@dataclass
+class Alignment:
+    """Tensor-level result of `GANgealingPipeline.align` (rows n-major / k-minor when every cluster is used)."""
+
+    congealed: torch.Tensor  # (B, 3, R, R) congealed images
+    grid: torch.Tensor  # (B, R, R, 2) sampling grid into `inputs` (the flip-corrected input)
+    grid_flow_size: torch.Tensor  # (B, F, F, 2) the same grid at flow_size (points are mapped with it)
+    residual_flow: torch.Tensor  # (B, F, F, 2)
+    similarity: torch.Tensor  # (B, 2, 3)
+    flipped: torch.Tensor  # (B,) bool: the input was mirrored before congealing
+    cluster: torch.Tensor  # (B,) long: cluster head used
+    inputs: torch.Tensor  # (B, 3, S, S) flip-corrected inputs
+
+    def grid_into_original(self) -> torch.Tensor:
+        """The grid indexing the unmirrored input (x negated where the input was mirrored)."""
+        sign = torch.where(self.flipped, -1.0, 1.0).to(self.grid.dtype).view(-1, 1, 1, 1)
+        return torch.cat([self.grid[..., :1] * sign, self.grid[..., 1:]], -1)
+
+
+@dataclass
+class CongealOutput:
+    images: list  # PIL congealed images
+    grids: torch.Tensor  # (B, R, R, 2) grids into each (square-cropped, resized) unmirrored input
+    flipped: list  # bool per image
+    clusters: list  # int per image
+
+
+@dataclass
+class CorrespondenceOutput:
+    flow: np.ndarray  # float32 [S, S, 2]: for every pixel of b, its (x, y) pixel in a (model frame)
+    valid: np.ndarray  # bool [S, S]: pixels of b that the congealed frame covers
+    image: Image.Image  # a warped into b's frame (visualisation)
+
+
+@dataclass
+class _Frame:
+    """Where the model's S x S input lies in the original image: a centred square crop."""
+
+    left: float
+    top: float
+    side: float
+    width: int
+    height: int
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _to_pil(image) -> Image.Image:
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise ValueError(f"an image array must be [H, W, 3], got shape {image.shape}")
+        image = Image.fromarray(image[..., :3].astype(np.uint8))
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"images must be PIL images or uint8 arrays, got {type(image).__name__}")
+    return image.convert("RGB")
+
+
+def splat_inverse(grid: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Invert a sampling grid by bilinear splatting.
+
+    grid (B, G, G, 2): congealed pixel -> input position (normalised). Returns, for every input
+    pixel of an S x S image, the congealed position that lands there (B, S, S, 2, normalised) and
+    the splat weight (B, S, S); weight 0 = not covered by the congealed frame.
+    """
+    b, g = grid.shape[0], grid.shape[1]
+    source = identity_grid(g, b, grid.device, grid.dtype).reshape(b, -1, 2)  # congealed coords
+    pos = normalized_to_pixels(grid.reshape(b, -1, 2), size)
+    base = pos.floor()
+    frac = pos - base
+    acc = grid.new_zeros(b, size * size, 3)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            x, y = base[..., 0] + dx, base[..., 1] + dy
+            w = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
+            inside = (x >= 0) & (x < size) & (y >= 0) & (y < size)
+            w = w * inside
+            idx = (y.clamp(0, size - 1) * size + x.clamp(0, size - 1)).long()
+            acc.scatter_add_(1, idx[..., None].expand(-1, -1, 3), torch.cat([source * w[..., None], w[..., None]], -1))
+    weight = acc[..., 2]
+    inverse = acc[..., :2] / weight.clamp(min=1e-8)[..., None]
+    return inverse.view(b, size, size, 2), weight.view(b, size, size)
+
+
+class GANgealingPipeline(DiffusionPipeline):
+    """GANgealing (Peebles et al., CVPR 2022): generator G, spatial transformer T, learned target
+    c (and, for K > 1 clusters, the classifier that picks a cluster for real images).
+
+    >>> from gangealing import tiny_random_pipeline
+    >>> pipe = tiny_random_pipeline()
+    >>> images = [Image.new("RGB", (48, 40), (200, 120, 90))] * 2
+    >>> out = pipe.congeal(images)
+    >>> out.images[0].size, pipe.average_image(images).size
+    ((32, 32), (32, 32))
+    """
+
+    _optional_components = ["classifier"]
+
+    def __init__(self, generator: StyleGAN2Generator, transformer: SpatialTransformer, target: LearnedTarget,
+                 classifier: ClusterClassifier | None = None):
+        super().__init__()
+        self.register_modules(generator=generator, transformer=transformer, target=target, classifier=classifier)
+
+    @classmethod
+    def from_official_checkpoint(cls, path, category: str | None = None, **overrides) -> "GANgealingPipeline":
+        """Import one of the authors' released .pt files (see gangealing.convert_official)."""
+        from .convert_official import load_official_checkpoint
+
+        return load_official_checkpoint(path, category=category, **overrides)
+
+    # ------------------------------------------------------------- images <-> tensors
+    @property
+    def input_size(self) -> int:
+        return self.transformer.config.input_size
+
+    def preprocess(self, images) -> tuple[torch.Tensor, list]:
+        """PIL images / uint8 arrays of any size -> (B, 3, S, S) in [-1, 1] (centred square crop,
+        resized) and the crop frames to map pixels back."""
+        s = self.input_size
+        tensors, frames = [], []
+        for im in _as_list(images):
+            im = _to_pil(im)
+            w, h = im.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            im = im.crop((left, top, left + side, top + side)).resize((s, s), Image.BICUBIC, reducing_gap=3.0)
+            tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
+            frames.append(_Frame(left, top, side, w, h))
+        device = self.transformer.device
+        return torch.stack(tensors).to(device, self.transformer.dtype), frames
+
+    @staticmethod
+    def postprocess(images: torch.Tensor) -> list:
+        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(a) for a in arr]
+
+    def _to_model_pixels(self, points: np.ndarray, frame: _Frame) -> np.ndarray:
+        return (points + 0.5 - [frame.left, frame.top]) * (self.input_size / frame.side) - 0.5
+
+    def _from_model_pixels(self, points: np.ndarray, frame: _Frame) -> np.ndarray:
+        return (points + 0.5) * (frame.side / self.input_size) - 0.5 + [frame.left, frame.top]
+
+    # ------------------------------------------------------------- tensor level
+    @torch.no_grad()
+    def align(self, x: torch.Tensor, cluster: int | str | None = None, output_resolution: int | None = None,
+              **transformer_kwargs) -> Alignment:
+        """Congeal a batch (B, 3, S, S) in [-1, 1].
+
+        Flips: K = 1 keeps the mirror whose residual flow has the lower total variation
+        (config.flip == "tv"); K > 1 asks the classifier. `cluster`: None lets the classifier
+        pick (cluster and flip) per image; an int forces that cluster head (the classifier still
+        decides the flip); "all" congeals every image with every head (B * K rows, n-major).
+        """
+        t = self.transformer
+        k = t.config.num_heads
+        b = x.shape[0]
+        kw = dict(output_resolution=output_resolution or t.config.input_size, **transformer_kwargs)
+        if k == 1 and cluster not in (None, 0, "all"):
+            raise ValueError(f"this model has one cluster; got cluster={cluster!r}")
+        if k == 1:
+            heads = torch.zeros(b, dtype=torch.long, device=x.device)
+            if t.config.flip == "tv":  # both orientations in one batch, keep the smoother flow
+                out = t(torch.cat([x, x.flip(3)]), **kw)
+                from .transformer import total_variation
+
+                tv = total_variation(out.residual_flow).view(2, b)
+                flipped = tv.argmin(0) == 1
+                pick = lambda v: torch.where(flipped.view(-1, *[1] * (v.ndim - 1)), v[b:], v[:b])  # noqa: E731
+                out = type(out)(*[pick(v) for v in vars(out).values()])
+            else:
+                flipped = torch.zeros(b, dtype=torch.bool, device=x.device)
+                out = t(x, **kw)
+        else:
+            if self.classifier is None:
+                raise ValueError("a transformer with K > 1 clusters needs the cluster classifier to congeal real images")
+            if cluster == "all":
+                flipped = self.classifier.flips_per_cluster(x).reshape(-1)  # (B*K,)
+                heads = torch.arange(k, device=x.device).repeat(b)
+                x = x.repeat_interleave(k, 0)
+            elif cluster is None:
+                heads, flipped = self.classifier.assign(x)
+            else:
+                if not 0 <= int(cluster) < k:
+                    raise ValueError(f"cluster must be in 0..{k - 1}, got {cluster}")
+                heads = torch.full((b,), int(cluster), dtype=torch.long, device=x.device)
+                flipped = self.classifier.flips_per_cluster(x)[:, int(cluster)]
+            x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+            out = t(x, heads=heads, **kw)
+            return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, x)
+        inputs = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+        return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, inputs)
+
+    def congealed_points_to_input(self, alignment: Alignment, points: torch.Tensor) -> torch.Tensor:
+        """Congealed points (B, P, 2) normalised -> pixels (0..S-1) of the unmirrored input."""
+        s = self.input_size
+        px = normalized_to_pixels(self.transformer.points_to_input(alignment.grid_flow_size, points), s)
+        x = torch.where(alignment.flipped[:, None], s - 1 - px[..., 0], px[..., 0])
+        return torch.stack([x, px[..., 1]], -1)
+
+    def input_points_to_congealed(self, alignment: Alignment, points: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, P, 2) of the unmirrored input -> normalised congealed points, by nearest
+        neighbour inversion of the grid at flow_size (as in the paper's PCK-transfer)."""
+        s = self.input_size
+        x = torch.where(alignment.flipped[:, None], s - 1 - points[..., 0], points[..., 0])
+        target = pixels_to_normalized(torch.stack([x, points[..., 1]], -1), s)  # (B, P, 2)
+        grid = alignment.grid_flow_size
+        b, f = grid.shape[0], grid.shape[1]
+        nearest = torch.cdist(target.float(), grid.reshape(b, -1, 2).float()).argmin(-1)  # (B, P)
+        congealed = identity_grid(f, b, grid.device, grid.dtype).reshape(b, -1, 2)
+        return congealed.gather(1, nearest[..., None].expand(-1, -1, 2))
+
+    def _inputs_from_congealed(self, alignment: Alignment, values: torch.Tensor, mode: str = "bilinear"):
+        """Values painted in congealed space (C, H, W) -> each unmirrored input frame (B, C, S, S)
+        and the coverage mask (B, 1, S, S)."""
+        s = self.input_size
+        fine = F.interpolate(alignment.grid_flow_size.permute(0, 3, 1, 2), size=(2 * s, 2 * s), mode="bilinear", align_corners=False)
+        inverse, weight = splat_inverse(fine.permute(0, 2, 3, 1), s)  # (B, S, S, 2), (B, S, S)
+        b = inverse.shape[0]
+        values = values.to(inverse.dtype)[None].expand(b, -1, -1, -1)
+        out = F.grid_sample(values, inverse, mode=mode, padding_mode="zeros", align_corners=False)
+        covered = (weight > 1e-3)[:, None].to(out.dtype)
+        flip = alignment.flipped.view(-1, 1, 1, 1)
+        return torch.where(flip, out.flip(3), out), torch.where(flip, covered.flip(3), covered)
+
+    # ------------------------------------------------------------- user level
+    @torch.no_grad()
+    def congeal(self, images, output_resolution: int | None = None, cluster: int | None = None, batch_size: int = 16) -> CongealOutput:
+        """Aligned (congealed) PIL images, and the sampling grids into each (cropped, resized) input."""
+        pil, grids, flipped, clusters = [], [], [], []
+        images = _as_list(images)
+        for i in range(0, len(images), batch_size):
+            x, _ = self.preprocess(images[i : i + batch_size])
+            a = self.align(x, cluster=cluster, output_resolution=output_resolution)
+            pil += self.postprocess(a.congealed)
+            grids.append(a.grid_into_original().cpu())
+            flipped += a.flipped.tolist()
+            clusters += a.cluster.tolist()
+        return CongealOutput(pil, torch.cat(grids), flipped, clusters)
+
+    @torch.no_grad()
+    def average_image(self, images, output_resolution: int | None = None, cluster: int | None = None, batch_size: int = 16) -> Image.Image:
+        """The average congealed image: the canvas an edit is painted on."""
+        images = _as_list(images)
+        if not images:
+            raise ValueError("average_image needs at least one image")
+        total = 0
+        for i in range(0, len(images), batch_size):
+            x, _ = self.preprocess(images[i : i + batch_size])
+            total = total + self.align(x, cluster=cluster, output_resolution=output_resolution).congealed.float().sum(0)
+        return self.postprocess((total / len(images))[None])[0]
+
+    def _edit_tensor(self, edit, channels: int) -> torch.Tensor:
+        arr = np.asarray(edit.convert("RGBA") if isinstance(edit, Image.Image) else edit)
+        if arr.ndim != 3 or arr.shape[-1] != channels:
+            raise ValueError(f"the edit must be an RGBA PIL image or a uint8 array [H, W, 4], got shape {arr.shape}")
+        return torch.from_numpy(arr.astype(np.float32) / 255).permute(2, 0, 1).to(self.transformer.device)
+
+    @torch.no_grad()
+    def propagate_edit(self, edit_rgba, images, cluster: int | None = None, batch_size: int = 8) -> list:
+        """Composite an RGBA edit painted on the average congealed image onto every image (or
+        video frame, processed frame by frame); returns PIL images at the original sizes."""
+        edit = self._edit_tensor(edit_rgba, 4)  # (4, H, W) in [0, 1], any size
+        images = [_to_pil(im) for im in _as_list(images)]
+        results = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            x, frames = self.preprocess(chunk)
+            a = self.align(x, cluster=cluster)
+            warped, covered = self._inputs_from_congealed(a, edit)  # (B, 4, S, S)
+            for im, frame, rgba, cov in zip(chunk, frames, warped, covered):
+                results.append(_composite(im, frame, rgba * cov))
+        return results
+
+    @torch.no_grad()
+    def propagate_labels(self, label_map, images, cluster: int | None = None, batch_size: int = 8) -> list:
+        """A dense label map (int [H, W]) drawn in congealed space -> int64 label arrays in the
+        model frame (S x S) of every image; 0 where the congealed frame does not reach."""
+        labels = np.asarray(label_map)
+        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"label_map must be an integer array [H, W], got {labels.dtype} {labels.shape}")
+        values = torch.from_numpy(labels.astype(np.float32))[None].to(self.transformer.device)
+        out = []
+        images = _as_list(images)
+        for i in range(0, len(images), batch_size):
+            x, _ = self.preprocess(images[i : i + batch_size])
+            warped, covered = self._inputs_from_congealed(self.align(x, cluster=cluster), values, mode="nearest")
+            out += [lab.round().long().cpu().numpy() for lab in (warped * covered)[:, 0]]
+        return out
+
+    @torch.no_grad()
+    def transfer_keypoints(self, image_a, keypoints_a, image_b, flip_permutation=None, cluster: int | None = None) -> np.ndarray:
+        """Keypoints [K, 2] (x, y pixels of image_a) -> pixels of image_b, through congealed space.
+
+        Row i of the result predicts keypoint i of image_b: when exactly one of the two images is
+        mirrored to congeal it, left/right keypoints swap, and `flip_permutation` (K indices)
+        puts them back."""
+        kp = np.asarray(keypoints_a, np.float32)
+        if kp.ndim != 2 or kp.shape[1] != 2:
+            raise ValueError(f"keypoints_a must be an array [K, 2] of (x, y) pixels, got shape {kp.shape}")
+        x, frames = self.preprocess([image_a, image_b])
+        a = self.align(x, cluster=cluster)
+        pts = torch.from_numpy(self._to_model_pixels(kp, frames[0]).astype(np.float32)).to(x.device, x.dtype)
+        congealed = self.input_points_to_congealed(_row(a, 0), pts[None])
+        moved = self.congealed_points_to_input(_row(a, 1), congealed)[0].float().cpu().numpy()
+        out = self._from_model_pixels(moved, frames[1]).astype(np.float32)
+        if bool(a.flipped[0]) != bool(a.flipped[1]) and flip_permutation is not None:
+            perm = np.asarray(flip_permutation)
+            if sorted(perm.tolist()) != list(range(len(kp))):
+                raise ValueError(f"flip_permutation must be a permutation of 0..{len(kp) - 1}")
+            out = out[perm]
+        return out
+
+    @torch.no_grad()
+    def dense_correspondence(self, image_a, image_b, cluster: int | None = None) -> CorrespondenceOutput:
+        """For every pixel of b (model frame, S x S), its pixel in a, through congealed space."""
+        s = self.input_size
+        x, _ = self.preprocess([image_a, image_b])
+        a = self.align(x, cluster=cluster)
+        grid_a = _row(a, 0).grid_flow_size.permute(0, 3, 1, 2)  # (1, 2, F, F)
+        coords, covered = self._inputs_from_congealed(_row(a, 1), grid_a[0])  # (1, 2, S, S) normalised in a's (flip-corrected) frame
+        px = normalized_to_pixels(coords[0].permute(1, 2, 0), s)
+        if bool(a.flipped[0]):
+            px = torch.stack([s - 1 - px[..., 0], px[..., 1]], -1)
+        valid = covered[0, 0] > 0
+        sample = F.grid_sample(x[:1], pixels_to_normalized(px, s)[None].to(x.dtype), align_corners=False, padding_mode="border")
+        vis = self.postprocess(torch.where(valid, sample[0], torch.zeros_like(sample[0]))[None])[0]
+        return CorrespondenceOutput(px.float().cpu().numpy(), valid.cpu().numpy(), vis)
+
+
+def _row(a: Alignment, i: int) -> Alignment:
+    return Alignment(*[v[i : i + 1] for v in vars(a).values()])
+
+
+def _composite(image: Image.Image, frame: _Frame, rgba: torch.Tensor) -> Image.Image:
+    """Alpha-composite an RGBA layer (4, S, S) in [0, 1], covering the crop frame, onto image."""
+    layer = Image.fromarray((rgba.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8), "RGBA")
+    side = int(frame.side)
+    layer = layer.resize((side, side), Image.BILINEAR)
+    out = image.convert("RGBA")
+    canvas = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    canvas.paste(layer, (int(frame.left), int(frame.top)))
+    return Image.alpha_composite(out, canvas).convert("RGB")
