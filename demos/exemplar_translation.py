@@ -19,41 +19,62 @@ FACE_CLASSES = synthetic.category("faces").class_names
 
 
 def input_kind(pipe) -> str:
-    """'labels' or 'edges', from the pipeline's config."""
-    return getattr(pipe, "input_kind", "labels")
+    """'mask' (label map of class ids) or 'edge' (an edge image), from the pipeline's config."""
+    return pipe.input_kind if pipe else "mask"
 
 
 def num_classes(pipe) -> int:
-    return int(getattr(pipe, "num_classes", len(FACE_CLASSES)))
+    return int(pipe.num_classes) if pipe and pipe.num_classes else len(FACE_CLASSES)
 
 
-def load_input_map(pipe, input_map):
+def class_names(pipe) -> tuple:
+    names = getattr(pipe, "class_names", None) if pipe else None
+    n = num_classes(pipe)
+    if names and len(names) == n:
+        return tuple(names)
+    return FACE_CLASSES if n == len(FACE_CLASSES) else tuple(f"class {i}" for i in range(n))
+
+
+def load_input_map(pipe, input_map, what: str = "input map"):
     """A label map (index or palette PNG) -> int array; an edge map -> greyscale PIL image."""
-    if input_kind(pipe) == "labels":
-        return inputs.load_label_map(input_map, num_classes(pipe), "input label map")
-    return inputs.load_rgb(input_map, "edge map").convert("L")
+    kind = input_kind(pipe)
+    if kind == "mask":
+        return inputs.load_label_map(input_map, num_classes(pipe), f"{what} (label map)")
+    if kind == "edge":
+        return inputs.load_rgb(input_map, f"{what} (edge map)").convert("L")
+    raise gr.Error(f"This CoCosNet checkpoint takes {kind!r} inputs, which the app cannot draw; load a mask or edge model.")
 
 
-def translate(pipe, input_map, exemplar, progress=None):
-    """-> (translated image, exemplar warped onto the input's layout)."""
+def exemplar_map_for(pipe, exemplar_map):
+    if not pipe.needs_exemplar_map:
+        return None
+    if exemplar_map is None:
+        raise gr.Error("This CoCosNet checkpoint also needs the exemplar's own map: upload it as the exemplar map (same kind as the input map).")
+    return load_input_map(pipe, exemplar_map, "exemplar map")
+
+
+def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
+    """-> (translated image, exemplar warped onto the input's layout), at the input map's size."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
+    extra = exemplar_map_for(pipe, exemplar_map)
     if progress is not None:
         progress(0.1, desc="matching and translating")
-    out = pipe.translate(semantic, photo, return_warped=True)
+    out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
     return out.image, out.warped_exemplar
 
 
-def correspondence(pipe, input_map, exemplar, x: int, y: int):
+def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None):
     """The exemplar with a marker where input pixel (x, y) lands."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
+    extra = exemplar_map_for(pipe, exemplar_map)
     h, w = semantic.shape[:2] if isinstance(semantic, np.ndarray) else (semantic.height, semantic.width)
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
-    (px, py), = pipe.correspondence(semantic, photo, [(x, y)])
+    (px, py), = pipe.correspondence(semantic, photo, [(x, y)], exemplar_map=extra).tolist()
     marked = photo.copy()
     draw = ImageDraw.Draw(marked)
     r = max(2, round(min(marked.size) / 40))
@@ -70,18 +91,17 @@ def labels_from_editor(pipe, editor_value):
 
 def create_demo(pipe) -> None:
     models.missing_notice(pipe)
-    kind = input_kind(pipe) if pipe else "labels"
-    n = num_classes(pipe) if pipe else len(FACE_CLASSES)
-    names = FACE_CLASSES if n == len(FACE_CLASSES) else [f"class {i}" for i in range(n)]
+    kind, n, names = input_kind(pipe), num_classes(pipe), class_names(pipe)
     gr.Markdown(
         "CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
         "the exemplar onto the map's layout, and renders the result. "
-        + ("The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names) if kind == "labels" else "The input is an edge map (white edges on black).")
+        + ("The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names) if kind == "mask" else "The input is an edge map (white edges on black).")
     )
     with gr.Row():
-        input_map = inputs.ImageInput(label="Input label map" if kind == "labels" else "Input edge map", elem_classes="pixelated", elem_id="et-input")
+        input_map = inputs.ImageInput(label="Input label map" if kind == "mask" else "Input edge map", elem_classes="pixelated", elem_id="et-input")
         exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
-    with gr.Accordion("Paint the label map", open=False, visible=kind == "labels"):
+        exemplar_map = inputs.ImageInput(label="Exemplar's own map (only for models that need it)", visible=bool(pipe) and pipe.needs_exemplar_map)
+    with gr.Accordion("Paint the label map", open=False, visible=kind == "mask"):
         painter = gr.ImageEditor(
             label="Paint parts with the class colours (unpainted = background)",
             type="numpy",
@@ -97,7 +117,7 @@ def create_demo(pipe) -> None:
         result = gr.Image(label="Result", format="png", elem_classes="pixelated", elem_id="et-result")
         warped = gr.Image(label="Warped exemplar", format="png", elem_classes="pixelated", elem_id="et-warped")
         marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", elem_id="et-marked")
-    suffix = "_labels.png" if kind == "labels" else "_edges.png"
+    suffix = "_labels.png" if kind == "mask" else "_edges.png"
     gr.Examples(
         [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))],
         [input_map, exemplar],
@@ -107,17 +127,17 @@ def create_demo(pipe) -> None:
     painter.change(lambda v: labels_from_editor(pipe, v), painter, input_map, api_visibility="private", queue=False)
 
     @models.inference
-    def on_translate(input_map, exemplar, progress=gr.Progress()):
-        return translate(pipe, input_map, exemplar, progress)
+    def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):
+        return translate(pipe, input_map, exemplar, exemplar_map, progress)
 
-    button.click(on_translate, [input_map, exemplar], [result, warped], api_name="translate")
+    button.click(on_translate, [input_map, exemplar, exemplar_map], [result, warped], api_name="translate")
 
     @models.inference
-    def on_select(input_map, exemplar, evt: gr.SelectData):
+    def on_select(input_map, exemplar, exemplar_map, evt: gr.SelectData):
         x, y = evt.index
-        return correspondence(pipe, input_map, exemplar, int(x), int(y))
+        return correspondence(pipe, input_map, exemplar, int(x), int(y), exemplar_map)
 
-    input_map.select(on_select, [input_map, exemplar], marked, api_visibility="private")
+    input_map.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
 
 
 if __name__ == "__main__":

@@ -159,3 +159,104 @@ def test_examples_are_valid_inputs():
         )
     frames, _ = inputs.load_video_frames(examples.path("video.gif"))
     assert len(frames) == 8
+
+
+def loaded(app_server, name):
+    from demos.models import MissingModel
+
+    pipe = app_server.pipelines[name]
+    if isinstance(pipe, MissingModel):
+        pytest.skip(f"{name} has not landed: {pipe.message}")
+    return pipe
+
+
+def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
+    pipe = loaded(app_server, "gangealing")
+    congealed = client.predict(file(face["reference"]), api_name="/congeal")
+    reference = Image.open(face["reference"]).convert("RGB")
+    assert np.array_equal(pixels(congealed), np.asarray(pipe.congeal([reference]).images[0]))
+    size = pipe.congeal([reference]).images[0].size
+    edit = np.zeros((size[1], size[0], 4), np.uint8)
+    edit[: size[1] // 2, :, :] = [255, 0, 0, 255]
+    edit_path = tmp_path / "edit.png"
+    Image.fromarray(edit).save(edit_path)
+    grey = tmp_path / "grey.png"
+    reference.convert("L").save(grey)
+    edited, gallery, video = client.predict(file(edit_path), file(face["reference"]), [file(grey)], file(examples.path("video.gif")), api_name="/propagate_edit")
+    expected = pipe.propagate_edit(Image.fromarray(edit), [reference, reference.convert("L").convert("RGB")])
+    assert np.array_equal(pixels(edited), np.asarray(expected[0]))
+    assert np.array_equal(pixels(gallery[3]["image"]), np.asarray(expected[1])) and len(gallery) == 4
+    assert not np.array_equal(pixels(edited), np.asarray(reference))  # the edit is visible
+    gif = Image.open(video)
+    assert gif.n_frames == 8 and gif.size == (examples.RESOLUTION, examples.RESOLUTION)
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", size).save(clear)
+    assert "The edit is fully transparent: paint something" in app_error(client, file(clear), file(face["reference"]), api_name="/propagate_edit")
+    frames = [Image.new("RGB", (32, 32), (i, 0, 0)) for i in range(3)]
+    long = tmp_path / "long.gif"
+    frames[0].save(long, save_all=True, append_images=frames[1:], duration=6000, loop=0)
+    msg = app_error(client, file(edit_path), file(face["reference"]), None, file(long), api_name="/propagate_edit")
+    assert "longer than 10 seconds; trim it" in msg
+    text = tmp_path / "edit.txt"
+    text.write_text("paint")
+    assert "'edit.txt' is not an image file. Upload the edit as PNG" in app_error(client, file(text), file(face["reference"]), api_name="/propagate_edit")
+
+
+def test_translate_and_correspondence(client, app_server, face, tmp_path):
+    from demos import exemplar_translation
+
+    pipe = loaded(app_server, "cocosnet")
+    if pipe.input_kind != "mask":
+        pytest.skip("the test pipeline is not a mask model")
+    exemplar = Image.open(examples.path("exemplar_1.png")).convert("RGB")
+    image, warped = client.predict(file(face["labels"]), file(examples.path("exemplar_1.png")), api_name="/translate")
+    expected = pipe.translate(face["labels_array"], exemplar, return_warped=True)
+    assert np.array_equal(pixels(image), np.asarray(expected.image)) and pixels(image).shape == (48, 48, 3)
+    assert np.array_equal(pixels(warped), np.asarray(expected.warped_exemplar))
+    colour = tmp_path / "colour.png"
+    Image.fromarray(inputs.colorize(face["labels_array"], pipe.num_classes)).save(colour)
+    cmyk = tmp_path / "exemplar.jpg"
+    exemplar.convert("CMYK").save(cmyk, quality=95)
+    image2, _ = client.predict(file(colour), file(cmyk), api_name="/translate")
+    expected2 = pipe.translate(face["labels_array"], Image.open(cmyk).convert("RGB"), return_warped=True)
+    assert np.array_equal(pixels(image2), np.asarray(expected2.image))
+    unknown = tmp_path / "unknown.png"
+    ids = face["labels_array"].astype(np.uint8).copy()
+    ids[10, 10] = pipe.num_classes
+    Image.fromarray(ids, mode="L").save(unknown)
+    assert f"contains class ids {pipe.num_classes} but this model knows classes 0-{pipe.num_classes - 1}" in app_error(
+        client, file(unknown), file(cmyk), api_name="/translate"
+    )
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (4100, 100)).save(huge)
+    assert "4100x100 pixels; the limit is 4096" in app_error(client, file(face["labels"]), file(huge), api_name="/translate")
+    # clicking the input: the marker sits where the pipeline says the point lands
+    marked = np.asarray(exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30))
+    (px, py), = pipe.correspondence(face["labels_array"], exemplar, [(20, 30)])
+    red = (marked[..., 0] == 255) & (marked[..., 1] == 0) & (marked[..., 2] == 0)
+    ys, xs = np.nonzero(red)
+    assert abs(xs.mean() - px) < 2 and abs(ys.mean() - py) < 2
+    with pytest.raises(Exception, match=r"outside the 48x48 input"):
+        exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 60, 3)
+
+
+def test_missing_checkpoints_leave_the_app_up_with_instructions(tmp_path):
+    """No checkpoint anywhere: the app still builds and serves; every model endpoint says what to do."""
+    import app
+    from gradio_client import Client
+
+    pipelines = app.models.load_all({name: str(tmp_path / name) for name in app.models.SPECS}, env={})
+    demo = app.build_app(pipelines).queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        msg = app_error(client, 1, 2, api_name="/generate")
+        assert f"No coordgan checkpoint at `{tmp_path / 'coordgan'}`. Train one: `python train/coordgan.py" in msg
+        assert "pass --coordgan DIR_OR_HUB_REPO or set COORDGAN_MODEL" in msg
+        face = examples.path("face_0.png")
+        from gradio_client import handle_file
+
+        assert "--gangealing DIR_OR_HUB_REPO" in app_error(client, handle_file(face), api_name="/congeal")
+        assert "--cocosnet DIR_OR_HUB_REPO" in app_error(client, handle_file(face), handle_file(face), api_name="/translate")
+    finally:
+        demo.close()
