@@ -1,0 +1,283 @@
+"""Train CoCosNet (Zhang et al., CVPR 2020): correspondence network + translation network + D.
+
+    accelerate launch train/cocosnet.py --config tiny --data synthetic:faces --output runs/cocosnet-faces
+    python train/cocosnet.py --config tiny --data synthetic:faces --input edge --output runs/cocosnet-edges
+    python train/cocosnet.py --config paper --data folder:PATH --num-classes 19 --output runs/cocosnet-paper
+
+Objective (eq. 14): psi_1 L_feat + psi_2 L_perc + psi_3 L_context + psi_4 L_adv^G + psi_5 L_domain + psi_6 L_reg
+(+ D feature matching, as in the authors' code). Pseudo exemplar pairs (eq. 8): with probability
+`pseudo_prob` the exemplar is the ground-truth image under a random affine distortion and flip; otherwise
+another image of the batch (a random exemplar). TTUR: Adam lr 1e-4 (G, correspondence) / 4e-4 (D),
+betas (0, 0.999); the learning rate decays linearly to 0 over the second half of training.
+State for --resume is saved atomically under OUTPUT/state; OUTPUT/pipeline is a `save_pretrained` folder of
+the EMA networks (`CoCosNetPipeline.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CoCosNetPipeline, network_configs  # noqa: E402
+from cocosnet import losses  # noqa: E402
+from train.coordgan import TrainState, ema_update, log_scalars, requires_grad, save_state_atomically  # noqa: E402
+from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
+
+# Loss weights follow the authors' released settings (../shared/reference/cocosnet.md); `tiny` shortens the schedule.
+RECIPES = {
+    "paper": dict(steps=200_000, batch_size=8, lr_g=1e-4, lr_d=4e-4, pseudo_prob=0.3, ema_half_life_images=10_000,
+                  lambda_feat=10.0, lambda_perc=0.01, lambda_context=10.0, lambda_gan=10.0, lambda_d_feat=10.0,
+                  lambda_domain=10.0, lambda_reg=1.0),
+    "tiny": dict(steps=4_000, batch_size=8, lr_g=1e-4, lr_d=4e-4, pseudo_prob=0.5, ema_half_life_images=2_000,
+                 lambda_feat=10.0, lambda_perc=0.01, lambda_context=1.0, lambda_gan=1.0, lambda_d_feat=10.0,
+                 lambda_domain=10.0, lambda_reg=1.0),
+}  # fmt: skip
+RECIPES["micro"] = dict(RECIPES["tiny"], steps=4, batch_size=2)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="tiny", choices=["paper", "tiny", "micro"], help="network size and training recipe")
+    p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' (images + labels/ of class ids)")
+    p.add_argument("--input", default="mask", choices=["mask", "edge"], help="input domain: one-hot label masks or edge maps")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the label maps (default: from the data)")
+    p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl, pipeline/")
+    p.add_argument("--resolution", type=int, default=None, help="image size (default: the config's)")
+    p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
+    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/state when it exists")
+    p.add_argument("--save-every", type=int, default=250, help="steps between resumable states and exports")
+    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    p.add_argument("--log-every", type=int, default=25, help="steps between scalar logs")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the pipeline export to this Hub repo")
+    args = p.parse_args(argv)
+    kind, _, value = args.data.partition(":")
+    if kind not in ("synthetic", "folder") or not value:
+        p.error(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {args.data!r}")
+    return args
+
+
+# ------------------------------------------------------------------ data: input domains and exemplars
+
+
+def input_maps(labels: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
+    """(B, H, W) class ids -> (B, C, H, W) network input: one-hot masks, or 1-channel part edges."""
+    if kind == "mask":
+        if labels.max() >= num_classes:
+            raise ValueError(f"the data holds class id {int(labels.max())} but --num-classes is {num_classes}")
+        return F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
+    edges = torch.zeros_like(labels, dtype=torch.bool)  # the boundary rule of synthetic.edge_map
+    edges[..., :, :-1] |= labels[..., :, :-1] != labels[..., :, 1:]
+    edges[..., :-1, :] |= labels[..., :-1, :] != labels[..., 1:, :]
+    return edges[:, None].float()
+
+
+def distort(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """h(x_B) of section 3.3: a random affine warp (rotation +-15 deg, scale 0.85-1.15, shift +-10 %)
+    and a random horizontal flip, reflect-padded: the pseudo exemplar."""
+    b = len(images)
+    r = lambda lo, hi: torch.rand(b, generator=generator) * (hi - lo) + lo  # noqa: E731
+    angle, scale = r(-math.pi / 12, math.pi / 12), r(0.85, 1.15)
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / scale * flip, -torch.sin(angle) / scale
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / scale * flip, torch.cos(angle) / scale
+    theta[:, :, 2] = torch.stack([r(-0.2, 0.2), r(-0.2, 0.2)], 1)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def figure5_grid(pipe_networks, maps: torch.Tensor, map_images: np.ndarray, exemplars: torch.Tensor) -> np.ndarray:
+    """Figure 5 layout: exemplars in the first row, one row per input map (its rendering first)."""
+    corr_net, gen = pipe_networks
+    n, m = len(maps), len(exemplars)
+    x = maps.repeat_interleave(m, 0)
+    y = exemplars.repeat(n, 1, 1, 1)
+    with torch.no_grad():
+        out = gen(corr_net(x, y).warped_exemplar, x)
+    r = out.shape[-1]
+    tiles = tensor_to_image(out).reshape(n, m, r, r, 3)
+    top = np.concatenate([np.full((1, r, r, 3), 255, np.uint8), tensor_to_image(exemplars)], 0)  # (m + 1, r, r, 3)
+    rows = np.concatenate([map_images[:, None], tiles], 1)  # (n, m + 1, r, r, 3)
+    grid = np.concatenate([top[None], rows], 0)
+    return grid.transpose(0, 2, 1, 3, 4).reshape((n + 1) * r, (m + 1) * r, 3)
+
+
+def colorize(maps: torch.Tensor) -> np.ndarray:
+    """A quick rendering of input maps for grids: class colours (golden-angle hues) or edges."""
+    if maps.shape[1] == 1:
+        return np.repeat((255 - maps[:, 0].cpu().numpy() * 255).astype(np.uint8)[..., None], 3, -1)
+    ids = maps.argmax(1).cpu().numpy()
+    import colorsys
+
+    pal = np.array([[0, 0, 0]] + [np.round(np.array(colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.6, 0.9)) * 255) for i in range(1, maps.shape[1])], np.uint8)
+    return pal[ids]
+
+
+# ------------------------------------------------------------------ training
+
+
+def export_pipeline(accelerator: Accelerator, corr_ema, gen_ema, output: str) -> str:
+    """The EMA networks as a save_pretrained folder OUTPUT/pipeline, written atomically."""
+    final = os.path.join(output, "pipeline")
+    if accelerator.is_main_process:
+        pipe = CoCosNetPipeline(correspondence_network=copy.deepcopy(corr_ema).float().eval(), generator=copy.deepcopy(gen_ema).float().eval())
+        tmp = final + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    return final
+
+
+def main(args) -> None:
+    recipe = RECIPES[args.config]
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum,
+                              log_with="tensorboard" if _has_tensorboard() else None, project_dir=args.output)
+    set_seed(args.seed + accelerator.process_index)
+    os.makedirs(args.output, exist_ok=True)
+    device = accelerator.device
+    resolution = args.resolution or CONFIGS[args.config]["resolution"]
+    data = make_dataset(args.data, resolution, seed=args.seed, pose=args.pose, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    class_names = getattr(data, "class_names", None)
+    num_classes = args.num_classes or (len(class_names) if class_names else None)
+    if num_classes is None and args.input == "mask":
+        raise ValueError("the data names no classes: pass --num-classes")
+    channels = num_classes if args.input == "mask" else 1
+    corr_kwargs, gen_kwargs, disc_kwargs = network_configs(args.config, input_kind=args.input, input_channels=channels, resolution=resolution,
+                                                           maskmix=False, warp_mask=False, class_names=class_names if args.input == "mask" else None)
+    corr_net, gen, disc = CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs), CoCosNetDiscriminator(**disc_kwargs)
+    corr_ema, gen_ema = copy.deepcopy(corr_net).eval().requires_grad_(False), copy.deepcopy(gen).eval().requires_grad_(False)
+    vgg = losses.vgg_features(device)
+
+    steps = args.steps or recipe["steps"]
+    decay = lambda step: 1.0 if step < steps // 2 else max(0.0, (steps - step) / max(1, steps - steps // 2))  # noqa: E731
+    opt_g = torch.optim.Adam(list(corr_net.parameters()) + list(gen.parameters()), lr=recipe["lr_g"], betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=recipe["lr_d"], betas=(0.0, 0.999))
+    sched_g, sched_d = torch.optim.lr_scheduler.LambdaLR(opt_g, decay), torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
+    corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d)
+    corr_ema.to(device)
+    gen_ema.to(device)
+    state = TrainState()
+    accelerator.register_for_checkpointing(corr_ema, gen_ema, state)
+    state_dir = os.path.join(args.output, "state")
+    if args.resume and os.path.isdir(state_dir):
+        accelerator.load_state(state_dir)
+        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("cocosnet")
+
+    batch = args.batch_size or recipe["batch_size"]
+    loader = infinite_loader(make_dataset(args.data, resolution, seed=args.seed + state.step, pose=args.pose, rank=accelerator.process_index,
+                                          world_size=accelerator.num_processes), batch, num_workers=args.num_workers, seed=args.seed + state.step)
+    beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
+    fixed = next(infinite_loader(make_dataset(args.data, resolution, seed=10_000 + args.seed, pose=args.pose), 4))
+    fixed_maps = input_maps(fixed["labels"], args.input, num_classes).to(device)
+    fixed_exemplars = fixed["image"].roll(1, 0).to(device)
+    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
+    log_path = os.path.join(args.output, "logs.jsonl")
+    unwrap = accelerator.unwrap_model
+    start_time = time.time()
+    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="cocosnet")
+    for _ in bar:
+        for _micro in range(args.grad_accum):
+            item = next(loader)
+            real = item["image"].to(device)  # x_B (B, 3, R, R)
+            x = input_maps(item["labels"].to(device), args.input, num_classes)  # x_A (B, C, R, R)
+            pseudo = torch.rand(len(real), device=device) < recipe["pseudo_prob"]
+            exemplar = torch.where(pseudo[:, None, None, None], distort(real), real.roll(1, 0))  # y_B
+
+            # ---- discriminator: eq. (13)
+            requires_grad(disc, True)
+            with torch.no_grad():
+                fake = gen(corr_net(x, exemplar).warped_exemplar, x)
+            with accelerator.accumulate(disc):
+                d_loss = losses.discriminator_hinge_loss(disc(x, real), disc(x, fake.detach()))
+                accelerator.backward(d_loss)
+                opt_d.step()
+                sched_d.step()
+                opt_d.zero_grad(set_to_none=True)
+
+            # ---- correspondence + translation: eq. (14)
+            requires_grad(disc, False)
+            with accelerator.accumulate(corr_net, gen):
+                corr = corr_net(x, exemplar)
+                fake = gen(corr.warped_exemplar, x)  # x_B-hat
+                f_fake, f_real, f_ex = vgg(fake), vgg(real), vgg(exemplar)
+                d_fake, d_real = disc(x, fake), disc(x, real)
+                image_features = torch.nn.functional.normalize(unwrap(corr_net).adaptive_model_img(real), dim=1, eps=1e-16)
+                terms = {
+                    "perc": losses.perceptual_loss(f_fake, f_real),
+                    "context": losses.contextual_loss(f_fake, f_ex),
+                    "gan": losses.generator_hinge_loss(d_fake),
+                    "d_feat": losses.discriminator_feature_matching_loss(d_real, d_fake),
+                    "domain": losses.domain_alignment_loss(corr.input_features, image_features),
+                    "reg": losses.cycle_correspondence_loss(unwrap(corr_net).cycle_warp(corr.query, corr.key, corr.warped_exemplar_lowres), exemplar),
+                }
+                if pseudo.any():  # eq. (8) on the pseudo exemplar pairs only
+                    terms["feat"] = losses.feature_matching_loss({k: v[pseudo] for k, v in f_fake.items()}, {k: v[pseudo] for k, v in f_real.items()})
+                g_loss = sum(recipe[f"lambda_{k}"] * v for k, v in terms.items())
+                accelerator.backward(g_loss)
+                opt_g.step()
+                sched_g.step()
+                opt_g.zero_grad(set_to_none=True)
+        ema_update(corr_ema, unwrap(corr_net), beta)
+        ema_update(gen_ema, unwrap(gen), beta)
+        state.step += 1
+        step = state.step
+
+        if step % args.log_every == 0 or step == steps:
+            scalars = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "lr_g": sched_g.get_last_lr()[0], **{k: v.item() for k, v in terms.items()}}
+            log_scalars(accelerator, log_path, step, scalars)
+            bar.set_postfix(g=f"{g_loss.item():.2f}", d=f"{d_loss.item():.2f}", reg=f"{terms['reg'].item():.3f}")
+        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
+            grid = figure5_grid((corr_ema, gen_ema), fixed_maps, colorize(fixed_maps), fixed_exemplars)
+            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
+        out_of_time = args.max_minutes is not None and time.time() - start_time > 60 * args.max_minutes
+        if step % args.save_every == 0 or step == steps or out_of_time:
+            save_state_atomically(accelerator, state_dir)
+            export_pipeline(accelerator, corr_ema, gen_ema, args.output)
+        if out_of_time:
+            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+            break
+
+    accelerator.wait_for_everyone()
+    if args.push_to_hub and accelerator.is_main_process:
+        from huggingface_hub import create_repo, upload_folder
+
+        create_repo(args.push_to_hub, exist_ok=True)
+        upload_folder(repo_id=args.push_to_hub, folder_path=os.path.join(args.output, "pipeline"), commit_message=f"CoCosNet step {state.step}")
+    accelerator.end_training()
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main(parse_args())
