@@ -14,7 +14,7 @@ from PIL import Image
 
 from .stylegan2 import StyleGAN2Generator
 from .target import LearnedTarget
-from .transformer import ClusterClassifier, SpatialTransformer, identity_grid, normalized_to_pixels, pixels_to_normalized
+from .transformer import ClusterClassifier, SpatialTransformer, identity_grid, normalized_to_pixels, pixels_to_normalized, total_variation
 
 
 @dataclass
@@ -165,7 +165,7 @@ class GANgealingPipeline(DiffusionPipeline):
     # ------------------------------------------------------------- tensor level
     @torch.no_grad()
     def align(self, x: torch.Tensor, cluster: int | str | None = None, output_resolution: int | None = None,
-              **transformer_kwargs) -> Alignment:
+              flips: torch.Tensor | None = None, **transformer_kwargs) -> Alignment:
         """Congeal a batch (B, 3, S, S) in [-1, 1].
 
         Flips: K = 1 keeps the mirror whose residual flow has the lower total variation
@@ -181,10 +181,11 @@ class GANgealingPipeline(DiffusionPipeline):
             raise ValueError(f"this model has one cluster; got cluster={cluster!r}")
         if k == 1:
             heads = torch.zeros(b, dtype=torch.long, device=x.device)
-            if t.config.flip == "tv":  # both orientations in one batch, keep the smoother flow
+            if flips is not None:
+                flipped = flips.to(x.device).bool().view(b)
+                out = t(torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x), **kw)
+            elif t.config.flip == "tv":  # both orientations in one batch, keep the smoother flow
                 out = t(torch.cat([x, x.flip(3)]), **kw)
-                from .transformer import total_variation
-
                 tv = total_variation(out.residual_flow).view(2, b)
                 flipped = tv.argmin(0) == 1
                 pick = lambda v: torch.where(flipped.view(-1, *[1] * (v.ndim - 1)), v[b:], v[:b])  # noqa: E731
@@ -206,6 +207,8 @@ class GANgealingPipeline(DiffusionPipeline):
                     raise ValueError(f"cluster must be in 0..{k - 1}, got {cluster}")
                 heads = torch.full((b,), int(cluster), dtype=torch.long, device=x.device)
                 flipped = self.classifier.flips_per_cluster(x)[:, int(cluster)]
+            if flips is not None:
+                flipped = flips.to(x.device).bool().view(-1)
             x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
             out = t(x, heads=heads, **kw)
             return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, x)
