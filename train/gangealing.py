@@ -1,0 +1,163 @@
+"""Train GANgealing (Peebles et al., CVPR 2022): the spatial transformer T and the learned
+target c against a frozen StyleGAN2 generator G (train/stylegan2.py makes one).
+
+    accelerate launch train/gangealing.py --config tiny --generator runs/stylegan2-faces/generator \\
+        --data synthetic:faces --output runs/gangealing-faces --grad-accum 5
+    python train/gangealing.py ...            (the same, one process)
+
+Objective (eq. 5): l(T(G(w)), G(mix(c, w))) + lambda_TV L_TV(T) + lambda_I L_I(T), with
+c = mean_w + sum_i alpha_i d_i (eq. 4) over the top principal directions of W, psi annealed from
+1 to 0 (cosine) and the mixing cutoff `inject`. The paper's total batch is 40 (reach it with
+--grad-accum). Real images (--data) are only used for the sample grids: their average before
+and after congealing. Exports OUTPUT/pipeline (GANgealingPipeline.from_pretrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from gangealing import GANgealingPipeline, LearnedTarget, SpatialTransformer, StyleGAN2Generator  # noqa: E402
+from gangealing.losses import congealing_loss, perceptual_network  # noqa: E402
+from gangealing.target import psi_schedule  # noqa: E402
+from gangealing.transformer import TRANSFORMER_CONFIGS  # noqa: E402
+from train.coordgan import TrainState, ema_update, log_scalars, save_state_atomically  # noqa: E402
+from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
+from train.stylegan2 import add_common_args, check_args, export_folder  # noqa: E402
+
+# `paper`: the authors' release scripts (256 px, LPIPS-VGG, lambda_TV 2500, batch 5 x 8 GPUs).
+RECIPES = {
+    "paper": dict(steps=1_500_000, batch_size=5, lr=1e-3, target_lr=1e-2, anneal_steps=150_000, lambda_tv=2500.0,
+                  lambda_identity=1.0, ndirs=1, inject=5, ema_half_life_images=10_000),
+    "paper-128": dict(steps=1_500_000, batch_size=5, lr=1e-3, target_lr=1e-2, anneal_steps=150_000, lambda_tv=2500.0,
+                      lambda_identity=1.0, ndirs=512, inject=6, ema_half_life_images=10_000),
+    "tiny": dict(steps=4_000, batch_size=8, lr=1e-3, target_lr=1e-2, anneal_steps=1_000, lambda_tv=2500.0,
+                 lambda_identity=1.0, ndirs=1, inject=4, ema_half_life_images=2_000),
+    "micro": dict(steps=2_000, batch_size=8, lr=1e-3, target_lr=1e-2, anneal_steps=500, lambda_tv=2500.0,
+                  lambda_identity=1.0, ndirs=1, inject=3, ema_half_life_images=1_000),
+}  # fmt: skip
+TRANSFORMER_FOR = {"paper": "paper", "paper-128": "paper", "tiny": "tiny", "micro": "micro"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    p.add_argument("--generator", required=True, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export")
+    p.add_argument("--inject", type=int, default=None, help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
+    p.add_argument("--ndirs", type=int, default=None, help="principal directions of W spanning the target (eq. 4)")
+    p.add_argument("--anneal-steps", type=int, default=None, help="steps over which psi goes from 1 to 0")
+    p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation")
+    p.add_argument("--lambda-identity", type=float, default=None, help="weight of ||flow||^2")
+    p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk")
+    p.add_argument("--pca-samples", type=int, default=20_000, help="samples of W for the principal directions")
+    return check_args(p, p.parse_args(argv))
+
+
+def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np.ndarray:
+    """Rows: G(w), T(G(w)), the target G(mix(c, w)); last column pair: the average real image
+    before and after congealing (section 4, 'average congealed image')."""
+    x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)
+    congealed = transformer(x, output_resolution=out_res).congealed
+    y = generator.synthesis(target(w, psi), randomize_noise=False)
+    rows = [tensor_to_image(t) for t in (x, congealed, y)]  # each (n, R, R, 3)
+    r = rows[0].shape[1]
+    grid = np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
+    before = tensor_to_image(real.mean(0))
+    after = tensor_to_image(transformer(real, output_resolution=out_res).congealed.mean(0))
+    averages = np.zeros((3 * r, r, 3), np.uint8)
+    averages[:r], averages[r : 2 * r] = before, after
+    return np.concatenate([grid, averages], 1)
+
+
+def main(args) -> None:
+    recipe = {**RECIPES[args.config], **{k: v for k, v in dict(inject=args.inject, ndirs=args.ndirs, anneal_steps=args.anneal_steps,
+              lambda_tv=args.lambda_tv, lambda_identity=args.lambda_identity).items() if v is not None}}
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
+    set_seed(args.seed + accelerator.process_index)
+    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
+    device = accelerator.device
+
+    generator = StyleGAN2Generator.from_pretrained(args.generator).eval().requires_grad_(False).to(device)
+    res = generator.resolution
+    t_config = dict(TRANSFORMER_CONFIGS[TRANSFORMER_FOR[args.config]])
+    if t_config["input_size"] != res:
+        t_config.update(input_size=res, flow_size=min(res, 128))
+    transformer = SpatialTransformer(**t_config)
+    target = LearnedTarget(num_directions=recipe["ndirs"], num_heads=1, inject_index=recipe["inject"],
+                           num_latents=generator.num_latents, style_dim=generator.style_dim)
+    with torch.no_grad():  # eq. 4: mean and principal directions of W
+        pca_gen = torch.Generator().manual_seed(args.seed)
+        target.fit_pca(generator.mapping(torch.randn(args.pca_samples, generator.style_dim, generator=pca_gen).to(device)).cpu())
+    transformer_ema = copy.deepcopy(transformer).eval().requires_grad_(False)
+    perceptual = perceptual_network(args.perceptual).to(device)
+    opt_t = torch.optim.Adam(transformer.parameters(), lr=args.lr or recipe["lr"], betas=(0.9, 0.999))
+    opt_c = torch.optim.Adam(target.parameters(), lr=recipe["target_lr"], betas=(0.9, 0.999))
+    transformer, target, opt_t, opt_c = accelerator.prepare(transformer, target, opt_t, opt_c)
+    transformer_ema.to(device)
+    state = TrainState()
+    accelerator.register_for_checkpointing(transformer_ema, state)
+    state_dir = os.path.join(args.output, "state")
+    if args.resume and os.path.isdir(state_dir):
+        accelerator.load_state(state_dir)
+        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+
+    batch = args.batch_size or recipe["batch_size"]
+    steps = args.steps or recipe["steps"]
+    beta = 0.5 ** (batch * args.grad_accum * accelerator.num_processes / recipe["ema_half_life_images"])
+    data = make_dataset(args.data, res, seed=args.seed + 999, pose=args.pose)
+    real = next(infinite_loader(data, 16, seed=args.seed))["image"].to(device)  # fixed, for the average images
+    fixed_w = generator.mapping(torch.randn(8, generator.style_dim, generator=torch.Generator().manual_seed(1234)).to(device))
+    log_path = os.path.join(args.output, "logs.jsonl")
+    start = time.time()
+    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="gangealing")
+    for _ in bar:
+        psi = psi_schedule(state.step, recipe["anneal_steps"])
+        for _micro in range(args.grad_accum):
+            with accelerator.accumulate(transformer, target):
+                with torch.no_grad():
+                    w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
+                    x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)  # G(w)
+                y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c, w)): gradients reach alpha
+                out = transformer(x, output_resolution=res)
+                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, 1, recipe["lambda_tv"], recipe["lambda_identity"])
+                accelerator.backward(loss)
+                opt_t.step()
+                opt_c.step()
+                opt_t.zero_grad(set_to_none=True)
+                opt_c.zero_grad(set_to_none=True)
+        ema_update(transformer_ema, accelerator.unwrap_model(transformer), beta)
+        state.step += 1
+        step = state.step
+        if step % args.log_every == 0 or step == steps:
+            log_scalars(accelerator, log_path, step, {"loss": loss.item(), "psi": psi, **{k: v.item() for k, v in terms.items()}})
+            bar.set_postfix(loss=f"{loss.item():.4f}", psi=f"{psi:.2f}")
+        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
+            with torch.no_grad():
+                grid = congealing_grid(generator, transformer_ema, accelerator.unwrap_model(target), fixed_w, psi, real, res)
+            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
+        out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
+        if step % args.save_every == 0 or step == steps or out_of_time:
+            save_state_atomically(accelerator, state_dir)
+            pipe = GANgealingPipeline(generator, transformer_ema, accelerator.unwrap_model(target))
+            export_folder(accelerator, pipe, args.output, "pipeline", args.push_to_hub if step == steps else None)
+        if out_of_time:
+            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+            break
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(parse_args())
