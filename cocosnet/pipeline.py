@@ -48,6 +48,21 @@ def to_label_array(labels, num_classes: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def labels_to_input(labels: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
+    """(B, H, W) class ids -> (B, C, H, W) network input: one-hot masks ("mask"), or one channel of
+    part boundaries ("edge": a pixel whose right or lower neighbour has another class)."""
+    if kind == "mask":
+        if int(labels.max()) >= num_classes or int(labels.min()) < 0:
+            raise ValueError(f"class ids must lie in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
+        return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
+    if kind != "edge":
+        raise ValueError(f"label maps convert to 'mask' or 'edge' inputs, not {kind!r}")
+    edges = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    edges[..., :, :-1] |= labels[..., :, :-1] != labels[..., :, 1:]
+    edges[..., :-1, :] |= labels[..., :-1, :] != labels[..., 1:, :]
+    return edges[:, None].float()
+
+
 class CoCosNetPipeline(DiffusionPipeline):
     """CoCosNet (Zhang et al., CVPR 2020): the correspondence network and the translation network.
 
@@ -108,8 +123,7 @@ class CoCosNetPipeline(DiffusionPipeline):
             labels = to_label_array(input_map, self.num_classes)
             size = labels.shape
             t = torch.from_numpy(labels)[None, None].float()
-            t = F.interpolate(t, size=(r, r), mode="nearest")[:, 0].long()
-            x = F.one_hot(t, self.num_classes).permute(0, 3, 1, 2).float()
+            x = labels_to_input(F.interpolate(t, size=(r, r), mode="nearest")[:, 0].long(), "mask", self.num_classes)
         elif kind == "edge":
             edge = _open(input_map)
             if isinstance(edge, Image.Image):
@@ -232,4 +246,4 @@ def tiny_random_pipeline(seed: int = 0, input_kind: str = "mask", num_classes: i
     return pipe
 
 
-__all__ = ["CONFIGS", "CoCosNetPipeline", "TranslationOutput", "build_pipeline", "tiny_random_pipeline"]
+__all__ = ["CONFIGS", "CoCosNetPipeline", "TranslationOutput", "build_pipeline", "labels_to_input", "tiny_random_pipeline"]

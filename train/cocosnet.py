@@ -35,6 +35,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CoCosNetPipeline, network_configs  # noqa: E402
 from cocosnet import losses  # noqa: E402
+from cocosnet.pipeline import labels_to_input  # noqa: E402
 from train.coordgan import TrainState, ema_update, log_scalars, requires_grad, save_state_atomically  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
 
@@ -61,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
     p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
+    p.add_argument("--lr-g", type=float, default=None, help="Adam lr of the correspondence + translation networks (default: the recipe's, 1e-4)")
+    p.add_argument("--lr-d", type=float, default=None, help="Adam lr of the discriminator (default: the recipe's, 4e-4)")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -79,18 +82,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------ data: input domains and exemplars
-
-
-def input_maps(labels: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
-    """(B, H, W) class ids -> (B, C, H, W) network input: one-hot masks, or 1-channel part edges."""
-    if kind == "mask":
-        if labels.max() >= num_classes:
-            raise ValueError(f"the data holds class id {int(labels.max())} but --num-classes is {num_classes}")
-        return F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
-    edges = torch.zeros_like(labels, dtype=torch.bool)  # the boundary rule of synthetic.edge_map
-    edges[..., :, :-1] |= labels[..., :, :-1] != labels[..., :, 1:]
-    edges[..., :-1, :] |= labels[..., :-1, :] != labels[..., 1:, :]
-    return edges[:, None].float()
 
 
 def distort(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -173,8 +164,8 @@ def main(args) -> None:
 
     steps = args.steps or recipe["steps"]
     decay = lambda step: 1.0 if step < steps // 2 else max(0.0, (steps - step) / max(1, steps - steps // 2))  # noqa: E731
-    opt_g = torch.optim.Adam(list(corr_net.parameters()) + list(gen.parameters()), lr=recipe["lr_g"], betas=(0.0, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=recipe["lr_d"], betas=(0.0, 0.999))
+    opt_g = torch.optim.Adam(list(corr_net.parameters()) + list(gen.parameters()), lr=args.lr_g or recipe["lr_g"], betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr_d or recipe["lr_d"], betas=(0.0, 0.999))
     sched_g, sched_d = torch.optim.lr_scheduler.LambdaLR(opt_g, decay), torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
     corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d)
     corr_ema.to(device)
@@ -193,7 +184,7 @@ def main(args) -> None:
                                           world_size=accelerator.num_processes), batch, num_workers=args.num_workers, seed=args.seed + state.step)
     beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
     fixed = next(infinite_loader(make_dataset(args.data, resolution, seed=10_000 + args.seed, pose=args.pose), 4))
-    fixed_maps = input_maps(fixed["labels"], args.input, num_classes).to(device)
+    fixed_maps = labels_to_input(fixed["labels"], args.input, num_classes).to(device)
     fixed_exemplars = fixed["image"].roll(1, 0).to(device)
     os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
     log_path = os.path.join(args.output, "logs.jsonl")
@@ -204,28 +195,18 @@ def main(args) -> None:
         for _micro in range(args.grad_accum):
             item = next(loader)
             real = item["image"].to(device)  # x_B (B, 3, R, R)
-            x = input_maps(item["labels"].to(device), args.input, num_classes)  # x_A (B, C, R, R)
+            x = labels_to_input(item["labels"].to(device), args.input, num_classes)  # x_A (B, C, R, R)
             pseudo = torch.rand(len(real), device=device) < recipe["pseudo_prob"]
             exemplar = torch.where(pseudo[:, None, None, None], distort(real), real.roll(1, 0))  # y_B
-
-            # ---- discriminator: eq. (13)
-            requires_grad(disc, True)
-            with torch.no_grad():
-                fake = gen(corr_net(x, exemplar).warped_exemplar, x)
-            with accelerator.accumulate(disc):
-                d_loss = losses.discriminator_hinge_loss(disc(x, real), disc(x, fake.detach()))
-                accelerator.backward(d_loss)
-                opt_d.step()
-                sched_d.step()
-                opt_d.zero_grad(set_to_none=True)
 
             # ---- correspondence + translation: eq. (14)
             requires_grad(disc, False)
             with accelerator.accumulate(corr_net, gen):
                 corr = corr_net(x, exemplar)
                 fake = gen(corr.warped_exemplar, x)  # x_B-hat
-                f_fake, f_real, f_ex = vgg(fake), vgg(real), vgg(exemplar)
-                d_fake, d_real = disc(x, fake), disc(x, real)
+                f_fake, d_fake = vgg(fake), disc(x, fake)
+                with torch.no_grad():  # targets
+                    f_real, f_ex, d_real = vgg(real), vgg(exemplar), disc(x, real)
                 image_features = torch.nn.functional.normalize(unwrap(corr_net).adaptive_model_img(real), dim=1, eps=1e-16)
                 terms = {
                     "perc": losses.perceptual_loss(f_fake, f_real),
@@ -242,6 +223,14 @@ def main(args) -> None:
                 opt_g.step()
                 sched_g.step()
                 opt_g.zero_grad(set_to_none=True)
+            # ---- discriminator: eq. (13), on this step's translation (no second generator pass)
+            requires_grad(disc, True)
+            with accelerator.accumulate(disc):
+                d_loss = losses.discriminator_hinge_loss(disc(x, real), disc(x, fake.detach()))
+                accelerator.backward(d_loss)
+                opt_d.step()
+                sched_d.step()
+                opt_d.zero_grad(set_to_none=True)
         ema_update(corr_ema, unwrap(corr_net), beta)
         ema_update(gen_ema, unwrap(gen), beta)
         state.step += 1
