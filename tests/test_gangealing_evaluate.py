@@ -1,0 +1,56 @@
+"""gangealing.evaluate on a micro random model: the table's structure and the identity baseline."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gangealing import tiny_random_pipeline
+from gangealing.evaluate import ALPHAS, format_table, load_keypoint_data, main, pck, pck_transfer, random_pairs
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(1)
+    return tiny_random_pipeline(seed=1)
+
+
+def test_pck_counts_within_the_bbox_threshold():
+    truth = np.array([[[0.0, 0.0], [10.0, 0.0], [0.0, 20.0]]])  # bbox max side 20 -> thresholds 2, 1, 0.2
+    predicted = truth + np.array([[[1.5, 0.0], [0.0, 0.9], [0.0, 0.1]]])
+    valid = np.array([[True, True, True]])
+    assert pck(predicted, truth, valid) == {0.1: 100.0, 0.05: pytest.approx(200 / 3), 0.01: pytest.approx(100 / 3)}
+    valid = np.array([[True, False, True]])  # the box shrinks to the valid points (still 20 tall)
+    assert pck(predicted, truth, valid)[0.05] == 50.0
+
+
+def test_pck_transfer_table_and_identity_baseline(pipe, tmp_path, capsys):
+    images, keypoints, visible, perm = load_keypoint_data("synthetic:faces", 12, 32, seed=5, pose="wide")
+    assert images.shape == (12, 32, 32, 3) and keypoints.shape == (12, 15, 2) and sorted(perm) == list(range(15))
+    pairs = random_pairs(12, 20, seed=0)
+    assert (pairs[:, 0] != pairs[:, 1]).all()
+    results = pck_transfer(pipe, images, keypoints, visible, perm, pairs)
+    assert list(results) == ["gangealing", "similarity only", "identity"]
+    assert all(set(r) == set(ALPHAS) and all(0 <= v <= 100 for v in r.values()) for r in results.values())
+    # identity by hand: B's keypoint i predicted at A's keypoint i, threshold alpha * max side of B's box
+    hits, total = 0, 0
+    for a, b in np.concatenate([pairs, pairs[:, ::-1]]):
+        for i in range(15):
+            if visible[a, i] and visible[b, i]:
+                box = np.ptp(keypoints[b][visible[b]], axis=0).max()
+                hits += np.linalg.norm(keypoints[a, i] - keypoints[b, i]) <= 0.1 * box
+                total += 1
+    assert results["identity"][0.1] == pytest.approx(100 * hits / total)
+    table = format_table(results).splitlines()
+    assert table[0] == "| method | PCK@0.1 | PCK@0.05 | PCK@0.01 |" and len(table) == 5
+    pipe.save_pretrained(tmp_path / "pipe")
+    assert main(["--checkpoint", str(tmp_path / "pipe"), "--n", "8", "--pairs", "6", "--json", str(tmp_path / "r.json")]) == 0
+    assert "| identity |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())["pck_transfer"]
+    assert set(saved) == {"gangealing", "similarity only", "identity"} and set(saved["identity"]) == {"0.1", "0.05", "0.01"}
+
+
+def test_bad_data_spec():
+    with pytest.raises(ValueError, match="--data must be"):
+        load_keypoint_data("imagenet", 4, 32, 0)
