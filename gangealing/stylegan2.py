@@ -169,8 +169,8 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
         if truncation < 1:
             if truncation_latent is None:
                 raise ValueError("truncation < 1 needs truncation_latent (e.g. generator.mean_latent() or the target's lat_mean)")
-            styles = [truncation_latent + truncation * (styles[0] - truncation_latent), *styles[:1]] + styles[1:]
-            styles = styles[:2]
+            w = styles[0]
+            styles = [truncation_latent + truncation * (w - truncation_latent), w]  # mixed at inject_index
         n = self.num_latents
         if len(styles) == 1:
             s = styles[0]

@@ -33,9 +33,9 @@ from gangealing import GANgealingPipeline, LearnedTarget, SpatialTransformer, St
 from gangealing.losses import congealing_loss, perceptual_network  # noqa: E402
 from gangealing.target import psi_schedule  # noqa: E402
 from gangealing.transformer import TRANSFORMER_CONFIGS  # noqa: E402
-from train.coordgan import TrainState, ema_update, log_scalars, save_state_atomically  # noqa: E402
+from train.coordgan import ema_update, log_scalars  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
-from train.stylegan2 import add_common_args, check_args, export_folder  # noqa: E402
+from train.stylegan2 import add_common_args, check_args, resumable_state, save_if_due  # noqa: E402
 
 # `paper`: the authors' release scripts (256 px, LPIPS-VGG, lambda_TV 2500, batch 5 x 8 GPUs).
 RECIPES = {
@@ -105,13 +105,7 @@ def main(args) -> None:
     opt_t = torch.optim.Adam(transformer.parameters(), lr=args.lr or recipe["lr"], betas=(0.9, 0.999))
     opt_c = torch.optim.Adam(target.parameters(), lr=recipe["target_lr"], betas=(0.9, 0.999))
     transformer, target, opt_t, opt_c = accelerator.prepare(transformer, target, opt_t, opt_c)
-    transformer_ema.to(device)
-    state = TrainState()
-    accelerator.register_for_checkpointing(transformer_ema, state)
-    state_dir = os.path.join(args.output, "state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    state, state_dir = resumable_state(accelerator, args, transformer_ema.to(device))
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["steps"]
@@ -147,13 +141,8 @@ def main(args) -> None:
             with torch.no_grad():
                 grid = congealing_grid(generator, transformer_ema, accelerator.unwrap_model(target), fixed_w, psi, real, res)
             Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
-        if step % args.save_every == 0 or step == steps or out_of_time:
-            save_state_atomically(accelerator, state_dir)
-            pipe = GANgealingPipeline(generator, transformer_ema, accelerator.unwrap_model(target))
-            export_folder(accelerator, pipe, args.output, "pipeline", args.push_to_hub if step == steps else None)
-        if out_of_time:
-            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+        export = lambda: GANgealingPipeline(generator, transformer_ema, accelerator.unwrap_model(target))  # noqa: E731
+        if save_if_due(accelerator, args, step, steps, start, state_dir, export, "pipeline"):
             break
     accelerator.wait_for_everyone()
     accelerator.end_training()

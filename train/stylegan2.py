@@ -90,6 +90,30 @@ def export_folder(accelerator: Accelerator, model, output: str, name: str, push_
         upload_folder(repo_id=push_to_hub, folder_path=final, commit_message=f"{name} export")
 
 
+def resumable_state(accelerator: Accelerator, args, *tracked) -> tuple[TrainState, str]:
+    """The step counter and the extra modules (EMA copies) saved with accelerate's state;
+    loads OUTPUT/state when --resume finds one."""
+    state = TrainState()
+    accelerator.register_for_checkpointing(*tracked, state)
+    state_dir = os.path.join(args.output, "state")
+    if args.resume and os.path.isdir(state_dir):
+        accelerator.load_state(state_dir)
+        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    return state, state_dir
+
+
+def save_if_due(accelerator: Accelerator, args, step: int, steps: int, start: float, state_dir: str, export, name: str) -> bool:
+    """Every --save-every steps, at the last step and when --max-minutes runs out: the resumable
+    state and the export `export()` as OUTPUT/NAME (pushed to the Hub at the end). True = stop."""
+    out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
+    if step % args.save_every == 0 or step == steps or out_of_time:
+        save_state_atomically(accelerator, state_dir)
+        export_folder(accelerator, export(), args.output, name, args.push_to_hub if step == steps else None)
+    if out_of_time:
+        accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+    return out_of_time
+
+
 def sample_grid(generator: StyleGAN2Generator, z: torch.Tensor, cols: int = 8) -> np.ndarray:
     images = tensor_to_image(generator(z, randomize_noise=False))  # (n, R, R, 3)
     n, r = len(images), images.shape[1]
@@ -112,13 +136,7 @@ def main(args) -> None:
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr * d_ratio, betas=(0.0, 0.99**d_ratio))
     generator, discriminator, opt_g, opt_d = accelerator.prepare(generator, discriminator, opt_g, opt_d)
-    generator_ema.to(device)
-    state = TrainState()
-    accelerator.register_for_checkpointing(generator_ema, state)
-    state_dir = os.path.join(args.output, "state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    state, state_dir = resumable_state(accelerator, args, generator_ema.to(device))
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["steps"]
@@ -168,12 +186,7 @@ def main(args) -> None:
         if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
             with torch.no_grad():
                 Image.fromarray(sample_grid(generator_ema, fixed_z)).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
-        if step % args.save_every == 0 or step == steps or out_of_time:
-            save_state_atomically(accelerator, state_dir)
-            export_folder(accelerator, generator_ema, args.output, "generator", args.push_to_hub if step == steps else None)
-        if out_of_time:
-            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+        if save_if_due(accelerator, args, step, steps, start, state_dir, lambda: generator_ema, "generator"):
             break
     accelerator.wait_for_everyone()
     accelerator.end_training()
