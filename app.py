@@ -17,7 +17,7 @@ import gradio as gr  # noqa: E402
 from demos import exemplar_translation, label_propagation, models, structure_texture, synthetic_data  # noqa: E402
 
 TITLE = "Dense correspondence GANs: CoordGAN, GANgealing, CoCosNet"
-CSS = ".pixelated img { image-rendering: pixelated; }"
+CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 MAX_FILE_SIZE = "40mb"  # uploads beyond this are refused before any of our code runs
 
 

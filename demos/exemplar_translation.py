@@ -98,7 +98,7 @@ def create_demo(pipe) -> None:
         + ("The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names) if kind == "mask" else "The input is an edge map (white edges on black).")
     )
     with gr.Row():
-        input_map = inputs.ImageInput(label="Input label map" if kind == "mask" else "Input edge map", elem_classes="pixelated", elem_id="et-input")
+        input_map = inputs.ImageInput(label="Input label map" if kind == "mask" else "Input edge map", elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
         exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
         exemplar_map = inputs.ImageInput(label="Exemplar's own map (only for models that need it)", visible=bool(pipe) and pipe.needs_exemplar_map)
     with gr.Accordion("Paint the label map", open=False, visible=kind == "mask"):
@@ -107,24 +107,24 @@ def create_demo(pipe) -> None:
             type="numpy",
             image_mode="RGBA",
             value={"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None},
-            brush=gr.Brush(colors=inputs.hex_colors(n)[1:], color_mode="fixed"),
+            brush=gr.Brush(default_size=6, colors=inputs.hex_colors(n)[1:], color_mode="fixed"),
             sources=("upload",),
             format="png",
             elem_id="et-painter",
         )
     button = gr.Button("Translate", variant="primary")
     with gr.Row():
-        result = gr.Image(label="Result", format="png", elem_classes="pixelated", elem_id="et-result")
-        warped = gr.Image(label="Warped exemplar", format="png", elem_classes="pixelated", elem_id="et-warped")
-        marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", elem_id="et-marked")
-    suffix = "_labels.png" if kind == "mask" else "_edges.png"
+        result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
+        warped = gr.Image(label="Warped exemplar", format="png", height=256, elem_classes="pixelated", elem_id="et-warped")
+        marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", height=256, elem_id="et-marked")
+    suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
     gr.Examples(
         [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))],
         [input_map, exemplar],
         label="Synthetic faces: the exemplar of the first row has the same structure, so its right answer is known",
     )
 
-    painter.change(lambda v: labels_from_editor(pipe, v), painter, input_map, api_visibility="private", queue=False)
+    painter.input(lambda v: labels_from_editor(pipe, v), painter, input_map, api_visibility="private", queue=False)
 
     @models.inference
     def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):

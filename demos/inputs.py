@@ -34,6 +34,8 @@ def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class
     kwargs.setdefault("type", "filepath")
     kwargs.setdefault("image_mode", None)
     kwargs.setdefault("format", "png")
+    kwargs.setdefault("height", 256)
+    kwargs.setdefault("elem_classes", "pixelated")  # small model images shown enlarged, sharp
     component = gr.Image(**kwargs)
     default = component.preprocess
 

@@ -157,18 +157,18 @@ def create_demo(coordgan, gangealing=None) -> None:
             label="Paint parts with the class colours (unpainted = background)",
             type="numpy",
             image_mode="RGBA",
-            brush=gr.Brush(colors=inputs.hex_colors(NUM_CLASSES)[1:], color_mode="fixed"),
+            brush=gr.Brush(default_size=2, colors=inputs.hex_colors(NUM_CLASSES)[1:], color_mode="fixed"),
             sources=("upload",),
             format="png",
             elem_id="lp-painter",
         )
     propagate_button = gr.Button("Propagate labels", variant="primary")
     with gr.Row():
-        overlay = gr.Image(label="Query with propagated labels", format="png", elem_classes="pixelated", elem_id="lp-overlay")
-        label_map = gr.Image(label="Propagated label map", format="png", elem_classes="pixelated", elem_id="lp-label-map")
-    gallery = gr.Gallery(label="All queries", columns=6, height="auto", format="png")
+        overlay = gr.Image(label="Query with propagated labels", format="png", height=256, elem_classes="pixelated", elem_id="lp-overlay")
+        label_map = gr.Image(label="Propagated label map", format="png", height=256, elem_classes="pixelated", elem_id="lp-label-map")
+    gallery = gr.Gallery(label="All queries", columns=6, height=220, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
-        [[examples.path("face_0.png"), examples.path("face_0_labels.png"), examples.path("face_1.png")],
+        [[examples.path("face_0.png"), examples.path("face_0_labels_color.png"), examples.path("face_1.png")],
          [examples.path("face_2.png"), examples.path("face_2_labels_color.png"), examples.path("face_3.png")]],
         [reference_image, reference_labels, query_image],
         label="Synthetic faces (exact labels)",
@@ -180,7 +180,7 @@ def create_demo(coordgan, gangealing=None) -> None:
 
     generate_button.click(on_generate, [ref_structure, ref_texture], reference_image, api_visibility="private")
     reference_image.change(editor_background, reference_image, painter, api_visibility="private", queue=False)
-    painter.change(labels_from_editor, painter, reference_labels, api_visibility="private", queue=False)
+    painter.input(labels_from_editor, painter, reference_labels, api_visibility="private", queue=False)
 
     @models.inference
     def on_propagate(reference_image, reference_labels, query_image, more_queries=None, progress=gr.Progress()):
@@ -198,13 +198,14 @@ def create_demo(coordgan, gangealing=None) -> None:
         f"({inputs.VIDEO_FORMATS}, at most {inputs.MAX_VIDEO_SECONDS:g} s and {inputs.MAX_VIDEO_FRAMES} frames)."
     )
     with gr.Row():
-        image_set = gr.File(file_count="multiple", file_types=["image"], label=f"Images to congeal (up to {MAX_EDIT_IMAGES})")
+        image_set = gr.File(file_count="multiple", file_types=["image"], label=f"Images to congeal (up to {MAX_EDIT_IMAGES})", elem_id="gg-set")
         congeal_button = gr.Button("Congeal and average")
-    congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height="auto", format="png")
+    congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height=180, object_fit="contain", fit_columns=False, format="png", elem_id="gg-congealed-set")
     with gr.Row():
         canvas = gr.ImageEditor(
             label="Average congealed image: paint your edit here",
             type="numpy",
+            brush=gr.Brush(default_size=2),
             image_mode="RGBA",
             sources=("upload",),
             format="png",
@@ -213,16 +214,16 @@ def create_demo(coordgan, gangealing=None) -> None:
         edit_rgba = inputs.ImageInput(label="Edit (RGBA, transparent = unchanged)", image_mode=None, elem_id="gg-edit")
     with gr.Row():
         edit_image = inputs.ImageInput(label="Image to edit", elem_id="gg-image")
-        more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit")
-        video = gr.File(file_types=[".gif", ".webp", ".png"], label=f"Short video ({inputs.VIDEO_FORMATS})")
+        more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit", elem_id="gg-more")
+        video = gr.File(file_types=[".gif", ".webp", ".png"], label=f"Short video ({inputs.VIDEO_FORMATS})", elem_id="gg-video-in")
     with gr.Row():
         single_congeal = gr.Button("Congeal this image")
         edit_button = gr.Button("Propagate the edit", variant="primary")
     with gr.Row():
-        congealed_image = gr.Image(label="Congealed image", format="png", elem_id="gg-congealed")
-        edited_image = gr.Image(label="Edited image", format="png", elem_id="gg-edited")
-        edited_video = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", elem_id="gg-video")
-    edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height="auto", format="png")
+        congealed_image = gr.Image(label="Congealed image", format="png", height=256, elem_classes="pixelated", elem_id="gg-congealed")
+        edited_image = gr.Image(label="Edited image", format="png", height=256, elem_id="gg-edited")
+        edited_video = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", height=256, elem_id="gg-video")
+    edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height=180, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
         [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]],
         [image_set, edit_image, video],
@@ -234,7 +235,7 @@ def create_demo(coordgan, gangealing=None) -> None:
         return congeal_set(gangealing, files, progress)
 
     congeal_button.click(on_congeal_set, image_set, [canvas, congealed_gallery], api_visibility="private")
-    canvas.change(edit_from_editor, canvas, edit_rgba, api_visibility="private", queue=False)
+    canvas.input(edit_from_editor, canvas, edit_rgba, api_visibility="private", queue=False)
 
     @models.inference
     def on_congeal(image):

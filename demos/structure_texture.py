@@ -73,8 +73,8 @@ def create_demo(pipe) -> None:
             texture_mix = gr.Slider(0, 1, value=0, step=0.05, label="Texture: first -> second seed")
             truncation = gr.Slider(0, 1, value=1.0, step=0.05, label="Truncation (1 = none)")
             button = gr.Button("Generate", variant="primary")
-        image = gr.Image(label="Image", format="png", elem_classes="pixelated", elem_id="st-image")
-        correspondence = gr.Image(label="Correspondence map", format="png", elem_classes="pixelated", elem_id="st-correspondence")
+        image = gr.Image(label="Image", format="png", height=256, elem_classes="pixelated", elem_id="st-image")
+        correspondence = gr.Image(label="Correspondence map", format="png", height=256, elem_classes="pixelated", elem_id="st-correspondence")
     controls = [structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation]
     gr.Examples([[0, 1, 2, 3, 0, 0, 1.0], [0, 5, 2, 3, 0, 0, 1.0], [4, 1, 2, 3, 0.5, 0, 0.7]], controls, label="Seeds")
 
@@ -95,7 +95,7 @@ def create_demo(pipe) -> None:
         rows = gr.Slider(1, MAX_GRID, value=3, step=1, label="Rows (structure seeds from the structure seed)")
         cols = gr.Slider(1, MAX_GRID, value=4, step=1, label="Columns (texture seeds from the texture seed)")
         grid_button = gr.Button("Grid")
-    grid_image = gr.Image(label="Grid", format="png", elem_classes="pixelated", elem_id="st-grid")
+    grid_image = gr.Image(label="Grid", format="png", height=256, elem_classes="pixelated", elem_id="st-grid")
 
     @models.inference
     def on_grid(structure_seed, texture_seed, rows, cols, truncation, progress=gr.Progress()):

@@ -1,0 +1,135 @@
+"""A real browser (Debian's chromium through playwright) drives one action in each tab of the app
+launched in-process (conftest's app_server) and checks that an output image appears. Saves a
+screenshot of each tab to docs/screenshots/."""
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from demos import examples
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def page(app_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_server.url)
+        page.get_by_role("tab", name="Structure & texture").wait_for()
+        yield page
+        browser.close()
+
+
+def output_image(page, elem_id: str):
+    """Wait until the output component shows a loaded image; returns its natural size."""
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible")
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle())
+    return img.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+
+
+def upload(page, elem_id: str, path: str):
+    page.locator(f"#{elem_id} input[type=file]").first.set_input_files(path)
+    page.locator(f"#{elem_id} img").first.wait_for(state="visible")
+
+
+def paint(page, elem_id: str, length: int = 40):
+    """Choose the brush of the gr.ImageEditor `elem_id` and draw one stroke across its middle."""
+    editor = page.locator(f"#{elem_id}")
+    editor.scroll_into_view_if_needed()
+    editor.get_by_role("button", name="Brush").first.click()
+    box = editor.locator("canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - length / 2, cy - length / 2)
+    page.mouse.down()
+    page.mouse.move(cx, cy - length / 4)  # each move redraws the (software-rendered) canvas: few moves
+    page.mouse.move(cx + length / 2, cy)
+    page.mouse.up()
+
+
+def shoot(page, name: str):
+    """A small PNG of the current viewport (palette-quantised to stay well under 300 KB)."""
+    from PIL import Image
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    Image.open(path).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    assert path.stat().st_size < 300_000
+    return path
+
+
+def test_structure_and_texture_tab(page, app_server):
+    page.get_by_role("tab", name="Structure & texture").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    r = app_server.pipelines["coordgan"].generator.resolution
+    assert output_image(page, "st-image") == [r, r]
+    assert output_image(page, "st-correspondence") == [r, r]
+    page.get_by_role("button", name="Grid", exact=True).click()
+    assert output_image(page, "st-grid") == [5 * r, 3 * r]
+    shoot(page, "structure_texture")
+
+
+def test_label_propagation_tab(page, app_server):
+    page.get_by_role("tab", name="Label propagation").click()
+    # a generated reference, a label map painted on it with the class palette, an uploaded query
+    page.get_by_role("button", name="Generate a reference").click()
+    r = app_server.pipelines["coordgan"].generator.resolution
+    assert output_image(page, "lp-reference") == [r, r]
+    page.get_by_text("Paint the label map on the reference").click()
+    page.locator("#lp-painter canvas").first.wait_for()
+    page.wait_for_timeout(500)  # the editor takes the reference as its background
+    paint(page, "lp-painter")
+    assert output_image(page, "lp-labels") == [r, r]  # the painted strokes became a label map
+    upload(page, "lp-query", examples.path("face_1.png"))
+    page.get_by_role("button", name="Propagate labels").click()
+    assert output_image(page, "lp-overlay") == [examples.RESOLUTION] * 2
+    assert output_image(page, "lp-label-map") == [examples.RESOLUTION] * 2
+    page.locator("#lp-reference").scroll_into_view_if_needed()
+    shoot(page, "label_propagation")
+    if not app_server.pipelines["gangealing"]:
+        return
+    # congeal a set, paint on the average congealed image, propagate to an image and a GIF
+    page.locator("#gg-set input[type=file]").first.set_input_files([examples.path(f"face_{i}.png") for i in range(4)])
+    page.get_by_role("button", name="Congeal and average").click()
+    page.locator("#gg-canvas canvas").first.wait_for()
+    page.locator("#gg-congealed-set img").first.wait_for(state="visible")  # the congealed set is shown
+    page.wait_for_timeout(1500)  # the average image arrives as the canvas background
+    paint(page, "gg-canvas")
+    size = app_server.pipelines["gangealing"].congeal([Image.open(examples.path("face_2.png")).convert("RGB")]).images[0].size
+    assert output_image(page, "gg-edit") == list(size)  # the RGBA edit on the congealed frame
+    upload(page, "gg-image", examples.path("face_2.png"))
+    page.locator("#gg-video-in input[type=file]").first.set_input_files(examples.path("video.gif"))
+    page.get_by_role("button", name="Congeal this image").click()
+    assert output_image(page, "gg-congealed") == list(size)
+    page.get_by_role("button", name="Propagate the edit").click()
+    assert output_image(page, "gg-edited") == [examples.RESOLUTION] * 2
+    assert output_image(page, "gg-video") == [examples.RESOLUTION] * 2
+    page.locator("#gg-canvas").scroll_into_view_if_needed()
+    shoot(page, "edit_propagation")
+
+
+def test_exemplar_translation_tab(page, app_server):
+    if not app_server.pipelines["cocosnet"]:
+        pytest.skip("cocosnet has not landed")
+    page.get_by_role("tab", name="Exemplar translation").click()
+    upload(page, "et-input", examples.path("face_0_labels_color.png"))
+    upload(page, "et-exemplar", examples.path("exemplar_3.png"))
+    page.get_by_role("button", name="Translate", exact=True).click()
+    assert output_image(page, "et-result") == [examples.RESOLUTION] * 2
+    assert output_image(page, "et-warped") == [examples.RESOLUTION] * 2
+    page.locator("#et-input img").first.click()  # the centre: where does this point land?
+    assert output_image(page, "et-marked") == [examples.RESOLUTION] * 2
+    shoot(page, "exemplar_translation")
