@@ -2,7 +2,8 @@
 
 Per pipeline, in this order: the command-line flag (`--coordgan DIR_OR_REPO`), the environment
 variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local folder loads with
-`from_pretrained`; a Hub repo id ("user/name") only when it is not a local path. A missing or
+`from_pretrained`; a Hub repo id ("user/name") only when it is not a local path; a `.pt`
+file through the pipeline's `from_official_checkpoint` (GANgealing's released checkpoints). A missing or
 broken checkpoint never stops the app: the tab says what to do and its endpoints raise gr.Error.
 """
 
@@ -103,7 +104,10 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
     try:
-        pipe = cls.from_pretrained(str(path) if path.exists() else explicit)
+        if path.is_file() and path.suffix in (".pt", ".pth") and hasattr(cls, "from_official_checkpoint"):
+            pipe = cls.from_official_checkpoint(str(path))  # an authors' release file, e.g. GANgealing's cat.pt
+        else:
+            pipe = cls.from_pretrained(str(path) if path.exists() else explicit)
         pipe.to(device())
         for module in getattr(pipe, "components", {}).values():
             if isinstance(module, torch.nn.Module):

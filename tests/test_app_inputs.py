@@ -136,3 +136,35 @@ def test_model_resolution_missing_broken_and_explicit(tmp_path):
     loaded = models.load(spec, None, env={"COORDGAN_MODEL": str(tmp_path / "tiny")})  # the environment variable
     assert isinstance(loaded, CoordGANPipeline) and not loaded.generator.training
     assert models.require(loaded) is loaded
+
+
+def test_model_sources_dispatch_folder_official_file_and_hub_id(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakePipeline:
+        @classmethod
+        def from_pretrained(cls, source):
+            calls.append(("from_pretrained", source))
+            return cls()
+
+        @classmethod
+        def from_official_checkpoint(cls, path):
+            calls.append(("from_official_checkpoint", path))
+            return cls()
+
+        def to(self, device):
+            return self
+
+    monkeypatch.setitem(sys.modules, "fakepkg", types.SimpleNamespace(FakePipeline=FakePipeline))
+    spec = models.ModelSpec("fakepkg", "FakePipeline", "FAKE_MODEL", "checkpoints/fake", "train it")
+    release = tmp_path / "cat.pt"
+    release.write_bytes(b"")
+    assert isinstance(models.load(spec, str(release), env={}), FakePipeline)
+    assert isinstance(models.load(spec, None, env={"FAKE_MODEL": str(tmp_path)}), FakePipeline)
+    assert isinstance(models.load(spec, "someone/fake-faces", env={}), FakePipeline)  # a Hub repo id
+    assert calls == [("from_official_checkpoint", str(release)), ("from_pretrained", str(tmp_path)), ("from_pretrained", "someone/fake-faces")]
+    # the bundled default is never mistaken for a Hub repo id
+    assert "No fakepkg checkpoint at" in models.load(spec, None, env={}).message and len(calls) == 3
