@@ -149,6 +149,42 @@ def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, s
     return table
 
 
+@torch.no_grad()
+def figure5_grid(pipe: CoCosNetPipeline, input_maps: torch.Tensor, map_images: np.ndarray, exemplars: torch.Tensor) -> np.ndarray:
+    """The layout of the paper's Figure 5: exemplars in the first row; below, one row per input map
+    (its rendering first) with its translation in the style of each exemplar. uint8 [H, W, 3]."""
+    n, m = len(input_maps), len(exemplars)
+    image, _ = pipe.run(input_maps.repeat_interleave(m, 0), exemplars.repeat(n, 1, 1, 1))
+    r = image.shape[-1]
+    to_u8 = lambda t: ((t.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
+    tiles = to_u8(image).reshape(n, m, r, r, 3)
+    top = np.concatenate([np.full((1, r, r, 3), 255, np.uint8), to_u8(exemplars)], 0)  # (m + 1, r, r, 3)
+    rows = np.concatenate([map_images[:, None], tiles], 1)  # (n, m + 1, r, r, 3)
+    grid = np.concatenate([top[None], rows], 0)
+    return grid.transpose(0, 2, 1, 3, 4).reshape((n + 1) * r, (m + 1) * r, 3)
+
+
+def write_figure(pipe: CoCosNetPipeline, path: str, category: str = "faces", rows: int = 4, cols: int = 5, seed: int = 4321) -> None:
+    """Figure 5 on unseen synthetic pairs, saved as PNG."""
+    import synthetic
+    from PIL import Image
+
+    r = pipe.resolution
+    a = synthetic.sample(category, rows, r, seed=seed)
+    b = synthetic.sample(category, cols, r, seed=seed + 1)
+    maps = labels_to_input(torch.from_numpy(a.labels), pipe.input_kind, pipe.num_classes or 1).to(pipe.device)
+    Image.fromarray(figure5_grid(pipe, maps, map_images(a.labels, pipe.input_kind), to_tensor(b.image).to(pipe.device))).save(path)
+
+
+def map_images(labels: np.ndarray, kind: str) -> np.ndarray:
+    """Renderings [n, H, W, 3] of label maps as the model sees them: class colours, or dark edges on white."""
+    import synthetic
+
+    if kind == "mask":
+        return synthetic.colorize(labels)
+    return np.repeat(np.where(synthetic.edge_map(labels), 0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
 def format_table(table: dict) -> str:
     cols = ["psnr", "lpips", "warp_psnr", "corr_accuracy", "corr_label_accuracy", "semantic_consistency", "style_colour", "style_texture"]
     heads = ["PSNR dB", "LPIPS", "warp PSNR", "corr acc %", "label acc %", "sem. cons.", "style col.", "style tex."]
@@ -170,6 +206,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=987_654, help="synthetic seed (training never uses a plain int seed)")
     p.add_argument("--pose", default="aligned", help="pose range of synthetic data (as in training)")
     p.add_argument("--json", default=None, help="also write the table here")
+    p.add_argument("--figure", default=None, help="also write a Figure 5 style grid (PNG) of unseen pairs here")
     args = p.parse_args(argv)
     kind, _, category = args.data.partition(":")
     if kind != "synthetic" or not category:
@@ -177,6 +214,8 @@ def main(argv=None) -> int:
     pipe = CoCosNetPipeline.from_pretrained(args.checkpoint)
     table = evaluate(pipe, category, args.pairs, args.seed, args.pose)
     print(format_table(table))
+    if args.figure:
+        write_figure(pipe, args.figure, category)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(table, fh, indent=2)

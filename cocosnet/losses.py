@@ -17,6 +17,21 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def random_vgg19_trunk(seed: int = 0) -> nn.Sequential:
+    """VGG-19's convolutional trunk with torchvision's initialisation (Kaiming normal, fan_out; zero
+    biases), seeded. Built without the 120M-weight classifier, which the losses never use."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        trunk = make_layers(cfgs["E"], batch_norm=False)
+        for m in trunk.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+    return trunk
+
+
 class VGG19Features(nn.Module):
     """Frozen VGG-19 trunk returning {layer name: activation} for images in [-1, 1].
 
@@ -50,9 +65,7 @@ class VGG19Features(nn.Module):
                 f"network access (or put {VGG_WEIGHTS_FILE} in the torch hub cache) for the real VGG-19.",
                 stacklevel=2,
             )
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                trunk = torchvision.models.vgg19(weights=None).features
+            trunk = random_vgg19_trunk(seed=0)
         last = max(VGG_LAYERS[name] for name in self.layers)
         self.trunk = trunk[: last + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

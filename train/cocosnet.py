@@ -25,7 +25,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
@@ -35,9 +34,10 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CoCosNetPipeline, network_configs  # noqa: E402
 from cocosnet import losses  # noqa: E402
+from cocosnet.evaluate import figure5_grid, map_images  # noqa: E402
 from cocosnet.pipeline import labels_to_input  # noqa: E402
 from train.coordgan import TrainState, ema_update, log_scalars, requires_grad, save_state_atomically  # noqa: E402
-from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
+from train.data import infinite_loader, make_dataset  # noqa: E402
 
 # Loss weights follow the authors' released settings (../shared/reference/cocosnet.md); `tiny` shortens the schedule.
 RECIPES = {
@@ -97,33 +97,6 @@ def distort(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     theta[:, :, 2] = torch.stack([r(-0.2, 0.2), r(-0.2, 0.2)], 1)
     grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def figure5_grid(pipe_networks, maps: torch.Tensor, map_images: np.ndarray, exemplars: torch.Tensor) -> np.ndarray:
-    """Figure 5 layout: exemplars in the first row, one row per input map (its rendering first)."""
-    corr_net, gen = pipe_networks
-    n, m = len(maps), len(exemplars)
-    x = maps.repeat_interleave(m, 0)
-    y = exemplars.repeat(n, 1, 1, 1)
-    with torch.no_grad():
-        out = gen(corr_net(x, y).warped_exemplar, x)
-    r = out.shape[-1]
-    tiles = tensor_to_image(out).reshape(n, m, r, r, 3)
-    top = np.concatenate([np.full((1, r, r, 3), 255, np.uint8), tensor_to_image(exemplars)], 0)  # (m + 1, r, r, 3)
-    rows = np.concatenate([map_images[:, None], tiles], 1)  # (n, m + 1, r, r, 3)
-    grid = np.concatenate([top[None], rows], 0)
-    return grid.transpose(0, 2, 1, 3, 4).reshape((n + 1) * r, (m + 1) * r, 3)
-
-
-def colorize(maps: torch.Tensor) -> np.ndarray:
-    """A quick rendering of input maps for grids: class colours (golden-angle hues) or edges."""
-    if maps.shape[1] == 1:
-        return np.repeat((255 - maps[:, 0].cpu().numpy() * 255).astype(np.uint8)[..., None], 3, -1)
-    ids = maps.argmax(1).cpu().numpy()
-    import colorsys
-
-    pal = np.array([[0, 0, 0]] + [np.round(np.array(colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.6, 0.9)) * 255) for i in range(1, maps.shape[1])], np.uint8)
-    return pal[ids]
 
 
 # ------------------------------------------------------------------ training
@@ -186,6 +159,7 @@ def main(args) -> None:
     fixed = next(infinite_loader(make_dataset(args.data, resolution, seed=10_000 + args.seed, pose=args.pose), 4))
     fixed_maps = labels_to_input(fixed["labels"], args.input, num_classes).to(device)
     fixed_exemplars = fixed["image"].roll(1, 0).to(device)
+    fixed_map_images = map_images(fixed["labels"].numpy(), args.input)
     os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
     log_path = os.path.join(args.output, "logs.jsonl")
     unwrap = accelerator.unwrap_model
@@ -241,7 +215,7 @@ def main(args) -> None:
             log_scalars(accelerator, log_path, step, scalars)
             bar.set_postfix(g=f"{g_loss.item():.2f}", d=f"{d_loss.item():.2f}", reg=f"{terms['reg'].item():.3f}")
         if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
-            grid = figure5_grid((corr_ema, gen_ema), fixed_maps, colorize(fixed_maps), fixed_exemplars)
+            grid = figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps, fixed_map_images, fixed_exemplars)
             Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
         out_of_time = args.max_minutes is not None and time.time() - start_time > 60 * args.max_minutes
         if step % args.save_every == 0 or step == steps or out_of_time:
