@@ -60,17 +60,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--anneal-steps", type=int, default=None, help="steps over which psi goes from 1 to 0")
     p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation")
     p.add_argument("--lambda-identity", type=float, default=None, help="weight of ||flow||^2")
+    p.add_argument("--num-heads", type=int, default=1, help="K clusters (eq. 6); K > 1 also needs a cluster classifier "
+                   "for real images, which this script does not train yet")
     p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk")
     p.add_argument("--pca-samples", type=int, default=20_000, help="samples of W for the principal directions")
     return check_args(p, p.parse_args(argv))
 
 
 def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np.ndarray:
-    """Rows: G(w), T(G(w)), the target G(mix(c, w)); last column pair: the average real image
-    before and after congealing (section 4, 'average congealed image')."""
+    """Rows: G(w), T(G(w)), the target G(mix(c, w)) (cluster 0 when K > 1); last column: the
+    average real image before and after congealing (section 4, 'average congealed image')."""
     x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)
     congealed = transformer(x, output_resolution=out_res).congealed
-    y = generator.synthesis(target(w, psi), randomize_noise=False)
+    y = generator.synthesis(target(w, psi, unfold=True)[:, 0], randomize_noise=False)
     rows = [tensor_to_image(t) for t in (x, congealed, y)]  # each (n, R, R, 3)
     r = rows[0].shape[1]
     grid = np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
@@ -94,8 +96,9 @@ def main(args) -> None:
     t_config = dict(TRANSFORMER_CONFIGS[TRANSFORMER_FOR[args.config]])
     if t_config["input_size"] != res:
         t_config.update(input_size=res, flow_size=min(res, 128))
-    transformer = SpatialTransformer(**t_config)
-    target = LearnedTarget(num_directions=recipe["ndirs"], num_heads=1, inject_index=recipe["inject"],
+    k = args.num_heads
+    transformer = SpatialTransformer(**{**t_config, "num_heads": k})
+    target = LearnedTarget(num_directions=recipe["ndirs"], num_heads=k, inject_index=recipe["inject"],
                            num_latents=generator.num_latents, style_dim=generator.style_dim)
     with torch.no_grad():  # eq. 4: mean and principal directions of W
         pca_gen = torch.Generator().manual_seed(args.seed)
@@ -123,9 +126,10 @@ def main(args) -> None:
                 with torch.no_grad():
                     w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
                     x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)  # G(w)
-                y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c, w)): gradients reach alpha
-                out = transformer(x, output_resolution=res)
-                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, 1, recipe["lambda_tv"], recipe["lambda_identity"])
+                y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
+                heads = torch.arange(k, device=device).repeat(batch)  # every sample through every head (n-major)
+                out = transformer(x.repeat_interleave(k, 0), heads=heads, output_resolution=res)
+                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, recipe["lambda_tv"], recipe["lambda_identity"])
                 accelerator.backward(loss)
                 opt_t.step()
                 opt_c.step()
