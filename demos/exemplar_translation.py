@@ -84,11 +84,6 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
     return marked
 
 
-def labels_from_editor(pipe, editor_value):
-    painted = inputs.painted_labels(editor_value, num_classes(pipe))
-    return gr.skip() if painted is None else painted
-
-
 def create_demo(pipe) -> None:
     models.missing_notice(pipe)
     kind, n, names = input_kind(pipe), num_classes(pipe), class_names(pipe)
@@ -102,16 +97,8 @@ def create_demo(pipe) -> None:
         exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
         exemplar_map = inputs.ImageInput(label="Exemplar's own map (only for models that need it)", visible=bool(pipe) and pipe.needs_exemplar_map)
     with gr.Accordion("Paint the label map", open=False, visible=kind == "mask"):
-        painter = gr.ImageEditor(
-            label="Paint parts with the class colours (unpainted = background)",
-            type="numpy",
-            image_mode="RGBA",
-            value={"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None},
-            brush=gr.Brush(default_size=6, colors=inputs.hex_colors(n)[1:], color_mode="fixed"),
-            sources=("upload",),
-            format="png",
-            elem_id="et-painter",
-        )
+        blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}
+        painter = inputs.LabelPainter(n, 6, value=blank, elem_id="et-painter")
     button = gr.Button("Translate", variant="primary")
     with gr.Row():
         result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
@@ -124,7 +111,7 @@ def create_demo(pipe) -> None:
         label="Synthetic faces: the exemplar of the first row has the same structure, so its right answer is known",
     )
 
-    painter.input(lambda v: labels_from_editor(pipe, v), painter, input_map, api_visibility="private", queue=False)
+    painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)
 
     @models.inference
     def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):

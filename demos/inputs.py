@@ -48,6 +48,18 @@ def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class
     return component
 
 
+def Editor(label: str, brush_size: int, colors: list[str] | None = None, **kwargs) -> gr.ImageEditor:  # noqa: N802
+    """A gr.ImageEditor whose paint layers come to the function as RGBA numpy arrays; with
+    `colors` the brush is limited to them (the class palette for label maps)."""
+    brush = gr.Brush(default_size=brush_size, colors=colors, color_mode="fixed") if colors else gr.Brush(default_size=brush_size)
+    return gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", brush=brush, sources=("upload",), format="png", **kwargs)
+
+
+def LabelPainter(num_classes: int, brush_size: int, **kwargs) -> gr.ImageEditor:  # noqa: N802
+    """An Editor to paint a label map with the class palette (unpainted pixels are background)."""
+    return Editor("Paint parts with the class colours (unpainted = background)", brush_size, hex_colors(num_classes)[1:], **kwargs)
+
+
 # ------------------------------------------------------------------ images
 def check_size(width: int, height: int, what: str) -> None:
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
@@ -200,6 +212,12 @@ def painted_labels(editor_value, num_classes: int) -> np.ndarray | None:
     nearest = ((rgb[:, :, None, :] - pal[None, None]) ** 2).sum(-1).argmin(-1)
     labels = np.where(painted, nearest, 0)
     return class_palette(num_classes)[labels]
+
+
+def painted_or_skip(editor_value, num_classes: int):
+    """For an editor's input event: the painted label map, or leave the target as it is."""
+    painted = painted_labels(editor_value, num_classes)
+    return gr.skip() if painted is None else painted
 
 
 def merged_layers(editor_value) -> np.ndarray | None:

@@ -65,11 +65,6 @@ def editor_background(reference_image):
     return {"background": np.asarray(im), "layers": [], "composite": np.asarray(im)}
 
 
-def labels_from_editor(editor_value):
-    painted = inputs.painted_labels(editor_value, NUM_CLASSES)
-    return gr.skip() if painted is None else painted
-
-
 # ------------------------------------------------------------------ GANgealing
 def congeal(pipe, image):
     """-> the congealed (aligned) image."""
@@ -153,15 +148,7 @@ def create_demo(coordgan, gangealing=None) -> None:
             query_image = inputs.ImageInput(label="Query image", elem_id="lp-query")
             more_queries = gr.File(file_count="multiple", file_types=["image"], label=f"More query images (up to {MAX_QUERIES - 1})")
     with gr.Accordion("Paint the label map on the reference", open=False):
-        painter = gr.ImageEditor(
-            label="Paint parts with the class colours (unpainted = background)",
-            type="numpy",
-            image_mode="RGBA",
-            brush=gr.Brush(default_size=2, colors=inputs.hex_colors(NUM_CLASSES)[1:], color_mode="fixed"),
-            sources=("upload",),
-            format="png",
-            elem_id="lp-painter",
-        )
+        painter = inputs.LabelPainter(NUM_CLASSES, 2, elem_id="lp-painter")
     propagate_button = gr.Button("Propagate labels", variant="primary")
     with gr.Row():
         overlay = gr.Image(label="Query with propagated labels", format="png", height=256, elem_classes="pixelated", elem_id="lp-overlay")
@@ -180,7 +167,7 @@ def create_demo(coordgan, gangealing=None) -> None:
 
     generate_button.click(on_generate, [ref_structure, ref_texture], reference_image, api_visibility="private")
     reference_image.change(editor_background, reference_image, painter, api_visibility="private", queue=False)
-    painter.input(labels_from_editor, painter, reference_labels, api_visibility="private", queue=False)
+    painter.input(lambda v: inputs.painted_or_skip(v, NUM_CLASSES), painter, reference_labels, api_visibility="private", queue=False)
 
     @models.inference
     def on_propagate(reference_image, reference_labels, query_image, more_queries=None, progress=gr.Progress()):
@@ -202,15 +189,7 @@ def create_demo(coordgan, gangealing=None) -> None:
         congeal_button = gr.Button("Congeal and average")
     congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height=180, object_fit="contain", fit_columns=False, format="png", elem_id="gg-congealed-set")
     with gr.Row():
-        canvas = gr.ImageEditor(
-            label="Average congealed image: paint your edit here",
-            type="numpy",
-            brush=gr.Brush(default_size=2),
-            image_mode="RGBA",
-            sources=("upload",),
-            format="png",
-            elem_id="gg-canvas",
-        )
+        canvas = inputs.Editor("Average congealed image: paint your edit here", 2, elem_id="gg-canvas")
         edit_rgba = inputs.ImageInput(label="Edit (RGBA, transparent = unchanged)", image_mode=None, elem_id="gg-edit")
     with gr.Row():
         edit_image = inputs.ImageInput(label="Image to edit", elem_id="gg-image")

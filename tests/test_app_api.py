@@ -52,10 +52,11 @@ def face(tmp_path_factory):
     return paths
 
 
-def test_api_lists_the_five_named_endpoints(client):
-    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/generate", "/propagate_labels", "/congeal", "/propagate_edit", "/translate"} <= names
-    assert not any("labels_from_editor" in n or "editor_background" in n or "on_select" in n for n in names)  # helpers private
+def test_api_lists_exactly_the_named_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
+    assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate", "/synthetic"}
+    assert not api["unnamed_endpoints"]
 
 
 def test_generate_matches_the_pipeline_and_refuses_bad_seeds(client, app_server):
