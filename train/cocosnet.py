@@ -64,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
     p.add_argument("--lr-g", type=float, default=None, help="Adam lr of the correspondence + translation networks (default: the recipe's, 1e-4)")
     p.add_argument("--lr-d", type=float, default=None, help="Adam lr of the discriminator (default: the recipe's, 4e-4)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe entry, e.g. --set lambda_feat=100 (repeatable)")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -116,7 +118,12 @@ def export_pipeline(accelerator: Accelerator, corr_ema, gen_ema, output: str) ->
 
 
 def main(args) -> None:
-    recipe = RECIPES[args.config]
+    recipe = dict(RECIPES[args.config])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in recipe or not value:
+            raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(recipe))}")
+        recipe[key] = type(recipe[key])(float(value)) if not isinstance(recipe[key], int) else int(float(value))
     accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum,
                               log_with="tensorboard" if _has_tensorboard() else None, project_dir=args.output)
     set_seed(args.seed + accelerator.process_index)
@@ -157,6 +164,8 @@ def main(args) -> None:
                                           world_size=accelerator.num_processes), batch, num_workers=args.num_workers, seed=args.seed + state.step)
     beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
     fixed = next(infinite_loader(make_dataset(args.data, resolution, seed=10_000 + args.seed, pose=args.pose), 4))
+    if "labels" not in fixed:
+        raise ValueError(f"{args.data} has no label maps: CoCosNet trains on (label map, image) pairs (PATH/labels/*.png)")
     fixed_maps = labels_to_input(fixed["labels"], args.input, num_classes).to(device)
     fixed_exemplars = fixed["image"].roll(1, 0).to(device)
     fixed_map_images = map_images(fixed["labels"].numpy(), args.input)
