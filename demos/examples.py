@@ -37,7 +37,19 @@ def folder() -> Path:
     frames = synthetic.render(CATEGORY, s[:1] * (1 - steps) + s[1:] * steps, np.repeat(t, 8, 0), RESOLUTION).image
     ims = [Image.fromarray(f) for f in frames]
     ims[0].save(out / "video.gif", save_all=True, append_images=ims[1:], duration=120, loop=0)
+    # a real photo bundled with scikit-image (no download)
+    try:
+        import skimage.data
+
+        Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.BICUBIC).save(out / "astronaut.png")
+    except Exception:  # scikit-image missing or without its data: synthetic examples only
+        pass
     return out
+
+
+def photos(*names: str) -> list[str]:
+    """The scikit-image photos among `names` that exist in this install."""
+    return [path(n) for n in names if (folder() / n).exists()]
 
 
 def path(name: str) -> str:

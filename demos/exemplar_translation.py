@@ -106,9 +106,10 @@ def create_demo(pipe) -> None:
         marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", height=256, elem_id="et-marked")
     suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
     gr.Examples(
-        [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))],
+        [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))]
+        + [[examples.path(f"face_3{suffix}"), photo] for photo in examples.photos("astronaut.png")],
         [input_map, exemplar],
-        label="Synthetic faces: the exemplar of the first row has the same structure, so its right answer is known",
+        label="Synthetic faces (the first exemplar has the same structure, so its right answer is known); a scikit-image photo",
     )
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)

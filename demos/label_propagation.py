@@ -156,9 +156,10 @@ def create_demo(coordgan, gangealing=None) -> None:
     gallery = gr.Gallery(label="All queries", columns=6, height=220, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
         [[examples.path("face_0.png"), examples.path("face_0_labels_color.png"), examples.path("face_1.png")],
-         [examples.path("face_2.png"), examples.path("face_2_labels_color.png"), examples.path("face_3.png")]],
+         [examples.path("face_2.png"), examples.path("face_2_labels_color.png"), examples.path("face_3.png")]]
+        + [[examples.path("face_4.png"), examples.path("face_4_labels_color.png"), photo] for photo in examples.photos("astronaut.png")],
         [reference_image, reference_labels, query_image],
-        label="Synthetic faces (exact labels)",
+        label="Synthetic faces (exact labels); a photo from scikit-image as a query",
     )
 
     @models.inference
@@ -204,7 +205,8 @@ def create_demo(coordgan, gangealing=None) -> None:
         edited_video = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", height=256, elem_id="gg-video")
     edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height=180, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
-        [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]],
+        [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]]
+        + [[[examples.path(f"face_{i}.png") for i in range(6)], photo, None] for photo in examples.photos("astronaut.png")],
         [image_set, edit_image, video],
         label="Synthetic faces and a short GIF",
     )
