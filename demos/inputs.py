@@ -19,6 +19,7 @@ MAX_PIXELS = 16_000_000  # 16 megapixels
 MIN_SIDE = 16  # pixels, either side
 MAX_VIDEO_SECONDS = 10.0
 MAX_VIDEO_FRAMES = 120
+MAX_VIDEO_SIDE = 1024  # pixels: 120 frames of 16 MP would not fit in memory
 MAX_SEED = 2**31 - 1
 IMAGE_FORMATS = "PNG, JPEG, WebP, BMP, TIFF or GIF"
 VIDEO_FORMATS = "an animated GIF, WebP or PNG"
@@ -257,6 +258,8 @@ def load_video_frames(source, what: str = "video") -> tuple[list[Image.Image], f
     if path.suffix.lower() in (".mp4", ".webm", ".mov", ".avi", ".mkv"):
         raise gr.Error(f"{path.name!r}: this install reads short videos as {VIDEO_FORMATS}. Convert it, e.g. `ffmpeg -i in.mp4 -t 5 -vf fps=10 out.gif`.")
     im = open_image(source, what)
+    if max(im.size) > MAX_VIDEO_SIDE:
+        raise gr.Error(f"The {what} is {im.width}x{im.height} pixels; videos may have at most {MAX_VIDEO_SIDE} pixels a side. Scale it down and upload it again.")
     n = getattr(im, "n_frames", 1)
     durations = []
     frames = []

@@ -104,6 +104,10 @@ def test_video_length_is_limited(tmp_path):
     frames[0].save(long, save_all=True, append_images=frames[1:], duration=3000, loop=0)
     with pytest.raises(gr.Error, match="longer than 10 seconds; trim it"):
         inputs.load_video_frames(str(long))
+    wide = tmp_path / "wide.gif"
+    Image.new("RGB", (1100, 32)).save(wide)
+    with pytest.raises(gr.Error, match="videos may have at most 1024 pixels a side"):
+        inputs.load_video_frames(str(wide))
     mp4 = tmp_path / "clip.mp4"
     mp4.write_bytes(b"\x00" * 64)
     with pytest.raises(gr.Error, match="Convert it, e.g. `ffmpeg"):
