@@ -261,3 +261,20 @@ def test_missing_checkpoints_leave_the_app_up_with_instructions(tmp_path):
         assert "--cocosnet DIR_OR_HUB_REPO" in app_error(client, handle_file(face), handle_file(face), api_name="/translate")
     finally:
         demo.close()
+
+
+def test_edge_model_translation_without_server(tmp_path):
+    """An edge-input CoCosNet: the tab builds for it and translate() reads an edge image."""
+    import gradio as gr
+
+    cocosnet = pytest.importorskip("cocosnet")
+    from demos import exemplar_translation
+
+    pipe = cocosnet.tiny_random_pipeline(seed=1, input_kind="edge")
+    with gr.Blocks():
+        exemplar_translation.create_demo(pipe)  # edge examples, no label painter
+    edges = examples.path("face_0_edges.png")
+    image, warped = exemplar_translation.translate(pipe, edges, examples.path("exemplar_0.png"))
+    expected = pipe.translate(Image.open(edges).convert("L"), Image.open(examples.path("exemplar_0.png")).convert("RGB"), return_warped=True)
+    assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and image.size == (examples.RESOLUTION,) * 2
+    assert np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
