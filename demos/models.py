@@ -50,14 +50,17 @@ SPECS = {
             "GANgealingPipeline",
             "GANGEALING_MODEL",
             "checkpoints/gangealing-faces",
-            "python train/gangealing.py --data synthetic:faces (see README) and copy its pipeline folder to checkpoints/gangealing-faces",
+            "python train/stylegan2.py --config tiny --data synthetic:faces --pose wide --output runs/stylegan2-faces, then "
+            "python train/gangealing.py --config tiny --generator runs/stylegan2-faces/generator --data synthetic:faces "
+            "--output runs/gangealing-faces, and copy runs/gangealing-faces/pipeline to checkpoints/gangealing-faces",
         ),
         ModelSpec(
             "cocosnet",
             "CoCosNetPipeline",
             "COCOSNET_MODEL",
             "checkpoints/cocosnet-faces",
-            "python train/cocosnet.py --data synthetic:faces (see README) and copy its pipeline folder to checkpoints/cocosnet-faces",
+            "python train/cocosnet.py --config tiny --data synthetic:faces --output runs/cocosnet-faces "
+            "and copy runs/cocosnet-faces/pipeline to checkpoints/cocosnet-faces",
         ),
     )
 }
