@@ -190,3 +190,24 @@ def test_frame_by_frame_edit_is_per_frame(pipe):
     alone = [pipe.propagate_edit(edit, [f])[0] for f in frames]
     for a, b in zip(together, alone):
         assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+
+
+def test_clustered_pipeline_round_trip_uses_the_classifier(pipe, tmp_path):
+    from gangealing import ClusterClassifier
+
+    torch.manual_seed(0)
+    transformer = SpatialTransformer(**{**TRANSFORMER_CONFIGS["micro"], "num_heads": 2, "flip": "classifier"}).eval()
+    classifier = ClusterClassifier(flow_size=32, input_size=32, channel_multiplier=0.25, max_channels=32, num_clusters=2).eval()
+    target = LearnedTarget(num_heads=2, num_latents=pipe.generator.num_latents, inject_index=3, style_dim=32)
+    clustered = GANgealingPipeline(pipe.generator, transformer, target, classifier)
+    clustered.save_pretrained(tmp_path / "k2")
+    loaded = GANgealingPipeline.from_pretrained(tmp_path / "k2")
+    images = [Image.fromarray(im) for im in faces(3, seed=7).image]
+    x, _ = loaded.preprocess(images)
+    logits = loaded.classifier(x)
+    out = loaded.congeal(images)
+    assert out.clusters == (logits.argmax(1) % 2).tolist() and out.flipped == (logits.argmax(1) >= 2).tolist()
+    every = loaded.align(x, cluster="all")
+    assert every.congealed.shape[0] == 6 and every.cluster.tolist() == [0, 1] * 3
+    with pytest.raises(ValueError, match="classifier"):
+        GANgealingPipeline(pipe.generator, transformer, target).congeal(images)
