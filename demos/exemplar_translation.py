@@ -65,8 +65,20 @@ def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
     return out.image, out.warped_exemplar
 
 
+def mark(image: Image.Image, x: float, y: float) -> Image.Image:
+    """A copy of `image` with a red circle and cross centred on pixel (x, y)."""
+    marked = image.convert("RGB")
+    draw = ImageDraw.Draw(marked)
+    r = max(2, round(min(marked.size) / 40))
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=max(1, r // 2))
+    draw.line([x - 2 * r, y, x + 2 * r, y], fill=(255, 0, 0))
+    draw.line([x, y - 2 * r, x, y + 2 * r], fill=(255, 0, 0))
+    return marked
+
+
 def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None):
-    """The exemplar with a marker where input pixel (x, y) lands."""
+    """Side by side: the input with a marker on pixel (x, y) | the exemplar with a marker where
+    that pixel lands (both at the exemplar's height)."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
@@ -75,13 +87,14 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
     (px, py), = pipe.correspondence(semantic, photo, [(x, y)], exemplar_map=extra).tolist()
-    marked = photo.copy()
-    draw = ImageDraw.Draw(marked)
-    r = max(2, round(min(marked.size) / 40))
-    draw.ellipse([px - r, py - r, px + r, py + r], outline=(255, 0, 0), width=max(1, r // 2))
-    draw.line([px - 2 * r, py, px + 2 * r, py], fill=(255, 0, 0))
-    draw.line([px, py - 2 * r, px, py + 2 * r], fill=(255, 0, 0))
-    return marked
+    shown = Image.fromarray(inputs.colorize(semantic, num_classes(pipe))) if isinstance(semantic, np.ndarray) else semantic
+    scale = photo.height / h
+    shown = shown.convert("RGB").resize((max(1, round(w * scale)), photo.height), Image.NEAREST)
+    left, right = mark(shown, (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5), mark(photo, px, py)
+    both = Image.new("RGB", (left.width + 4 + right.width, photo.height), (255, 255, 255))
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width + 4, 0))
+    return both
 
 
 def create_demo(pipe) -> None:
@@ -103,7 +116,7 @@ def create_demo(pipe) -> None:
     with gr.Row():
         result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
         warped = gr.Image(label="Warped exemplar", format="png", height=256, elem_classes="pixelated", elem_id="et-warped")
-        marked = gr.Image(label="Click the input: where that point lands in the exemplar", format="png", height=256, elem_id="et-marked")
+        marked = gr.Image(label="Click the input: the point and its match in the exemplar", format="png", height=256, elem_id="et-marked")
     suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
     gr.Examples(
         [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))]

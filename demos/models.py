@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +94,6 @@ def device() -> torch.device:
 def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     """The pipeline named by the flag value, the environment or the bundled default, on `device()`;
     a MissingModel saying what to do when it cannot be loaded."""
-    import os
-
     env = os.environ if env is None else env
     explicit = source or env.get(spec.env) or None
     source = explicit or str(ROOT / spec.default)

@@ -232,11 +232,13 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     Image.new("RGB", (4100, 100)).save(huge)
     assert "4100x100 pixels; the limit is 4096" in app_error(client, file(face["labels"]), file(huge), api_name="/translate")
     # clicking the input: the marker sits where the pipeline says the point lands
-    marked = np.asarray(exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30))
+    both = np.asarray(exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30))
     (px, py), = pipe.correspondence(face["labels_array"], exemplar, [(20, 30)])
-    red = (marked[..., 0] == 255) & (marked[..., 1] == 0) & (marked[..., 2] == 0)
-    ys, xs = np.nonzero(red)
-    assert abs(xs.mean() - px) < 2 and abs(ys.mean() - py) < 2
+    scale = exemplar.height / 48  # the input is shown at the exemplar's height, left of it
+    assert both.shape == (exemplar.height, round(48 * scale) + 4 + exemplar.width, 3)
+    for half, (cx, cy) in ((both[:, : round(48 * scale)], ((20.5 * scale - 0.5), (30.5 * scale - 0.5))), (both[:, -exemplar.width :], (px, py))):
+        ys, xs = np.nonzero((half[..., 0] == 255) & (half[..., 1] == 0) & (half[..., 2] == 0))
+        assert abs(xs.mean() - cx) < 2 and abs(ys.mean() - cy) < 2
     with pytest.raises(Exception, match=r"outside the 48x48 input"):
         exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 60, 3)
 

@@ -131,5 +131,5 @@ def test_exemplar_translation_tab(page, app_server):
     assert output_image(page, "et-result") == [examples.RESOLUTION] * 2
     assert output_image(page, "et-warped") == [examples.RESOLUTION] * 2
     page.locator("#et-input img").first.click()  # the centre: where does this point land?
-    assert output_image(page, "et-marked") == [examples.RESOLUTION] * 2
+    assert output_image(page, "et-marked") == [2 * examples.RESOLUTION + 4, examples.RESOLUTION]  # input | exemplar
     shoot(page, "exemplar_translation")
