@@ -55,7 +55,7 @@ def create_demo() -> None:
         resolution = gr.Slider(32, 512, value=128, step=16, label="Resolution")
         pose = gr.Radio(list(synthetic.POSES), value="aligned", label="Pose range")
     with gr.Row():
-        image = gr.Image(label="Image", format="png")
+        image = gr.Image(label="Image", format="png", elem_id="synthetic-image")
         overlay = gr.Image(label="Part labels", format="png")
         coords = gr.Image(label="Canonical coordinates (x red, y green)", format="png")
     inputs = [category, structure_seed, texture_seed, resolution, pose]

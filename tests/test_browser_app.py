@@ -133,3 +133,12 @@ def test_exemplar_translation_tab(page, app_server):
     page.locator("#et-input img").first.click()  # the centre: where does this point land?
     assert output_image(page, "et-marked") == [2 * examples.RESOLUTION + 4, examples.RESOLUTION]  # input | exemplar
     shoot(page, "exemplar_translation")
+
+
+def test_synthetic_data_tab(page):
+    page.get_by_role("tab", name="Synthetic data").click()
+    seed = page.get_by_label("Structure seed").last
+    seed.fill("3")
+    seed.press("Enter")
+    page.locator("#synthetic-image img").first.wait_for(state="visible")
+    assert page.locator("#synthetic-image img").first.evaluate("el => el.naturalWidth") == 128
