@@ -138,22 +138,23 @@ def missing_notice(pipeline) -> None:
         gr.Markdown(f"⚠️ **Model not loaded.** {pipeline.message if pipeline is not None else ''}")
 
 
-try:  # Hugging Face ZeroGPU: only where the `spaces` package exists
-    import spaces
-
-    _gpu = spaces.GPU
-except ImportError:  # everywhere else a plain function
-
-    def _gpu(fn):
-        return fn
+def zero_gpu():
+    """`spaces.GPU` (Hugging Face ZeroGPU) when the `spaces` package imports, else None."""
+    try:
+        import spaces
+    except ImportError:
+        return None
+    return spaces.GPU
 
 
 def inference(fn):
-    """Decorate a handler that runs a model: ZeroGPU when available, always `torch.inference_mode`."""
+    """Decorate a handler that runs a model: always `torch.inference_mode`, and ZeroGPU's
+    `@spaces.GPU` where that package exists (decided when the app is built, not at import)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with torch.inference_mode():
             return fn(*args, **kwargs)
 
-    return _gpu(wrapper)
+    gpu = zero_gpu()
+    return gpu(wrapper) if gpu is not None else wrapper

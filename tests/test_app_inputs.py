@@ -172,3 +172,26 @@ def test_model_sources_dispatch_folder_official_file_and_hub_id(tmp_path, monkey
     assert calls == [("from_official_checkpoint", str(release)), ("from_pretrained", str(tmp_path)), ("from_pretrained", "someone/fake-faces")]
     # the bundled default is never mistaken for a Hub repo id
     assert "No fakepkg checkpoint at" in models.load(spec, None, env={}).message and len(calls) == 3
+
+
+def test_zerogpu_decorator_only_when_spaces_imports(monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    decorated = []
+
+    def gpu(fn):
+        decorated.append(fn.__name__)
+        return fn
+
+    def handler():
+        return torch.is_inference_mode_enabled()
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
+    plain = models.inference(handler)
+    assert plain() is True and decorated == []
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    on_zero_gpu = models.inference(handler)
+    assert on_zero_gpu() is True and decorated == ["handler"]
