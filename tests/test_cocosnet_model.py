@@ -209,3 +209,24 @@ def test_evaluation_table_and_baselines(pipe):
     assert psnr(exact, np.clip(exact.astype(int) + 1, 0, 255).astype(np.uint8) if exact.max() < 255 else exact)[0] >= 48.1
     text = format_table(table)
     assert text.splitlines()[0].startswith("| method | PSNR dB | LPIPS") and "| copy exemplar |" in text
+
+
+def test_bundled_checkpoint_beats_both_baselines_on_unseen_pairs():
+    """The issue's bar, on a few unseen pairs (PSNR only; the full table: python -m cocosnet.evaluate)."""
+    from pathlib import Path
+
+    import synthetic
+    from cocosnet.evaluate import psnr, to_tensor
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "cocosnet-faces"
+    if not (folder / "model_index.json").is_file():
+        pytest.skip("no bundled checkpoint")
+    pipe = CoCosNetPipeline.from_pretrained(folder)
+    a, b = synthetic.sample("faces", 16, 64, seed=31), synthetic.sample("faces", 16, 64, seed=32)
+    exact = synthetic.render("faces", a.structure, b.texture, 64).image
+    with torch.inference_mode():
+        image, _ = pipe.run(labels_to_input(torch.from_numpy(a.labels), "mask", 12), to_tensor(b.image))
+    ours = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    mean = np.broadcast_to(b.image.reshape(16, -1, 3).mean(1).round().astype(np.uint8)[:, None, None], b.image.shape)
+    ours_db, copy_db, mean_db = psnr(ours, exact).mean(), psnr(b.image, exact).mean(), psnr(mean, exact).mean()
+    assert ours_db >= max(copy_db, mean_db) + 3.0, (ours_db, copy_db, mean_db)
