@@ -42,6 +42,8 @@ def folder() -> Path:
         import skimage.data
 
         Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.BICUBIC).save(out / "astronaut.png")
+        # a cat photo (451 x 300): for the authors' cat model (`--gangealing cat.pt`)
+        Image.fromarray(skimage.data.chelsea()).save(out / "chelsea.png")
     except Exception:  # scikit-image missing or without its data: synthetic examples only
         pass
     return out

@@ -206,9 +206,10 @@ def create_demo(coordgan, gangealing=None) -> None:
     edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height=180, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
         [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]]
-        + [[[examples.path(f"face_{i}.png") for i in range(6)], photo, None] for photo in examples.photos("astronaut.png")],
+        + [[[examples.path(f"face_{i}.png") for i in range(6)], photo, None] for photo in examples.photos("astronaut.png")]
+        + [[examples.photos("chelsea.png"), photo, None] for photo in examples.photos("chelsea.png")],
         [image_set, edit_image, video],
-        label="Synthetic faces and a short GIF",
+        label="Synthetic faces and a short GIF; real photos from scikit-image (a cat for the authors' cat model)",
     )
 
     @models.inference
