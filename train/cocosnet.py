@@ -19,7 +19,6 @@ import argparse
 import copy
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -36,7 +35,7 @@ from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoC
 from cocosnet import losses  # noqa: E402
 from cocosnet.evaluate import figure5_grid, map_images  # noqa: E402
 from cocosnet.pipeline import labels_to_input  # noqa: E402
-from train.coordgan import TrainState, ema_update, log_scalars, requires_grad, save_state_atomically  # noqa: E402
+from train.common import add_training_args, ema_update, log_scalars, parse_training_args, requires_grad, resumable_state, save_if_due  # noqa: E402
 from train.data import infinite_loader, make_dataset  # noqa: E402
 
 # Loss weights follow the authors' released settings (../shared/reference/cocosnet.md); `tiny` shortens the schedule.
@@ -53,34 +52,15 @@ RECIPES["micro"] = dict(RECIPES["tiny"], steps=4, batch_size=2)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="tiny", choices=["paper", "tiny", "micro"], help="network size and training recipe")
-    p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' (images + labels/ of class ids)")
+    add_training_args(p, RECIPES, pose="aligned", save_every=250)
     p.add_argument("--input", default="mask", choices=["mask", "edge"], help="input domain: one-hot label masks or edge maps")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the label maps (default: from the data)")
-    p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl, pipeline/")
     p.add_argument("--resolution", type=int, default=None, help="image size (default: the config's)")
-    p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
     p.add_argument("--lr-g", type=float, default=None, help="Adam lr of the correspondence + translation networks (default: the recipe's, 1e-4)")
     p.add_argument("--lr-d", type=float, default=None, help="Adam lr of the discriminator (default: the recipe's, 4e-4)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe entry, e.g. --set lambda_feat=100 (repeatable)")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/state when it exists")
-    p.add_argument("--save-every", type=int, default=250, help="steps between resumable states and exports")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
-    p.add_argument("--log-every", type=int, default=25, help="steps between scalar logs")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
-    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the pipeline export to this Hub repo")
-    args = p.parse_args(argv)
-    kind, _, value = args.data.partition(":")
-    if kind not in ("synthetic", "folder") or not value:
-        p.error(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {args.data!r}")
-    return args
+    return parse_training_args(p, argv)
 
 
 # ------------------------------------------------------------------ data: input domains and exemplars
@@ -104,17 +84,9 @@ def distort(images: torch.Tensor, generator: torch.Generator | None = None) -> t
 # ------------------------------------------------------------------ training
 
 
-def export_pipeline(accelerator: Accelerator, corr_ema, gen_ema, output: str) -> str:
-    """The EMA networks as a save_pretrained folder OUTPUT/pipeline, written atomically."""
-    final = os.path.join(output, "pipeline")
-    if accelerator.is_main_process:
-        pipe = CoCosNetPipeline(correspondence_network=copy.deepcopy(corr_ema).float().eval(), generator=copy.deepcopy(gen_ema).float().eval())
-        tmp = final + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        pipe.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    return final
+def export_pipeline(corr_ema, gen_ema) -> CoCosNetPipeline:
+    """The EMA networks, in float32, as the pipeline that OUTPUT/pipeline holds."""
+    return CoCosNetPipeline(correspondence_network=copy.deepcopy(corr_ema).float().eval(), generator=copy.deepcopy(gen_ema).float().eval())
 
 
 def main(args) -> None:
@@ -150,12 +122,7 @@ def main(args) -> None:
     corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d)
     corr_ema.to(device)
     gen_ema.to(device)
-    state = TrainState()
-    accelerator.register_for_checkpointing(corr_ema, gen_ema, state)
-    state_dir = os.path.join(args.output, "state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    state, state_dir = resumable_state(accelerator, args, corr_ema, gen_ema)
     if accelerator.is_main_process:
         accelerator.init_trackers("cocosnet")
 
@@ -226,20 +193,10 @@ def main(args) -> None:
         if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
             grid = figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps, fixed_map_images, fixed_exemplars)
             Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        out_of_time = args.max_minutes is not None and time.time() - start_time > 60 * args.max_minutes
-        if step % args.save_every == 0 or step == steps or out_of_time:
-            save_state_atomically(accelerator, state_dir)
-            export_pipeline(accelerator, corr_ema, gen_ema, args.output)
-        if out_of_time:
-            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
+        if save_if_due(accelerator, args, step, steps, start_time, state_dir, lambda: export_pipeline(corr_ema, gen_ema), "pipeline"):
             break
 
     accelerator.wait_for_everyone()
-    if args.push_to_hub and accelerator.is_main_process:
-        from huggingface_hub import create_repo, upload_folder
-
-        create_repo(args.push_to_hub, exist_ok=True)
-        upload_folder(repo_id=args.push_to_hub, folder_path=os.path.join(args.output, "pipeline"), commit_message=f"CoCosNet step {state.step}")
     accelerator.end_training()
 
 

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
 
@@ -36,6 +33,16 @@ from coordgan import losses  # noqa: E402
 from coordgan.discriminator import DISCRIMINATOR_CONFIGS, PATCH_CONFIGS, ImageDiscriminator, PatchDiscriminator  # noqa: E402
 from coordgan.model import CONFIGS, CoordGANGenerator  # noqa: E402
 from coordgan.visualize import correspondence_colors  # noqa: E402
+from train.common import (  # noqa: E402
+    add_training_args,
+    ema_update,
+    export_folder,
+    log_scalars,
+    parse_training_args,
+    requires_grad,
+    resumable_state,
+    save_state_atomically,
+)
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
 
 # Training recipes. `paper` follows the authors' released settings (../shared/reference/coordgan.md);
@@ -57,73 +64,13 @@ RECIPES["paper-512"] = RECIPES["paper"]
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="tiny", choices=sorted(CONFIGS), help="model size and training recipe")
-    p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' (images, optional labels/)")
-    p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl and the exports")
-    p.add_argument("--pose", default="aligned", help="pose range of synthetic data: aligned, medium or wide")
+    add_training_args(p, CONFIGS, pose="aligned", save_every=250)
+    p.add_argument("--stage", default="generator", choices=["generator", "encoder"], help="what to train")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: the recipe's)")
     p.add_argument("--texture-swap-distance", default="lpips", choices=["lpips", "edges"],
                    help="distance of the texture-swap loss (eq. 4): lpips as in the paper, or edges, a colour-blind "
                         "stand-in for machines without LPIPS's ImageNet weights (see bench/perceptual_fallback.py)")
-    p.add_argument("--stage", default="generator", choices=["generator", "encoder"], help="what to train")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: the recipe's)")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/state when it exists")
-    p.add_argument("--save-every", type=int, default=250, help="steps between resumable states")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
-    p.add_argument("--log-every", type=int, default=25, help="steps between scalar logs")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
-    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the pipeline export to this Hub repo")
-    args = p.parse_args(argv)
-    kind, _, value = args.data.partition(":")
-    if kind not in ("synthetic", "folder") or not value:
-        p.error(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {args.data!r}")
-    return args
-
-
-@dataclass
-class TrainState:
-    """Counters saved with the accelerate state (register_for_checkpointing)."""
-
-    step: int = 0
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.step = int(d["step"])
-
-
-def requires_grad(model: torch.nn.Module, flag: bool) -> None:
-    for p in model.parameters():
-        p.requires_grad_(flag)
-
-
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - beta)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
-def save_state_atomically(accelerator: Accelerator, folder: str) -> None:
-    """accelerate's save_state into a temporary folder, then renamed over the old one."""
-    tmp, old = folder + ".tmp", folder + ".old"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if os.path.isdir(folder):
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+    return parse_training_args(p, argv)
 
 
 def swap_grid(generator: CoordGANGenerator, z_s: torch.Tensor, z_t: torch.Tensor) -> np.ndarray:
@@ -137,13 +84,6 @@ def swap_grid(generator: CoordGANGenerator, z_s: torch.Tensor, z_t: torch.Tensor
     maps = correspondence_colors(cmap)  # (rows, H, W, 3)
     tiles = np.concatenate([images.reshape(rows, cols, r, r, 3), maps[:, None]], 1)
     return tiles.transpose(0, 2, 1, 3, 4).reshape(rows * r, (cols + 1) * r, 3)
-
-
-def log_scalars(accelerator: Accelerator, path: str, step: int, scalars: dict) -> None:
-    if accelerator.is_main_process:
-        with open(path, "a") as f:
-            f.write(json.dumps({"step": step, **{k: round(float(v), 5) for k, v in scalars.items()}}) + "\n")
-    accelerator.log(scalars, step=step)
 
 
 def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
@@ -166,12 +106,7 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
     opt_d = torch.optim.Adam(d_params, lr=lr * d_ratio, betas=(0.0, 0.99**d_ratio))
     generator, discriminator, patch_discriminator, opt_g, opt_d = accelerator.prepare(generator, discriminator, patch_discriminator, opt_g, opt_d)
     generator_ema.to(device)
-    state = TrainState()
-    accelerator.register_for_checkpointing(generator_ema, state)
-    state_dir = os.path.join(args.output, "state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    state, state_dir = resumable_state(accelerator, args, generator_ema)
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["steps"]
@@ -266,16 +201,12 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
 
 
 def export_generator(accelerator: Accelerator, generator_ema: CoordGANGenerator, output: str) -> None:
+    """OUTPUT/generator: the EMA generator in float32 with fresh code means (for truncation)."""
     if not accelerator.is_main_process:
         return
     export = copy.deepcopy(generator_ema).float()
     export.update_code_means(generator=torch.Generator().manual_seed(0))
-    tmp = os.path.join(output, "generator.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    export.save_pretrained(tmp)
-    final = os.path.join(output, "generator")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    export_folder(accelerator, export, output, "generator")
 
 
 def main(args) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ from coordgan import losses
 from coordgan.encoder import ENCODER_CONFIGS, CoordGANEncoder
 from coordgan.model import CoordGANGenerator
 from coordgan.visualize import correspondence_colors
-from train.coordgan import TrainState, ema_update, log_scalars, save_state_atomically
+from train.common import ema_update, export_folder, log_scalars, resumable_state, save_state_atomically
 from train.data import infinite_loader, make_dataset, tensor_to_image
 
 
@@ -45,12 +44,7 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
     opt = torch.optim.Adam(encoder.parameters(), lr=(args.lr or 1e-4 * 2), betas=(0.9, 0.99))
     encoder, opt = accelerator.prepare(encoder, opt)
     encoder_ema.to(device)
-    state = TrainState()
-    accelerator.register_for_checkpointing(encoder_ema, state)
-    state_dir = os.path.join(args.output, "encoder_state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
+    state, state_dir = resumable_state(accelerator, args, encoder_ema, folder="encoder_state")
 
     batch = args.batch_size or recipe["batch_size"]
     steps = args.steps or recipe["encoder_steps"]
@@ -102,7 +96,7 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
         out_of_time = args.max_minutes is not None and time.time() - start_time > 60 * args.max_minutes
         if step % args.save_every == 0 or step == steps or out_of_time:
             save_state_atomically(accelerator, state_dir)
-            export_pipeline(accelerator, generator, encoder_ema, args, step)
+            export_pipeline(accelerator, generator, encoder_ema, args)
         if out_of_time:
             accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
             break
@@ -120,19 +114,10 @@ def reconstruction_grid(generator: CoordGANGenerator, encoder: CoordGANEncoder, 
     return np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
 
 
-def export_pipeline(accelerator: Accelerator, generator, encoder_ema, args, step: int) -> None:
+def export_pipeline(accelerator: Accelerator, generator, encoder_ema, args) -> None:
     if not accelerator.is_main_process:
         return
     from coordgan import CoordGANPipeline
 
     pipeline = CoordGANPipeline(generator=generator, encoder=copy.deepcopy(encoder_ema).float())
-    tmp, final = os.path.join(args.output, "pipeline.tmp"), os.path.join(args.output, "pipeline")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipeline.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        create_repo(args.push_to_hub, exist_ok=True)
-        upload_folder(repo_id=args.push_to_hub, folder_path=final, commit_message=f"CoordGAN pipeline, encoder step {step}")
+    export_folder(accelerator, pipeline, args.output, "pipeline", args.push_to_hub)

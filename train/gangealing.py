@@ -33,9 +33,8 @@ from gangealing import GANgealingPipeline, LearnedTarget, SpatialTransformer, St
 from gangealing.losses import congealing_loss, perceptual_network  # noqa: E402
 from gangealing.target import psi_schedule  # noqa: E402
 from gangealing.transformer import TRANSFORMER_CONFIGS  # noqa: E402
-from train.coordgan import ema_update, log_scalars  # noqa: E402
+from train.common import add_training_args, ema_update, log_scalars, parse_training_args, resumable_state, save_if_due  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
-from train.stylegan2 import add_common_args, check_args, resumable_state, save_if_due  # noqa: E402
 
 # `paper`: the authors' release scripts (256 px, LPIPS-VGG, lambda_TV 2500, batch 5 x 8 GPUs).
 RECIPES = {
@@ -53,7 +52,8 @@ TRANSFORMER_FOR = {"paper": "paper", "paper-128": "paper", "tiny": "tiny", "micr
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
+    add_training_args(p, RECIPES, pose="wide", save_every=500)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
     p.add_argument("--generator", required=True, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export")
     p.add_argument("--inject", type=int, default=None, help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
     p.add_argument("--ndirs", type=int, default=None, help="principal directions of W spanning the target (eq. 4)")
@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "for real images, which this script does not train yet")
     p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk")
     p.add_argument("--pca-samples", type=int, default=20_000, help="samples of W for the principal directions")
-    return check_args(p, p.parse_args(argv))
+    return parse_training_args(p, argv)
 
 
 def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np.ndarray:

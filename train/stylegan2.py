@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import shutil
 import sys
 import time
 
@@ -28,7 +27,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from coordgan.losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty  # noqa: E402
 from gangealing.stylegan2 import GENERATOR_CONFIGS, StyleGAN2Discriminator, StyleGAN2Generator  # noqa: E402
-from train.coordgan import TrainState, ema_update, log_scalars, requires_grad, save_state_atomically  # noqa: E402
+from train.common import add_training_args, ema_update, log_scalars, parse_training_args, requires_grad, resumable_state, save_if_due  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
 
 # `paper`: StyleGAN2 config-f at 256 px as the authors trained it; `tiny`/`micro`: CPU-sized.
@@ -40,78 +39,11 @@ RECIPES = {
 }
 
 
-def add_common_args(p: argparse.ArgumentParser) -> None:
-    """Flags shared by the GANgealing training scripts (train/gangealing.py extends them)."""
-    p.add_argument("--config", default="tiny", choices=sorted(RECIPES), help="model size and training recipe")
-    p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH'")
-    p.add_argument("--pose", default="wide", help="pose range of synthetic data: aligned, medium or wide")
-    p.add_argument("--output", required=True, help="run folder: state/, samples/, logs.jsonl and the exports")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="per-process batch (default: the recipe's)")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/state when it exists")
-    p.add_argument("--save-every", type=int, default=500, help="steps between resumable states and exports")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
-    p.add_argument("--log-every", type=int, default=25, help="steps between scalar logs")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
-    p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the export to this Hub repo")
-
-
-def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    kind, _, value = args.data.partition(":")
-    if kind not in ("synthetic", "folder") or not value:
-        p.error(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {args.data!r}")
-    return args
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    return check_args(p, p.parse_args(argv))
-
-
-def export_folder(accelerator: Accelerator, model, output: str, name: str, push_to_hub: str | None = None) -> None:
-    """save_pretrained into OUTPUT/NAME.tmp, then renamed over OUTPUT/NAME; optional Hub upload."""
-    if not accelerator.is_main_process:
-        return
-    tmp, final = os.path.join(output, name + ".tmp"), os.path.join(output, name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    if push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        create_repo(push_to_hub, exist_ok=True)
-        upload_folder(repo_id=push_to_hub, folder_path=final, commit_message=f"{name} export")
-
-
-def resumable_state(accelerator: Accelerator, args, *tracked) -> tuple[TrainState, str]:
-    """The step counter and the extra modules (EMA copies) saved with accelerate's state;
-    loads OUTPUT/state when --resume finds one."""
-    state = TrainState()
-    accelerator.register_for_checkpointing(*tracked, state)
-    state_dir = os.path.join(args.output, "state")
-    if args.resume and os.path.isdir(state_dir):
-        accelerator.load_state(state_dir)
-        accelerator.print(f"resumed from {state_dir} at step {state.step}")
-    return state, state_dir
-
-
-def save_if_due(accelerator: Accelerator, args, step: int, steps: int, start: float, state_dir: str, export, name: str) -> bool:
-    """Every --save-every steps, at the last step and when --max-minutes runs out: the resumable
-    state and the export `export()` as OUTPUT/NAME (pushed to the Hub at the end). True = stop."""
-    out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
-    if step % args.save_every == 0 or step == steps or out_of_time:
-        save_state_atomically(accelerator, state_dir)
-        export_folder(accelerator, export(), args.output, name, args.push_to_hub if step == steps else None)
-    if out_of_time:
-        accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
-    return out_of_time
+    add_training_args(p, RECIPES, pose="wide", save_every=500)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    return parse_training_args(p, argv)
 
 
 def sample_grid(generator: StyleGAN2Generator, z: torch.Tensor, cols: int = 8) -> np.ndarray:
