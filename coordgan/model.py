@@ -18,7 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .correspondence import canonical_grid
-from .layers import EqualConv2d, StyledConv, ToRGB, mapping_network
+from .layers import StyledConv, ToRGB, mapping_network
 
 # Named configurations. `paper`: the 128x128, 512-channel model of the paper (11 styled convs,
 # W+ of 12). `tiny`: trains on 2 CPU cores; the coordinate branch runs at 32x32 and one

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 import synthetic
+from synthetic import colorize  # the app's class colours: synthetic.palette, background black
 
 MAX_SIDE = 4096  # pixels, either side
 MAX_PIXELS = 16_000_000  # 16 megapixels
@@ -125,13 +126,8 @@ def load_rgba(source, what: str = "edit") -> Image.Image:
 
 
 # ------------------------------------------------------------------ label maps
-def class_palette(num_classes: int) -> np.ndarray:
-    """The app's class colours: [num_classes, 3] uint8 (class 0, background, is black)."""
-    return synthetic.palette(num_classes)
-
-
 def hex_colors(num_classes: int) -> list[str]:
-    return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in class_palette(num_classes)]
+    return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in synthetic.palette(num_classes)]
 
 
 def legend(class_names) -> str:
@@ -145,7 +141,7 @@ def legend(class_names) -> str:
 
 def colors_to_labels(rgb: np.ndarray, num_classes: int, opaque: np.ndarray | None = None, what: str = "label map") -> np.ndarray:
     """Exact palette colours [H, W, 3] -> class ids; unknown colours are refused."""
-    pal = class_palette(num_classes).astype(np.int64)
+    pal = synthetic.palette(num_classes).astype(np.int64)
     key = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     pal_key = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
     order = np.argsort(pal_key)
@@ -208,11 +204,11 @@ def painted_labels(editor_value, num_classes: int) -> np.ndarray | None:
     painted = canvas[..., 3] >= 0.5
     if not painted.any():
         return None
-    pal = class_palette(num_classes).astype(np.float64)
+    pal = synthetic.palette(num_classes).astype(np.float64)
     rgb = canvas[..., :3] / np.maximum(canvas[..., 3:], 1e-6)
     nearest = ((rgb[:, :, None, :] - pal[None, None]) ** 2).sum(-1).argmin(-1)
     labels = np.where(painted, nearest, 0)
-    return class_palette(num_classes)[labels]
+    return colorize(labels, num_classes)
 
 
 def painted_or_skip(editor_value, num_classes: int):
@@ -234,10 +230,6 @@ def merged_layers(editor_value) -> np.ndarray | None:
     if out is None or np.asarray(out)[..., 3].max() == 0:
         return None
     return np.asarray(out)
-
-
-def colorize(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    return class_palette(num_classes)[labels]
 
 
 def overlay(image: Image.Image, labels: np.ndarray, num_classes: int, alpha: float = 0.55) -> np.ndarray:

@@ -14,7 +14,6 @@ import tempfile
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 import synthetic
 

@@ -16,7 +16,6 @@ target inject index) come from their table of pretrained hyperparameters, keyed 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
 
