@@ -92,11 +92,11 @@ class NoiseInjection(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """Modulated 3x3 conv, optional 2x bilinear upsampling before it, noise, bias, leaky ReLU."""
+    """Modulated conv (3x3 by default), optional 2x bilinear upsampling before it, noise, bias, leaky ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool = False, kernel_size: int = 3):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim)
+        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim)
         self.noise = NoiseInjection()
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.upsample = upsample

@@ -29,8 +29,19 @@ CONFIGS = {
     "paper-512": dict(coordinate_resolution=128, channels=512, num_pairs=5, upsample_channels=(128, 64), z_dim=512,
                       w_dim=512, mapping_layers=8, warp_hidden=512),
     "tiny": dict(coordinate_resolution=32, channels=64, num_pairs=2, upsample_channels=(32,), z_dim=64,
-                 w_dim=64, mapping_layers=4, warp_hidden=64),
+                 w_dim=64, mapping_layers=4, warp_hidden=64, kernel_size=1, template_layers=3),
 }  # fmt: skip
+# Why `tiny` departs from the paper in two places (both are config values; `paper` keeps 3x3 convs and
+# texture-modulated layers everywhere): the texture-swap loss (eq. 4) is what stops the texture code
+# from moving parts around, and it needs the ImageNet LPIPS, which this project's CPU machines cannot
+# download. With a random-trunk LPIPS the small model learned to draw its layout from the texture
+# code and let the correspondence map collapse (see the README). So in `tiny`:
+# - kernel_size=1: the styled convs at the coordinate resolution are per-pixel (1x1), so a pixel's
+#   features depend only on its own warped coordinate and the codes: the image layout can come from
+#   nothing but the correspondence map, as eq. (2) intends.
+# - template_layers=3: the first three styled convs take a learned constant style instead of w_t:
+#   they draw a canonical template of parts that no texture code can move; the later layers and
+#   every ToRGB take w_t and colour it.
 
 
 @dataclass
@@ -90,6 +101,9 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
     by a ToRGB; every conv's output and every ToRGB's input carry the correspondence map (2 extra
     channels). `upsample_channels` adds 2x stages (pair + ToRGB, no map) for larger images.
     W+ layout (StyleGAN2's): conv0 w[0], rgb0 w[1], pair k: w[2k+1], w[2k+2], its rgb w[2k+3].
+    `kernel_size` is that of the styled convs at the coordinate resolution (3 in the paper);
+    the first `template_layers` of those convs take a learned constant style instead of their
+    W+ entry (0 in the paper; see the `tiny` config's note).
     """
 
     @register_to_config
@@ -104,8 +118,14 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         mapping_layers: int = 4,
         mapping_lr_mul: float = 0.01,
         warp_hidden: int = 64,
+        kernel_size: int = 3,
+        template_layers: int = 0,
     ):
         super().__init__()
+        if kernel_size not in (1, 3):
+            raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size}")
+        if not 0 <= template_layers <= 1 + 2 * num_pairs:
+            raise ValueError(f"template_layers must be in [0, {1 + 2 * num_pairs}] (the styled convs at the coordinate resolution), got {template_layers}")
         if coordinate_resolution < 4:
             raise ValueError(f"coordinate_resolution must be at least 4, got {coordinate_resolution}")
         if num_pairs < 0:
@@ -115,11 +135,14 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         self.warping = CoordinateWarpingNetwork(w_dim, warp_hidden)
         self.fourier = FourierEncoding(channels)
         c = channels
-        self.convs = nn.ModuleList([StyledConv(c, c, w_dim)])
+        k = kernel_size
+        self.convs = nn.ModuleList([StyledConv(c, c, w_dim, kernel_size=k)])
         self.to_rgbs = nn.ModuleList([ToRGB(c + 2, w_dim)])
         for _ in range(num_pairs):
-            self.convs.extend([StyledConv(c + 2, c, w_dim), StyledConv(c + 2, c, w_dim)])
+            self.convs.extend([StyledConv(c + 2, c, w_dim, kernel_size=k), StyledConv(c + 2, c, w_dim, kernel_size=k)])
             self.to_rgbs.append(ToRGB(c + 2, w_dim))
+        # The template layers' styles (w space), shared by every image; absent when template_layers=0.
+        self.template_code = nn.Parameter(torch.zeros(template_layers, w_dim)) if template_layers else None
         self.up_convs = nn.ModuleList()
         self.up_rgbs = nn.ModuleList()
         in_c = c + 2
@@ -167,7 +190,11 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         if texture_code.shape[1] != self.num_ws:
             raise ValueError(f"a W+ texture code needs {self.num_ws} entries, got {texture_code.shape[1]}")
         cmap = correspondence_map
-        w = texture_code.unbind(1)
+        w = list(texture_code.unbind(1))
+        if self.template_code is not None:  # conv i (i < template_layers) reads W+ entry conv_entry[i]
+            conv_entry = [0] + [2 * k + 1 + j for k in range(self.config.num_pairs) for j in range(2)]
+            for i, code in enumerate(self.template_code.to(texture_code.dtype)):
+                w[conv_entry[i]] = code[None].expand(texture_code.shape[0], -1)
         x = self.convs[0](self.fourier(cmap), w[0], randomize_noise)
         x = torch.cat([x, cmap], 1)
         rgb = self.to_rgbs[0](x, w[1])

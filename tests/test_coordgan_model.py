@@ -54,6 +54,45 @@ def test_w_and_expanded_w_plus_are_the_same_input(generator):
         generator(torch.randn(2, 8), torch.randn(2, 8), structure_code=w_s)
 
 
+def test_per_pixel_synthesis_follows_the_correspondence_map_alone():
+    """kernel_size=1, no upsampling: a pixel's colour is a function of its own warped coordinate
+    and the codes, so permuting the map's pixels permutes the image's pixels (eq. 2 with A per pixel)."""
+    torch.manual_seed(0)
+    g = CoordGANGenerator(**dict(MICRO, upsample_channels=(), kernel_size=1, template_layers=2)).eval()
+    cmap = torch.rand(2, 2, 8, 8) * 2 - 1
+    w_t = torch.randn(2, 8)
+    order = torch.randperm(64)
+    shuffled = cmap.flatten(2)[..., order].reshape(2, 2, 8, 8)
+    image = g.synthesize(cmap, w_t, randomize_noise=False)
+    torch.testing.assert_close(g.synthesize(shuffled, w_t, randomize_noise=False), image.flatten(2)[..., order].reshape(2, 3, 8, 8))
+    # with 3x3 kernels neighbours mix, so the same permutation does not commute
+    g3 = CoordGANGenerator(**dict(MICRO, upsample_channels=())).eval()
+    image3 = g3.synthesize(cmap, w_t, randomize_noise=False)
+    assert not torch.allclose(g3.synthesize(shuffled, w_t, randomize_noise=False), image3.flatten(2)[..., order].reshape(2, 3, 8, 8), atol=1e-3)
+
+
+def test_template_layers_ignore_the_texture_code():
+    torch.manual_seed(0)
+    g = CoordGANGenerator(**dict(MICRO, kernel_size=1, template_layers=2)).eval()
+    with torch.no_grad():
+        g.template_code.normal_()
+    seen = []
+    hooks = [g.convs[i].register_forward_hook(lambda m, i, o: seen.append(o)) for i in range(3)]
+    cmap = g.correspondence_map(torch.randn(1, 8)).expand(2, -1, -1, -1)
+    image = g.synthesize(cmap, torch.randn(2, 8), randomize_noise=False)
+    for h in hooks:
+        h.remove()
+    template_0, template_1, textured = seen
+    torch.testing.assert_close(template_0[0], template_0[1])  # the template layers draw the same parts
+    torch.testing.assert_close(template_1[0], template_1[1])
+    assert not torch.allclose(textured[0], textured[1])  # later layers take w_t
+    assert not torch.allclose(image[0], image[1])
+    with pytest.raises(ValueError, match="template_layers must be in \\[0, 3\\]"):
+        CoordGANGenerator(**dict(MICRO, template_layers=4))
+    with pytest.raises(ValueError, match="kernel_size must be 1 or 3"):
+        CoordGANGenerator(**dict(MICRO, kernel_size=5))
+
+
 def test_modulated_conv_equals_per_sample_weights():
     """The activation-scaling form equals StyleGAN2's per-sample modulated, demodulated weights."""
     torch.manual_seed(0)
