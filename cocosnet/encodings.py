@@ -150,6 +150,39 @@ def face_edge_channels(labels, photo=None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ DeepFashion pose
+def _read_json(source):
+    """JSON text or a path to a JSON file -> the parsed object; anything else as it is."""
+    if isinstance(source, (str, Path)) and not (isinstance(source, str) and source.lstrip()[:1] in ("{", "[")):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"no keypoints file at {str(source)!r}: give an OpenPose JSON file, its text, or an array [18, 2|3]")
+        try:
+            source = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path.name!r} is not a text file: give the keypoints as OpenPose JSON") from None
+    if isinstance(source, str):
+        try:
+            return json.loads(source)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"the keypoints are not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); give OpenPose JSON "
+                             '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] pairs') from None
+    return source
+
+
+def keypoints_and_canvas(source, default_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(parse_keypoints(source), canvas (H, W)): the canvas is `default_size` unless `source` is a
+    JSON dict with "canvas_height" and "canvas_width" (our addition to OpenPose's format: the size
+    of the image the keypoints were found in)."""
+    source = _read_json(source)
+    size = tuple(int(v) for v in default_size)
+    if isinstance(source, dict) and ("canvas_height" in source or "canvas_width" in source):
+        try:
+            size = (int(source["canvas_height"]), int(source["canvas_width"]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError('give both "canvas_height" and "canvas_width" as whole numbers of pixels (the image the keypoints belong to)') from None
+    return parse_keypoints(source), size
+
+
 def parse_keypoints(keypoints) -> np.ndarray:
     """18 COCO-18 keypoints -> float64 (18, 2) pixel (x, y), NaN where a point is missing.
 
@@ -158,17 +191,7 @@ def parse_keypoints(keypoints) -> np.ndarray:
     [...]}]}, first person) or its text / a path to a .json file. Missing points: negative or NaN
     coordinates, or confidence 0 (OpenPose writes 0, 0, 0).
     """
-    if isinstance(keypoints, (str, Path)) and not (isinstance(keypoints, str) and keypoints.lstrip()[:1] in ("{", "[")):
-        path = Path(keypoints)
-        if not path.is_file():
-            raise ValueError(f"no keypoints file at {str(keypoints)!r}: give an OpenPose JSON file, its text, or an array [18, 2|3]")
-        keypoints = path.read_text()
-    if isinstance(keypoints, str):
-        try:
-            keypoints = json.loads(keypoints)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"the keypoints are not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); give OpenPose JSON "
-                             '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] pairs') from None
+    keypoints = _read_json(keypoints)
     if isinstance(keypoints, dict):
         people = keypoints.get("people")
         if not isinstance(people, list) or not people or not isinstance(people[0], dict) or "pose_keypoints_2d" not in people[0]:
@@ -296,7 +319,7 @@ def _blend(canvas: np.ndarray, where: np.ndarray, color) -> None:
 def render_pose(keypoints, size: tuple[int, int]) -> tuple[np.ndarray, list]:
     """(uint8 (H, W, 3) RGB skeleton, [bool (H, W) or None per limb]) for parsed keypoints (18, 2)."""
     h, w = int(size[0]), int(size[1])
-    xy = parse_keypoints(keypoints) if not (isinstance(keypoints, np.ndarray) and keypoints.shape == (18, 2)) else keypoints
+    xy = parse_keypoints(keypoints)
     present = np.isfinite(xy).all(1)
     canvas = np.zeros((h, w, 3), np.uint8)
     for i in np.flatnonzero(present):
@@ -334,4 +357,4 @@ def pose_channels(keypoints, size: tuple[int, int]) -> np.ndarray:
 
 __all__ = ["BODY25_TO_COCO18", "CHANNEL_ENCODINGS", "FACE_DISTANCE_PARTS", "FACE_EDGE_CHANNELS", "FACE_PARTS", "POSE_CHANNELS",
            "POSE_COLORS", "POSE_KEYPOINTS", "POSE_LIMBS", "channel_encoding", "distance_map", "face_edge_channels",
-           "parse_keypoints", "part_boundary", "pose_channels", "render_pose", "resize_channels"]
+           "keypoints_and_canvas", "parse_keypoints", "part_boundary", "pose_channels", "render_pose", "resize_channels"]

@@ -13,6 +13,8 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from .correspondence import best_match
+from .encodings import (FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, keypoints_and_canvas, pose_channels,
+                        resize_channels)
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, CorrespondenceOutput, network_configs
 
 
@@ -139,14 +141,43 @@ class CoCosNetPipeline(DiffusionPipeline):
             x = F.interpolate(torch.from_numpy(edge.astype(np.float32))[None, None], size=(r, r), mode="bilinear", align_corners=False)
             x = x.expand(-1, self.input_channels, -1, -1)
         else:
-            arr = np.asarray(input_map, np.float32) if not isinstance(input_map, torch.Tensor) else input_map.float().cpu().numpy()
-            if arr.ndim != 3 or arr.shape[0] != self.input_channels:
-                raise ValueError(f"this model takes a float array [{self.input_channels}, H, W] as input map, got shape {arr.shape}")
-            size = arr.shape[1:]
-            x = F.interpolate(torch.from_numpy(arr)[None], size=(r, r), mode="bilinear", align_corners=False)
+            x, size = self._encode_channels(input_map)
         if min(size) < 8:
             raise ValueError(f"the input map is too small ({size[1]}x{size[0]}); give at least 8x8 pixels")
         return x.to(self.device, self.correspondence_network.dtype), tuple(size)
+
+    @property
+    def channel_encoding(self) -> str | None:
+        """For "channels" models, which of the authors' stacks they read (encodings.py): "face_edges"
+        (15 channels, CelebA-HQ edges: built from a face-parsing map), "pose" (20 channels,
+        DeepFashion: built from 18 keypoints) or None (only raw arrays). Decided by the channel count."""
+        return channel_encoding(self.input_kind, self.input_channels)
+
+    def _encode_channels(self, input_map) -> tuple[torch.Tensor, tuple[int, int]]:
+        """A "channels" model's input -> ((1, C, R, R), (H, W)): a raw float array [C, H, W] as it is
+        (bilinear to R); for "face_edges" models also a face label map (array / index PNG / path, or
+        {"labels": ..., "photo": ...} for the Canny edges); for "pose" models also keypoints
+        (array [18, 2|3], list, OpenPose JSON dict / text / file; canvas R x R unless the dict has
+        "canvas_height" / "canvas_width")."""
+        r, c, encoding = self.resolution, self.input_channels, self.channel_encoding
+        if isinstance(input_map, torch.Tensor):
+            input_map = input_map.float().cpu().numpy()
+        if encoding is None or (isinstance(input_map, np.ndarray) and input_map.ndim == 3):
+            arr = np.asarray(input_map, np.float32)
+            if arr.ndim != 3 or arr.shape[0] != c:
+                raise ValueError(f"this model takes a float array [{c}, H, W] as input map, got shape {arr.shape}")
+            x = F.interpolate(torch.from_numpy(arr)[None], size=(r, r), mode="bilinear", align_corners=False)
+            return x, tuple(arr.shape[1:])
+        if encoding == "face_edges":
+            photo = None
+            if isinstance(input_map, dict):
+                input_map, photo = input_map.get("labels"), _open(input_map.get("photo"))
+            labels = to_label_array(input_map, len(FACE_PARTS))
+            channels, nearest = face_edge_channels(labels, photo), (0, FACE_EDGE_CHANNELS - 1)
+        else:  # "pose"
+            keypoints, size = keypoints_and_canvas(input_map, (r, r))
+            channels, nearest = pose_channels(keypoints, size), (0, 1, 2)
+        return torch.from_numpy(resize_channels(channels, (r, r), nearest))[None], tuple(channels.shape[1:])
 
     def encode_exemplar(self, exemplar) -> torch.Tensor:
         """A PIL image / uint8 array [H, W, 3] of any size -> (1, 3, R, R) in [-1, 1]."""
@@ -184,7 +215,8 @@ class CoCosNetPipeline(DiffusionPipeline):
     @torch.inference_mode()
     def translate(self, input_map, exemplar, return_warped: bool = False, exemplar_map=None) -> TranslationOutput:
         """Translate `input_map` (label map of class ids: int array [H, W], index/greyscale PNG or its
-        path; an edge image for edge models; a float array [C, H, W] for "channels" models) in the
+        path; an edge image for edge models; a float array [C, H, W] for "channels" models, or what
+        `channel_encoding` builds them from: a face label map / 18 pose keypoints) in the
         style of `exemplar` (a photo of any size). The outputs have the input map's size (W, H).
         `exemplar_map` (the exemplar's own map, same kinds) is needed only when `needs_exemplar_map`."""
         x, size = self.encode_input_map(input_map)
