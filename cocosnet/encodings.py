@@ -319,7 +319,14 @@ def _blend(canvas: np.ndarray, where: np.ndarray, color) -> None:
 def render_pose(keypoints, size: tuple[int, int]) -> tuple[np.ndarray, list]:
     """(uint8 (H, W, 3) RGB skeleton, [bool (H, W) or None per limb]) for parsed keypoints (18, 2)."""
     h, w = int(size[0]), int(size[1])
+    if min(h, w) < 8 or max(h, w) > 4096:
+        raise ValueError(f"the pose canvas size must be (height, width) between 8 and 4096 pixels, got {tuple(size)}")
     xy = parse_keypoints(keypoints)
+    far = np.isfinite(xy).all(1) & ((xy < -max(h, w)) | (xy > 2 * max(h, w))).any(1)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise ValueError(f"keypoint {i} ({POSE_KEYPOINTS[i]}) at ({xy[i, 0]:g}, {xy[i, 1]:g}) lies far outside the {w}x{h} canvas: "
+                         "give keypoints in pixels of the pose image (and its canvas size), or mark the point missing")
     present = np.isfinite(xy).all(1)
     canvas = np.zeros((h, w, 3), np.uint8)
     for i in np.flatnonzero(present):
@@ -343,10 +350,7 @@ def pose_channels(keypoints, size: tuple[int, int]) -> np.ndarray:
     Returns float32 (20, H, W): the RGB skeleton (channels 0-2) and the distance maps of the 17
     POSE_LIMBS (channels 3-19; ones for a limb with a missing end), all in [0, 1].
     """
-    if len(size) != 2 or min(int(size[0]), int(size[1])) < 8 or max(int(size[0]), int(size[1])) > 4096:
-        raise ValueError(f"the pose canvas size must be (height, width) between 8 and 4096 pixels, got {tuple(size)}")
-    xy = parse_keypoints(keypoints)
-    canvas, limbs = render_pose(xy, size)
+    canvas, limbs = render_pose(keypoints, size)
     channels = np.empty((POSE_CHANNELS, int(size[0]), int(size[1])), np.float32)
     channels[:3] = canvas.transpose(2, 0, 1) / np.float32(255)
     for c, pixels in enumerate(limbs, start=3):
