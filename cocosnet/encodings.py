@@ -316,17 +316,24 @@ def _blend(canvas: np.ndarray, where: np.ndarray, color) -> None:
     canvas[where] = np.clip(new, 0, 255).astype(np.uint8)
 
 
-def render_pose(keypoints, size: tuple[int, int]) -> tuple[np.ndarray, list]:
-    """(uint8 (H, W, 3) RGB skeleton, [bool (H, W) or None per limb]) for parsed keypoints (18, 2)."""
+def check_canvas(xy: np.ndarray, size) -> tuple[int, int]:
+    """(H, W) after checking that the canvas is 8..4096 pixels a side and that no present keypoint
+    of `xy` (18, 2) lies far outside it (which would only cost time)."""
     h, w = int(size[0]), int(size[1])
     if min(h, w) < 8 or max(h, w) > 4096:
         raise ValueError(f"the pose canvas size must be (height, width) between 8 and 4096 pixels, got {tuple(size)}")
-    xy = parse_keypoints(keypoints)
     far = np.isfinite(xy).all(1) & ((xy < -max(h, w)) | (xy > 2 * max(h, w))).any(1)
     if far.any():
         i = int(np.flatnonzero(far)[0])
         raise ValueError(f"keypoint {i} ({POSE_KEYPOINTS[i]}) at ({xy[i, 0]:g}, {xy[i, 1]:g}) lies far outside the {w}x{h} canvas: "
                          "give keypoints in pixels of the pose image (and its canvas size), or mark the point missing")
+    return h, w
+
+
+def render_pose(keypoints, size: tuple[int, int]) -> tuple[np.ndarray, list]:
+    """(uint8 (H, W, 3) RGB skeleton, [bool (H, W) or None per limb]) for parsed keypoints (18, 2)."""
+    xy = parse_keypoints(keypoints)
+    h, w = check_canvas(xy, size)
     present = np.isfinite(xy).all(1)
     canvas = np.zeros((h, w, 3), np.uint8)
     for i in np.flatnonzero(present):
@@ -360,5 +367,5 @@ def pose_channels(keypoints, size: tuple[int, int]) -> np.ndarray:
 
 
 __all__ = ["BODY25_TO_COCO18", "CHANNEL_ENCODINGS", "FACE_DISTANCE_PARTS", "FACE_EDGE_CHANNELS", "FACE_PARTS", "POSE_CHANNELS",
-           "POSE_COLORS", "POSE_KEYPOINTS", "POSE_LIMBS", "channel_encoding", "distance_map", "face_edge_channels",
+           "POSE_COLORS", "POSE_KEYPOINTS", "POSE_LIMBS", "channel_encoding", "check_canvas", "distance_map", "face_edge_channels",
            "keypoints_and_canvas", "parse_keypoints", "part_boundary", "pose_channels", "render_pose", "resize_channels"]

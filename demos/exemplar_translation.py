@@ -1,11 +1,20 @@
-"""Tab: CoCosNet exemplar translation. A label map (painted or uploaded) or an edge map plus an
-exemplar photo -> an image with the layout of the map and the look of the exemplar, with the
-warped exemplar; clicking the input shows where that point lands in the exemplar.
+"""Tab: CoCosNet exemplar translation. An input map plus an exemplar photo -> an image with the
+layout of the map and the look of the exemplar, with the warped exemplar; clicking the input shows
+where that point lands in the exemplar.
+
+The input follows the loaded model: a label map (painted or uploaded) for mask models (ours, the
+authors' ADE20k and CelebA-HQ), an edge map for edge models, a CelebAMask-HQ face label map for the
+authors' CelebA-HQ edge model (its 15 edge / distance channels are built from it), OpenPose
+keypoints JSON for the authors' DeepFashion pose model (rendered as a pose preview). Models that
+also read the exemplar's own map (maskmix) show and require that input.
 
 Runs alone with `python -m demos.exemplar_translation`.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -16,14 +25,31 @@ import synthetic
 from . import examples, inputs, models
 
 FACE_CLASSES = synthetic.category("faces").class_names
+# CelebAMask-HQ part ids (the authors' face models), as in cocosnet.encodings.FACE_PARTS (not
+# imported here: the app must start without the cocosnet package)
+CELEBA_PARTS = ("background", "hair", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip",
+                "mouth", "l_lip", "neck", "cloth", "hat", "eye_g", "ear_r", "neck_l")
+# our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
+FACE_TO_CELEBA = np.array([CELEBA_PARTS.index(n) for n in ("background", "skin", "hair", "neck", "l_ear", "r_ear", "l_brow",
+                                                           "r_brow", "l_eye", "r_eye", "nose", "mouth")])
+MAX_JSON_BYTES = 1_000_000
 
 
 def input_kind(pipe) -> str:
-    """'mask' (label map of class ids) or 'edge' (an edge image), from the pipeline's config."""
-    return pipe.input_kind if pipe else "mask"
+    """What the tab asks for, from the pipeline's config: 'mask' (label map of class ids), 'edge'
+    (an edge image), 'face' (a CelebAMask-HQ face label map, for the authors' 15-channel edge
+    model), 'pose' (18 OpenPose keypoints, for the authors' 20-channel pose model) or 'channels'
+    (a raw stack the app cannot draw)."""
+    if not pipe:
+        return "mask"
+    if pipe.input_kind == "channels":
+        return {"face_edges": "face", "pose": "pose"}.get(getattr(pipe, "channel_encoding", None), "channels")
+    return pipe.input_kind
 
 
 def num_classes(pipe) -> int:
+    if input_kind(pipe) == "face":
+        return len(CELEBA_PARTS)
     return int(pipe.num_classes) if pipe and pipe.num_classes else len(FACE_CLASSES)
 
 
@@ -32,24 +58,84 @@ def class_names(pipe) -> tuple:
     n = num_classes(pipe)
     if names and len(names) == n:
         return tuple(names)
+    if n == len(CELEBA_PARTS):  # the authors' CelebA-HQ models (masks and edges) read CelebAMask-HQ ids
+        return CELEBA_PARTS
     return FACE_CLASSES if n == len(FACE_CLASSES) else tuple(f"class {i}" for i in range(n))
 
 
+def load_pose(pipe, source, what: str = "input pose") -> dict:
+    """Keypoints JSON text (or a parsed dict / list) -> an OpenPose-style dict with the canvas size,
+    checked; every refusal is a gr.Error that says what to give."""
+    from cocosnet import encodings
+
+    if source is None or (isinstance(source, str) and not source.strip()):
+        raise gr.Error(f"No {what} given: paste OpenPose keypoints JSON (or upload a .json file, or pick an example) first.")
+    if isinstance(source, str):
+        if len(source) > MAX_JSON_BYTES:
+            raise gr.Error(f"The {what} is longer than {MAX_JSON_BYTES // 1000} kB; give the keypoints of one person.")
+        try:
+            source = json.loads(source)
+        except json.JSONDecodeError as e:
+            raise gr.Error(f"The {what} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). Paste OpenPose JSON "
+                           '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] pairs.') from None
+    r = pipe.resolution
+    try:
+        xy, (h, w) = encodings.keypoints_and_canvas(source, (r, r))
+        encodings.check_canvas(xy, (h, w))
+    except ValueError as e:
+        raise gr.Error(f"The {what}: {e}.") from None
+    if np.isnan(xy).all():
+        raise gr.Error(f"The {what} has none of the 18 keypoints (all missing); give at least the points of one limb.")
+    flat = [float(v) for p in xy for v in ((0.0, 0.0, 0.0) if np.isnan(p).any() else (p[0], p[1], 1.0))]
+    return {"people": [{"pose_keypoints_2d": flat}], "canvas_height": h, "canvas_width": w}
+
+
+def pose_preview(pipe, source) -> np.ndarray | None:
+    """The pose as the model sees it (RGB skeleton at the canvas size); None for unreadable input."""
+    if not pipe or input_kind(pipe) != "pose":
+        return None
+    from cocosnet import encodings
+
+    try:
+        pose = load_pose(pipe, source)
+    except gr.Error:
+        return None
+    return encodings.render_pose(pose, (pose["canvas_height"], pose["canvas_width"]))[0]
+
+
+def read_pose_file(path) -> str:
+    """An uploaded .json file -> its text, for the keypoints box."""
+    if path is None:
+        return gr.skip()
+    path = Path(str(path))
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise gr.Error(f"{path.name!r} is larger than {MAX_JSON_BYTES // 1000} kB; upload the OpenPose JSON of one image.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise gr.Error(f"{path.name!r} is not a text file; upload the OpenPose .json file (UTF-8 text).") from None
+
+
 def load_input_map(pipe, input_map, what: str = "input map"):
-    """A label map (index or palette PNG) -> int array; an edge map -> greyscale PIL image."""
+    """A label map (index or palette PNG) -> int array; an edge map -> greyscale PIL image; keypoints
+    JSON -> an OpenPose-style dict (pose models)."""
     kind = input_kind(pipe)
-    if kind == "mask":
-        return inputs.load_label_map(input_map, num_classes(pipe), f"{what} (label map)")
+    if kind in ("mask", "face"):
+        return inputs.load_label_map(input_map, num_classes(pipe), f"{what} ({'face ' if kind == 'face' else ''}label map)")
     if kind == "edge":
         return inputs.load_rgb(input_map, f"{what} (edge map)").convert("L")
-    raise gr.Error(f"This CoCosNet checkpoint takes {kind!r} inputs, which the app cannot draw; load a mask or edge model.")
+    if kind == "pose":
+        return load_pose(pipe, input_map, "input pose" if what == "input map" else what)
+    raise gr.Error(f"This CoCosNet checkpoint takes {pipe.input_channels} raw input channels that the app cannot build; "
+                   "load a mask, edge, CelebA-HQ edge (15 channels) or DeepFashion pose (20 channels) model.")
 
 
 def exemplar_map_for(pipe, exemplar_map):
     if not pipe.needs_exemplar_map:
         return None
     if exemplar_map is None:
-        raise gr.Error("This CoCosNet checkpoint also needs the exemplar's own map: upload it as the exemplar map (same kind as the input map).")
+        raise gr.Error("This CoCosNet checkpoint also needs the exemplar's own map: upload it as the exemplar's label map "
+                       "(same kind as the input map, the layout of the exemplar photo).")
     return load_input_map(pipe, exemplar_map, "exemplar map")
 
 
@@ -61,7 +147,10 @@ def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
     extra = exemplar_map_for(pipe, exemplar_map)
     if progress is not None:
         progress(0.1, desc="matching and translating")
-    out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
+    try:
+        out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
+    except ValueError as e:  # a check of the library the app did not make first
+        raise gr.Error(f"{e}.") from None
     return out.image, out.warped_exemplar
 
 
@@ -76,6 +165,19 @@ def mark(image: Image.Image, x: float, y: float) -> Image.Image:
     return marked
 
 
+def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
+    """(the input as a picture, its height, its width): label maps in the class colours, edge maps
+    as they are, poses rendered on their canvas."""
+    if isinstance(semantic, dict):  # a pose
+        from cocosnet import encodings
+
+        h, w = semantic["canvas_height"], semantic["canvas_width"]
+        return Image.fromarray(encodings.render_pose(semantic, (h, w))[0]), h, w
+    if isinstance(semantic, np.ndarray):
+        return Image.fromarray(inputs.colorize(semantic, num_classes(pipe))), *semantic.shape[:2]
+    return semantic, semantic.height, semantic.width
+
+
 def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None):
     """Side by side: the input with a marker on pixel (x, y) | the exemplar with a marker where
     that pixel lands (both at the exemplar's height)."""
@@ -83,11 +185,13 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
     extra = exemplar_map_for(pipe, exemplar_map)
-    h, w = semantic.shape[:2] if isinstance(semantic, np.ndarray) else (semantic.height, semantic.width)
+    shown, h, w = shown_input(pipe, semantic)
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
-    (px, py), = pipe.correspondence(semantic, photo, [(x, y)], exemplar_map=extra).tolist()
-    shown = Image.fromarray(inputs.colorize(semantic, num_classes(pipe))) if isinstance(semantic, np.ndarray) else semantic
+    try:
+        (px, py), = pipe.correspondence(semantic, photo, [(x, y)], exemplar_map=extra).tolist()
+    except ValueError as e:
+        raise gr.Error(f"{e}.") from None
     scale = photo.height / h
     shown = shown.convert("RGB").resize((max(1, round(w * scale)), photo.height), Image.NEAREST)
     left, right = mark(shown, (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5), mark(photo, px, py)
@@ -97,19 +201,97 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
     return both
 
 
+# ------------------------------------------------------------------ examples per input kind
+def _pose_json(points: dict, canvas: int = 256) -> str:
+    """OpenPose JSON (one person, COCO-18, confidence 1; absent points 0, 0, 0) on a square canvas."""
+    from_names = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip", "r_knee",
+                  "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear")
+    flat = []
+    for name in from_names:
+        flat += [*points[name], 1] if name in points else [0, 0, 0]
+    return json.dumps({"people": [{"pose_keypoints_2d": flat}], "canvas_height": canvas, "canvas_width": canvas})
+
+
+_STANDING = dict(nose=(128, 40), neck=(128, 72), r_shoulder=(100, 74), r_elbow=(92, 120), r_wrist=(88, 165), l_shoulder=(156, 74),
+                 l_elbow=(164, 120), l_wrist=(168, 165), r_hip=(110, 160), r_knee=(108, 205), r_ankle=(106, 248), l_hip=(146, 160),
+                 l_knee=(148, 205), l_ankle=(150, 248), r_eye=(121, 33), l_eye=(135, 33), r_ear=(112, 38), l_ear=(144, 38))
+_ARMS_UP = dict(_STANDING, r_elbow=(84, 48), r_wrist=(80, 10), l_elbow=(172, 48), l_wrist=(176, 10))
+_TURNED = {k: v for k, v in dict(_STANDING, r_elbow=(104, 118), r_wrist=(126, 150), l_knee=(160, 200), l_ankle=(176, 240)).items() if k != "r_ear"}
+EXAMPLE_POSES = (_pose_json(_STANDING), _pose_json(_ARMS_UP), _pose_json(_TURNED))
+
+
+def celeba_example(i: int) -> str:
+    """Example face i's label map with CelebAMask-HQ ids, in the app's 19-class colours."""
+    path = Path(examples.path(f"face_{i}_celeba_color.png"))
+    if not path.exists():
+        ids = FACE_TO_CELEBA[np.asarray(Image.open(examples.path(f"face_{i}_labels.png")), np.int64)]
+        Image.fromarray(inputs.colorize(ids, len(CELEBA_PARTS))).save(path)
+    return str(path)
+
+
+def example_rows(pipe) -> tuple[list, str]:
+    """(rows [input, exemplar(, exemplar map)], label) for the loaded model's input kind."""
+    kind, n = input_kind(pipe), num_classes(pipe)
+    photos = examples.photos("astronaut.png")
+    if kind == "pose":
+        rows = [[EXAMPLE_POSES[0], photos[0] if photos else examples.path("exemplar_0.png")],
+                [EXAMPLE_POSES[1], examples.path("exemplar_1.png")], [EXAMPLE_POSES[2], examples.path("exemplar_2.png")]]
+        return rows, "Hand-made OpenPose poses (COCO-18 keypoints on a 256x256 canvas); exemplars: a scikit-image photo and synthetic faces"
+    pairs = ((0, 0), (1, 4), (2, 3))
+    if kind == "face" or (kind == "mask" and n == len(CELEBA_PARTS)):
+        maps = [celeba_example(i) for i in range(6)]
+        label = "Synthetic faces relabelled with CelebAMask-HQ part ids (the first exemplar has the same structure)"
+    else:
+        suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
+        maps = [examples.path(f"face_{i}{suffix}") for i in range(6)]
+        label = "Synthetic faces (the first exemplar has the same structure, so its right answer is known); a scikit-image photo"
+    rows = [[maps[i], examples.path(f"exemplar_{j}.png")] + ([maps[j]] if pipe and pipe.needs_exemplar_map else []) for i, j in pairs]
+    if not (pipe and pipe.needs_exemplar_map):
+        rows += [[maps[3], photo] for photo in photos]
+    return rows, label
+
+
+# ------------------------------------------------------------------ the tab
+def describe(pipe) -> str:
+    kind, names = input_kind(pipe), class_names(pipe)
+    text = {
+        "mask": "The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names),
+        "edge": "The input is an edge map (white edges on black).",
+        "face": "This is the authors' CelebA-HQ **edge** model: the input is a CelebAMask-HQ face label map (index PNG with part "
+                "ids 0-18, a PNG in the class colours, or painted below); the app builds the model's 15 edge and distance "
+                "channels from it.\n\n" + inputs.legend(names),
+        "pose": "This is the authors' DeepFashion **pose** model: the input is OpenPose JSON with the 18 COCO keypoints of one "
+                "person in pixels (`{\"people\": [{\"pose_keypoints_2d\": [x0, y0, c0, ...]}]}`; confidence 0 = missing; "
+                "optional `canvas_height` / `canvas_width`, default 256). BODY_25 files are converted. The preview shows the "
+                "skeleton the model reads; click it to see where a point lands in the exemplar.",
+        "channels": "This checkpoint reads raw channels that the app cannot build.",
+    }[kind]
+    if pipe and pipe.needs_exemplar_map:
+        text += "\n\nThis model also reads the **exemplar's own map** (same kind, the layout of the exemplar photo): upload it too."
+    return text
+
+
 def create_demo(pipe) -> None:
     models.missing_notice(pipe)
-    kind, n, names = input_kind(pipe), num_classes(pipe), class_names(pipe)
-    gr.Markdown(
-        "CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
-        "the exemplar onto the map's layout, and renders the result. "
-        + ("The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names) if kind == "mask" else "The input is an edge map (white edges on black).")
-    )
+    kind, n = input_kind(pipe), num_classes(pipe)
+    needs_map = bool(pipe) and pipe.needs_exemplar_map
+    gr.Markdown("CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
+                "the exemplar onto the map's layout, and renders the result. " + describe(pipe))
     with gr.Row():
-        input_map = inputs.ImageInput(label="Input label map" if kind == "mask" else "Input edge map", elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
+        if kind == "pose":
+            input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8, max_lines=16, elem_id="et-input")
+        else:
+            label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
+            input_map = inputs.ImageInput(label=label, elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
         exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
-        exemplar_map = inputs.ImageInput(label="Exemplar's own map (only for models that need it)", visible=bool(pipe) and pipe.needs_exemplar_map)
-    with gr.Accordion("Paint the label map", open=False, visible=kind == "mask"):
+        exemplar_map = inputs.ImageInput(label="Exemplar's own label map (required by this model)" if needs_map else "Exemplar's own map",
+                                         visible=needs_map, elem_id="et-exemplar-map")
+    if kind == "pose":
+        with gr.Row():
+            pose_file = gr.File(label="Or upload an OpenPose .json file", file_types=[".json"], type="filepath", elem_id="et-pose-file")
+            preview = gr.Image(pose_preview(pipe, EXAMPLE_POSES[0]), label="The pose the model reads (click a point)", format="png",
+                               height=256, interactive=False, elem_id="et-pose-preview")
+    with gr.Accordion("Paint the label map", open=False, visible=kind in ("mask", "face")):
         blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}
         painter = inputs.LabelPainter(n, 6, value=blank, elem_id="et-painter")
     button = gr.Button("Translate", variant="primary")
@@ -117,13 +299,8 @@ def create_demo(pipe) -> None:
         result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
         warped = gr.Image(label="Warped exemplar", format="png", height=256, elem_classes="pixelated", elem_id="et-warped")
         marked = gr.Image(label="Click the input: the point and its match in the exemplar", format="png", height=256, elem_id="et-marked")
-    suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
-    gr.Examples(
-        [[examples.path(f"face_{i}{suffix}"), examples.path(f"exemplar_{j}.png")] for i, j in ((0, 0), (1, 4), (2, 3))]
-        + [[examples.path(f"face_3{suffix}"), photo] for photo in examples.photos("astronaut.png")],
-        [input_map, exemplar],
-        label="Synthetic faces (the first exemplar has the same structure, so its right answer is known); a scikit-image photo",
-    )
+    rows, label = example_rows(pipe)
+    gr.Examples(rows, [input_map, exemplar, exemplar_map][: len(rows[0])], label=label)
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)
 
@@ -138,7 +315,12 @@ def create_demo(pipe) -> None:
         x, y = evt.index
         return correspondence(pipe, input_map, exemplar, int(x), int(y), exemplar_map)
 
-    input_map.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
+    if kind == "pose":
+        pose_file.upload(read_pose_file, pose_file, input_map, api_visibility="private", queue=False)
+        input_map.change(lambda text: pose_preview(pipe, text), input_map, preview, api_visibility="private", queue=False)
+        preview.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
+    else:
+        input_map.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
 
 
 if __name__ == "__main__":
