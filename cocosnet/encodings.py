@@ -207,7 +207,7 @@ def parse_keypoints(keypoints) -> np.ndarray:
         arr = arr[list(BODY25_TO_COCO18)]
     if arr.ndim != 2 or arr.shape[0] != len(POSE_KEYPOINTS) or arr.shape[1] not in (2, 3):
         raise ValueError(f"need the 18 OpenPose COCO-18 keypoints ({', '.join(POSE_KEYPOINTS)}) as [18, 2] (x, y) or [18, 3] "
-                         f"(x, y, confidence), or 54 / 75 flat numbers; got shape {arr.shape}")
+                         f"(x, y, confidence), or 54 / 75 flat numbers; got {f'{arr.size} numbers' if arr.ndim == 1 else f'shape {arr.shape}'}")
     xy = arr[:, :2].copy()
     missing = ~np.isfinite(xy).all(1) | (xy < 0).any(1)
     if arr.shape[1] == 3:
