@@ -10,6 +10,13 @@ c = mean_w + sum_i alpha_i d_i (eq. 4) over the top principal directions of W, p
 1 to 0 (cosine) and the mixing cutoff `inject`. The paper's total batch is 40 (reach it with
 --grad-accum). Real images (--data) are only used for the sample grids: their average before
 and after congealing. Exports OUTPUT/pipeline (GANgealingPipeline.from_pretrained).
+
+K > 1 clusters (eq. 6) take a second stage, the cluster classifier that picks a cluster (and a
+mirror) for real images (train/gangealing_classifier.py):
+
+    python train/gangealing.py --config tiny --generator G --output runs/gg-k2 --num-heads 2
+    python train/gangealing.py --config tiny --stage classifier --output runs/gg-k2
+    (reads runs/gg-k2/pipeline, exports runs/gg-k2/pipeline-classifier)
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from gangealing.losses import congealing_loss, perceptual_network  # noqa: E402
 from gangealing.target import psi_schedule  # noqa: E402
 from gangealing.transformer import TRANSFORMER_CONFIGS  # noqa: E402
 from train.common import add_training_args, ema_update, log_scalars, parse_training_args, resumable_state, save_if_due  # noqa: E402
+from train import gangealing_classifier  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
 
 # `paper`: the authors' release scripts (256 px, LPIPS-VGG, lambda_TV 2500, batch 5 x 8 GPUs).
@@ -53,18 +61,29 @@ TRANSFORMER_FOR = {"paper": "paper", "paper-128": "paper", "tiny": "tiny", "micr
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, RECIPES, pose="wide", save_every=500)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
-    p.add_argument("--generator", required=True, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export")
+    p.add_argument("--stage", default="transformer", choices=["transformer", "classifier"],
+                   help="transformer: T and the targets c_k; classifier: the cluster classifier of a K > 1 model "
+                   "(frozen G, T, c from --pipeline), exported as OUTPUT/pipeline-classifier")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's; classifier 1e-3)")
+    p.add_argument("--generator", default=None, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export "
+                   "(--stage transformer)")
+    p.add_argument("--pipeline", default=None, help="--stage classifier: the K > 1 GANgealingPipeline export to classify "
+                   "for (default OUTPUT/pipeline)")
+    p.add_argument("--heldout-samples", type=int, default=512, help="--stage classifier: held-out fakes for the final accuracy")
     p.add_argument("--inject", type=int, default=None, help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
     p.add_argument("--ndirs", type=int, default=None, help="principal directions of W spanning the target (eq. 4)")
     p.add_argument("--anneal-steps", type=int, default=None, help="steps over which psi goes from 1 to 0")
     p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation")
     p.add_argument("--lambda-identity", type=float, default=None, help="weight of ||flow||^2")
-    p.add_argument("--num-heads", type=int, default=1, help="K clusters (eq. 6); K > 1 also needs a cluster classifier "
-                   "for real images, which this script does not train yet")
-    p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk")
+    p.add_argument("--num-heads", type=int, default=1, help="K clusters (eq. 6); for K > 1, run --stage classifier "
+                   "afterwards so real images get a cluster")
+    p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk (the classifier "
+                   "stage labels clusters with it: use the transformer stage's)")
     p.add_argument("--pca-samples", type=int, default=20_000, help="samples of W for the principal directions")
-    return parse_training_args(p, argv)
+    args = parse_training_args(p, argv)
+    if args.stage == "transformer" and args.generator is None:
+        p.error("--stage transformer needs --generator (a StyleGAN2Generator export)")
+    return args
 
 
 def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np.ndarray:
@@ -84,6 +103,8 @@ def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np
 
 
 def main(args) -> None:
+    if args.stage == "classifier":
+        return gangealing_classifier.main(args, batch_size=RECIPES[args.config]["batch_size"])
     recipe = {**RECIPES[args.config], **{k: v for k, v in dict(inject=args.inject, ndirs=args.ndirs, anneal_steps=args.anneal_steps,
               lambda_tv=args.lambda_tv, lambda_identity=args.lambda_identity).items() if v is not None}}
     accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
