@@ -20,16 +20,14 @@ from gangealing.losses import perceptual_distance, perceptual_network  # noqa: E
 from train import gangealing as train_gangealing  # noqa: E402
 from train.gangealing_classifier import classifier_from_transformer, classifier_loss, cluster_labels, flip_augment, heldout_accuracy  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from test_gangealing_train import in_process as run_in_process  # noqa: E402
+
 COMMON = ["--config", "micro", "--data", "synthetic:faces", "--batch-size", "2", "--log-every", "1", "--perceptual", "vgg"]
 
 
 def in_process(args, capsys):
-    AcceleratorState._reset_state(True)
-    torch.set_num_threads(1)
-    train_gangealing.main(train_gangealing.parse_args(args))
-    AcceleratorState._reset_state(True)
-    out = capsys.readouterr()
-    return out.out + out.err
+    return run_in_process(train_gangealing, args, capsys)
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_training_args(p, RECIPES, pose="wide", save_every=500)
     p.add_argument("--stage", default="transformer", choices=["transformer", "classifier"],
                    help="transformer: T and the targets c_k; classifier: the cluster classifier of a K > 1 model "
-                   "(frozen G, T, c from --pipeline), exported as OUTPUT/pipeline-classifier")
+                   "(frozen G, T, c from --pipeline), exported as OUTPUT/pipeline-classifier; its default --steps: "
+                   "100k paper, 2k tiny, 500 micro (ours, not the paper's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's; classifier 1e-3)")
     p.add_argument("--generator", default=None, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export "
                    "(--stage transformer)")
