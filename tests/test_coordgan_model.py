@@ -268,3 +268,25 @@ def test_edge_distance_ignores_colour_and_sees_layout():
     moved = torch.roll(a, shifts=6, dims=-1)
     assert losses.edge_distance(a, moved).item() > 0.2
     assert losses.texture_swap_loss(None, a, recoloured, "edges") == losses.edge_distance(a, recoloured)
+
+
+def test_bundled_checkpoint_propagates_labels_better_than_copying():
+    """checkpoints/coordgan-faces on 20 unseen aligned faces, 2 references: measured 32.9 / 38.4
+    mIoU against 23.7 / 22.3 for copying the labels (the full evaluation is in the README)."""
+    import os
+
+    import synthetic
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints", "coordgan-faces")
+    pipe = CoordGANPipeline.from_pretrained(folder)
+    batch = synthetic.sample("faces", 22, 64, seed=2024)
+    n = synthetic.category("faces").num_classes
+    images = [Image.fromarray(x) for x in batch.image]
+    truth = list(batch.labels[2:])
+    margins = []
+    for ref in (0, 1):
+        predicted = pipe.propagate_labels(images[ref], batch.labels[ref], images[2:])
+        assert [p.shape for p in predicted] == [t.shape for t in truth]
+        copied = [copy_baseline(batch.labels[ref], t.shape) for t in truth]
+        margins.append(miou(predicted, truth, n) - miou(copied, truth, n))
+    assert np.mean(margins) > 5, margins
