@@ -23,15 +23,7 @@ from PIL import Image  # noqa: E402
 
 import synthetic  # noqa: E402
 from coordgan import CoordGANPipeline  # noqa: E402
-
-
-def swap_grid(pipe: CoordGANPipeline, rows: int, cols: int, structure_seed: int, texture_seed: int) -> np.ndarray:
-    lines = []
-    for r in range(rows):
-        out = pipe.generate(structure_seed=[structure_seed + r] * cols, texture_seed=[texture_seed + c for c in range(cols)])
-        cells = [np.asarray(im.convert("RGB")) for im in out.images] + [np.asarray(out.correspondence_images[0].convert("RGB"))]
-        lines.append(np.concatenate(cells, 1))
-    return np.concatenate(lines, 0)
+from demos.structure_texture import grid as swap_grid  # noqa: E402  (the app's Figure 1 grid)
 
 
 def propagation_figure(pipe: CoordGANPipeline, queries: int, seed: int, pose: str) -> np.ndarray:
@@ -58,7 +50,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     pipe = CoordGANPipeline.from_pretrained(args.checkpoint)
     os.makedirs(args.out, exist_ok=True)
-    for name, array in (("coordgan_swap_grid.png", swap_grid(pipe, 4, 6, 0, 100)), ("coordgan_label_propagation.png", propagation_figure(pipe, 6, 31337, args.pose))):
+    for name, array in (("coordgan_swap_grid.png", swap_grid(pipe, 0, 100, rows=4, cols=6)), ("coordgan_label_propagation.png", propagation_figure(pipe, 6, 31337, args.pose))):
         image = Image.fromarray(array)
         image.resize((image.width * args.scale, image.height * args.scale), Image.NEAREST).save(os.path.join(args.out, name))
         print("wrote", os.path.join(args.out, name))
