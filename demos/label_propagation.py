@@ -21,6 +21,7 @@ from . import examples, inputs, models
 
 CLASS_NAMES = synthetic.category("faces").class_names  # the bundled checkpoints' classes
 NUM_CLASSES = len(CLASS_NAMES)
+MAX_LABEL_IDS = 256  # CoordGAN propagation is training-free: the classes are the label map's own (ids 0-255)
 MAX_QUERIES = 16
 MAX_EDIT_IMAGES = 16
 
@@ -30,7 +31,8 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay)."""
     pipe = models.require(pipe)
     reference = inputs.load_rgb(reference_image, "reference image")
-    labels = inputs.load_label_map(reference_labels, NUM_CLASSES, "reference label map")
+    labels = inputs.load_label_map(reference_labels, MAX_LABEL_IDS, "reference label map")
+    num_classes = max(NUM_CLASSES, int(labels.max()) + 1)  # colours: the palette's first num_classes
     if labels.shape != (reference.height, reference.width):
         raise gr.Error(
             f"The label map is {labels.shape[1]}x{labels.shape[0]} pixels but the reference image is "
@@ -45,9 +47,9 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     if progress is not None:
         progress(0.1, desc="encoding and matching correspondence maps")
     predicted = pipe.propagate_labels(reference, labels, queries)
-    overlays = [inputs.overlay(q, p, NUM_CLASSES) for q, p in zip(queries, predicted)]
+    overlays = [inputs.overlay(q, p, num_classes) for q, p in zip(queries, predicted)]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
-    return overlays[0], inputs.colorize(predicted[0], NUM_CLASSES), gallery
+    return overlays[0], inputs.colorize(predicted[0], num_classes), gallery
 
 
 def generate_reference(pipe, structure_seed, texture_seed):
@@ -131,7 +133,9 @@ def create_demo(coordgan, gangealing=None) -> None:
     gr.Markdown(
         "Give a reference image and its label map (upload an index PNG whose pixel values are "
         "class ids, a PNG in the class colours, or paint on the reference below). Each query "
-        "pixel takes the label of the reference pixel with the same canonical coordinate.\n\n"
+        "pixel takes the label of the reference pixel with the same canonical coordinate. The "
+        "classes are your label map's own: an index PNG may use any ids 0-255; the painter and "
+        "the examples use the synthetic-face classes:\n\n"
         + inputs.legend(CLASS_NAMES)
     )
     with gr.Row():

@@ -8,7 +8,8 @@ SPair rule; the box is that of B's visible keypoints). Both directions of every 
 
 Baselines on the same pairs: identity (keypoints copied unchanged) and the similarity-only
 transformer (the same model with its residual flow switched off, same flip decisions).
-Left/right keypoints are permuted when exactly one image of a pair is mirrored.
+Left/right keypoints are permuted when exactly one image of a pair is mirrored. The
+"similarity oracle" row is a ceiling: the best similarity fitted on each pair's true keypoints.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def transfer(pipe, alignment, keypoints: np.ndarray, pairs: np.ndarray, flip_per
 
 
 def pck_transfer(pipe, images, keypoints, visible, flip_permutation, pairs, alphas=ALPHAS) -> dict:
-    """{method: {alpha: PCK %}} for gangealing, similarity-only and identity, both directions."""
+    """{method: {alpha: PCK %}} for gangealing, similarity-only and identity, both directions, and
+    the similarity oracle (a ceiling for any global similarity, fitted on the truth)."""
     both = np.concatenate([pairs, pairs[:, ::-1]])
     truth, valid_b = keypoints[both[:, 1]], visible[both[:, 1]]
     full = align_all(pipe, images)
@@ -115,7 +117,26 @@ def pck_transfer(pipe, images, keypoints, visible, flip_permutation, pairs, alph
             valid_a[permuted] = valid_a[permuted][:, flip_permutation]
         results[name] = pck(predicted, truth, valid_a & valid_b, alphas)
     results["identity"] = pck(keypoints[both[:, 0]], truth, visible[both[:, 0]] & valid_b, alphas)
+    valid = visible[both[:, 0]] & valid_b
+    results["similarity oracle"] = pck(similarity_oracle(keypoints[both[:, 0]], truth, valid), truth, valid, alphas)
     return results
+
+
+def similarity_oracle(source: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A ceiling, not a method: per pair, the least-squares similarity (reflections allowed, for
+    mirrored pairs) that maps source keypoints (M, K, 2) onto the truth ones, fitted on the truth
+    itself; what any global similarity alignment could reach, given the category's shape variation."""
+    out = np.array(source, dtype=np.float64)
+    for i, (s, t, v) in enumerate(zip(source, truth, valid)):
+        if v.sum() < 2:
+            continue
+        ms, mt = s[v].mean(0), t[v].mean(0)
+        a, b = s[v] - ms, t[v] - mt
+        u, sigma, vt = np.linalg.svd(a.T @ b)  # orthogonal Procrustes, reflection allowed
+        rotation = u @ vt
+        scale = sigma.sum() / max((a**2).sum(), 1e-12)
+        out[i] = (s - ms) @ rotation * scale + mt
+    return out
 
 
 def format_table(results: dict, alphas=ALPHAS) -> str:

@@ -107,6 +107,13 @@ def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, t
     assert len(gallery2) == 4
     expected_p = pipe.propagate_labels(reference, face["labels_array"], [Image.open(pal).convert("RGB")])[0]
     assert np.array_equal(pixels(gallery2[3]["image"]), inputs.overlay(Image.open(pal).convert("RGB"), expected_p, n))
+    # CoordGAN is training-free: a user's own classes (here ids up to 40, e.g. a 19-part face parser's) propagate
+    own = np.where(face["labels_array"] > 0, face["labels_array"] + 29, 0).astype(np.uint8)
+    own_file = tmp_path / "own_classes.png"
+    Image.fromarray(own, mode="L").save(own_file)
+    _, label_map3, _ = client.predict(file(face["reference"]), file(own_file), file(face["query"]), api_name="/propagate_labels")
+    expected_own = pipe.propagate_labels(reference, own.astype(np.int64), [query])[0]
+    assert expected_own.max() > 29 and np.array_equal(pixels(label_map3), inputs.colorize(expected_own, int(own.max()) + 1))
 
 
 def test_propagate_labels_hostile_inputs(client, face, tmp_path):
@@ -127,10 +134,10 @@ def test_propagate_labels_hostile_inputs(client, face, tmp_path):
     msg = app_error(client, ref, file(bad_colours), query, api_name="/propagate_labels")
     assert "9 pixels in colours that are not class colours of this model (e.g. #fa0101)" in msg
     unknown = tmp_path / "unknown.png"
-    ids = face["labels_array"].astype(np.uint8).copy()
-    ids[0, 0] = 40
-    Image.fromarray(ids, mode="L").save(unknown)
-    assert "contains class ids 40 but this model knows classes 0-11" in app_error(client, ref, file(unknown), query, api_name="/propagate_labels")
+    ids = face["labels_array"].astype(np.int32).copy()
+    ids[0, 0] = 300
+    Image.fromarray(ids, mode="I").save(unknown)
+    assert "contains class ids 300 but this model knows classes 0-255" in app_error(client, ref, file(unknown), query, api_name="/propagate_labels")
     other_size = tmp_path / "other_size.png"
     Image.fromarray(face["labels_array"][:32].astype(np.uint8), mode="L").save(other_size)
     assert "use a label map of the same size as the reference image" in app_error(client, ref, file(other_size), query, api_name="/propagate_labels")

@@ -31,7 +31,7 @@ def test_pck_transfer_table_and_identity_baseline(pipe, tmp_path, capsys):
     pairs = random_pairs(12, 20, seed=0)
     assert (pairs[:, 0] != pairs[:, 1]).all()
     results = pck_transfer(pipe, images, keypoints, visible, perm, pairs)
-    assert list(results) == ["gangealing", "similarity only", "identity"]
+    assert list(results) == ["gangealing", "similarity only", "identity", "similarity oracle"]
     assert all(set(r) == set(ALPHAS) and all(0 <= v <= 100 for v in r.values()) for r in results.values())
     # identity by hand: B's keypoint i predicted at A's keypoint i, threshold alpha * max side of B's box
     hits, total = 0, 0
@@ -43,12 +43,12 @@ def test_pck_transfer_table_and_identity_baseline(pipe, tmp_path, capsys):
                 total += 1
     assert results["identity"][0.1] == pytest.approx(100 * hits / total)
     table = format_table(results).splitlines()
-    assert table[0] == "| method | PCK@0.1 | PCK@0.05 | PCK@0.01 |" and len(table) == 5
+    assert table[0] == "| method | PCK@0.1 | PCK@0.05 | PCK@0.01 |" and len(table) == 6
     pipe.save_pretrained(tmp_path / "pipe")
     assert main(["--checkpoint", str(tmp_path / "pipe"), "--n", "8", "--pairs", "6", "--json", str(tmp_path / "r.json")]) == 0
     assert "| identity |" in capsys.readouterr().out
     saved = json.loads((tmp_path / "r.json").read_text())["pck_transfer"]
-    assert set(saved) == {"gangealing", "similarity only", "identity"} and set(saved["identity"]) == {"0.1", "0.05", "0.01"}
+    assert set(saved) == {"gangealing", "similarity only", "identity", "similarity oracle"} and set(saved["identity"]) == {"0.1", "0.05", "0.01"}
 
 
 def test_bad_data_spec():
@@ -67,3 +67,18 @@ def test_bundled_checkpoint_beats_the_identity_baseline():
     images, keypoints, visible, perm = load_keypoint_data("synthetic:faces", 100, pipe.input_size, seed=987_654, pose="wide")
     results = pck_transfer(pipe, images, keypoints, visible, perm, random_pairs(100, 300, 987_654))
     assert results["gangealing"][0.1] >= results["identity"][0.1] + 10, results
+
+
+def test_similarity_oracle_recovers_a_similarity_and_a_mirror_exactly():
+    from gangealing.evaluate import similarity_oracle
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 32, (2, 6, 2))
+    angle, scale = 0.7, 1.3
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    truth = np.stack([src[0] @ rot.T * scale + 3, src[1] * [-1, 1] * scale + [40, 0]])  # a mirrored one too
+    valid = np.ones((2, 6), bool)
+    valid[0, 0] = False  # an invisible truth keypoint does not enter the fit
+    truth[0, 0] = 1e3
+    fitted = similarity_oracle(src, truth, valid)
+    np.testing.assert_allclose(fitted[valid], truth[valid], atol=1e-6)

@@ -73,3 +73,17 @@ def test_bad_data_spec_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_gangealing.parse_args(["--output", str(tmp_path), "--generator", "x", "--data", "imagenet"])
     assert "--data must be" in capsys.readouterr().err
+
+
+def test_tv_weight_makes_one_smooth_warp_cost_the_same_on_every_flow_grid():
+    """lambda_TV is stated for the paper's 128 x 128 flow; the same continuous warp sampled on a
+    32 x 32 grid has 4x larger neighbour differences, so its weight is 16x smaller."""
+    from gangealing.transformer import total_variation
+
+    def warp(size):  # a smooth rotation-like residual flow, (1, size, size, 2), normalised coordinates
+        y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        return 0.05 * torch.stack([torch.sin(2 * y), torch.cos(3 * x)], -1)[None]
+
+    costs = [train_gangealing.scaled_tv_weight(2500.0, s) * total_variation(warp(s)).item() for s in (32, 64, 128)]
+    assert train_gangealing.scaled_tv_weight(2500.0, 128) == 2500.0
+    assert costs[0] == pytest.approx(costs[2], rel=0.1) and costs[1] == pytest.approx(costs[2], rel=0.05), costs

@@ -74,7 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--inject", type=int, default=None, help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
     p.add_argument("--ndirs", type=int, default=None, help="principal directions of W spanning the target (eq. 4)")
     p.add_argument("--anneal-steps", type=int, default=None, help="steps over which psi goes from 1 to 0")
-    p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation")
+    p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation, stated for the "
+                   "paper's 128 x 128 flow grid (default: the recipe's, 2500); scaled by (flow_size / 128)^2 for other grids")
     p.add_argument("--lambda-identity", type=float, default=None, help="weight of ||flow||^2")
     p.add_argument("--num-heads", type=int, default=1, help="K clusters (eq. 6); for K > 1, run --stage classifier "
                    "afterwards so real images get a cluster")
@@ -85,6 +86,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.stage == "transformer" and args.generator is None:
         p.error("--stage transformer needs --generator (a StyleGAN2Generator export)")
     return args
+
+
+def scaled_tv_weight(lambda_tv: float, flow_size: int, paper_flow_size: int = 128) -> float:
+    """lambda_TV for a flow grid of `flow_size`, from the paper's value at 128 x 128. The flow is in
+    normalised coordinates, so one smooth warp has neighbour differences paper_flow_size / flow_size
+    times larger on a coarser grid, and the Huber TV (quadratic there) grows with their square:
+    scaling by (flow_size / paper_flow_size)^2 makes a given warp cost the same on every grid."""
+    return lambda_tv * (flow_size / paper_flow_size) ** 2
 
 
 def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np.ndarray:
@@ -118,6 +127,7 @@ def main(args) -> None:
     t_config = dict(TRANSFORMER_CONFIGS[TRANSFORMER_FOR[args.config]])
     if t_config["input_size"] != res:
         t_config.update(input_size=res, flow_size=min(res, 128))
+    lambda_tv = scaled_tv_weight(recipe["lambda_tv"], t_config["flow_size"])
     k = args.num_heads
     transformer = SpatialTransformer(**{**t_config, "num_heads": k})
     target = LearnedTarget(num_directions=recipe["ndirs"], num_heads=k, inject_index=recipe["inject"],
@@ -151,7 +161,7 @@ def main(args) -> None:
                 y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
                 heads = torch.arange(k, device=device).repeat(batch)  # every sample through every head (n-major)
                 out = transformer(x.repeat_interleave(k, 0), heads=heads, output_resolution=res)
-                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, recipe["lambda_tv"], recipe["lambda_identity"])
+                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, lambda_tv, recipe["lambda_identity"])
                 accelerator.backward(loss)
                 opt_t.step()
                 opt_c.step()
