@@ -52,7 +52,9 @@ RECIPES = {
                       lambda_identity=1.0, ndirs=512, inject=6, ema_half_life_images=10_000),
     "tiny": dict(steps=4_000, batch_size=8, lr=1e-3, target_lr=1e-2, anneal_steps=1_000, lambda_tv=2500.0,
                  lambda_identity=1.0, ndirs=1, inject=4, ema_half_life_images=2_000),
-    "micro": dict(steps=2_000, batch_size=8, lr=1e-3, target_lr=1e-2, anneal_steps=500, lambda_tv=2500.0,
+    # micro: the bundled checkpoints/gangealing-faces run. Ours, for a 1-2 hour CPU budget: batch 16 (not 40),
+    # lr 3e-3 (the paper's 1e-3 reached 20.3 against 27.1 validation PCK@0.1 after 2,250 steps), a short anneal.
+    "micro": dict(steps=5_600, batch_size=16, lr=3e-3, target_lr=1e-2, anneal_steps=400, lambda_tv=2500.0,
                   lambda_identity=1.0, ndirs=1, inject=3, ema_half_life_images=1_000),
 }  # fmt: skip
 TRANSFORMER_FOR = {"paper": "paper", "paper-128": "paper", "tiny": "tiny", "micro": "micro"}

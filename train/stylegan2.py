@@ -35,7 +35,7 @@ RECIPES = {
     "paper": dict(steps=800_000, batch_size=32, lr=0.002, r1_gamma=10.0, r1_every=16, ema_half_life_images=10_000),
     "paper-128": dict(steps=800_000, batch_size=32, lr=0.002, r1_gamma=10.0, r1_every=16, ema_half_life_images=10_000),
     "tiny": dict(steps=20_000, batch_size=16, lr=0.0025, r1_gamma=0.2, r1_every=16, ema_half_life_images=5_000),
-    "micro": dict(steps=5_000, batch_size=16, lr=0.0025, r1_gamma=0.1, r1_every=16, ema_half_life_images=2_000),
+    "micro": dict(steps=11_000, batch_size=16, lr=0.0025, r1_gamma=0.1, r1_every=16, ema_half_life_images=2_000),
 }
 
 
