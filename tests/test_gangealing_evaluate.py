@@ -57,7 +57,9 @@ def test_bad_data_spec():
 
 
 def test_bundled_checkpoint_beats_the_identity_baseline():
-    """checkpoints/gangealing-faces on 100 unseen wide-pose faces (README: 13.5 vs 3.3 on 200 images)."""
+    """checkpoints/gangealing-faces on 100 unseen wide-pose faces (measured 29.0 / 25.8 / 2.7 PCK@0.1 for
+    gangealing / similarity only / identity; README: 28.5 / 25.5 / 3.3 on 200 images): the issue's bar
+    (+10 over identity) with room, and the residual flow adds to the similarity STN."""
     from pathlib import Path
 
     from gangealing import GANgealingPipeline
@@ -66,7 +68,8 @@ def test_bundled_checkpoint_beats_the_identity_baseline():
     pipe = GANgealingPipeline.from_pretrained(folder)
     images, keypoints, visible, perm = load_keypoint_data("synthetic:faces", 100, pipe.input_size, seed=987_654, pose="wide")
     results = pck_transfer(pipe, images, keypoints, visible, perm, random_pairs(100, 300, 987_654))
-    assert results["gangealing"][0.1] >= results["identity"][0.1] + 10, results
+    assert results["gangealing"][0.1] >= results["identity"][0.1] + 20, results
+    assert results["gangealing"][0.1] >= results["similarity only"][0.1] + 1.5, results
 
 
 def test_similarity_oracle_recovers_a_similarity_and_a_mirror_exactly():
