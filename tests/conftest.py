@@ -1,6 +1,7 @@
 """Test settings: offline, no telemetry, deterministic."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,11 +35,14 @@ def app_server(tmp_path_factory):
     import app
 
     root = tmp_path_factory.mktemp("pipelines")
+    bundled = os.environ.get("APP_SERVER_BUNDLED") == "1"  # the README screenshots: the bundled checkpoints instead
     argv, folders = [], {}
     for name in app.models.SPECS:
         folder = root / name
         package = importlib.import_module(name)
-        if hasattr(package, "tiny_random_pipeline"):
+        if bundled:
+            folder = Path(__file__).resolve().parents[1] / "checkpoints" / f"{name}-faces"
+        elif hasattr(package, "tiny_random_pipeline"):
             package.tiny_random_pipeline(seed=0).save_pretrained(folder)
         argv += [f"--{name}", str(folder)]  # a package that has not landed yet: a missing folder
         folders[name] = folder

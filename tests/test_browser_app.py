@@ -1,7 +1,8 @@
 """A real browser (Debian's chromium through playwright) drives one action in each tab of the app
 launched in-process (conftest's app_server) and checks that an output image appears. Saves a
-screenshot of each tab to $SCREENSHOT_DIR (default: a temporary folder; set it to docs/screenshots
-to refresh the README's pictures), so a test run never changes tracked files."""
+screenshot of each tab to $SCREENSHOT_DIR (default: a temporary folder), so a test run never
+changes tracked files. The README's pictures, from the bundled checkpoints:
+    APP_SERVER_BUNDLED=1 SCREENSHOT_DIR=docs/screenshots python -m pytest tests/test_browser_app.py"""
 
 import os
 import tempfile
