@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import synthetic  # noqa: E402
 from gangealing import GANgealingPipeline  # noqa: E402
-from gangealing.evaluate import align_all  # noqa: E402
+from gangealing.evaluate import align_all, box_sizes  # noqa: E402
 from gangealing.transformer import normalized_to_pixels  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def report_edit_landing(pipe, batch, parts, centre, perm, start: int = 64) -> No
     kp, vis = batch.keypoints[start:] - 0.5, batch.visible[start:]
     truth = np.take_along_axis(kp, truth_ids[..., None], 1)
     seen = np.take_along_axis(vis, truth_ids, 1)
-    box = np.array([np.ptp(k[v], 0).max() for k, v in zip(kp, vis)])
+    box = box_sizes(kp, vis)
     dist = np.linalg.norm(landed - truth, axis=-1)
     for alpha in (0.1, 0.2):
         hits = (dist <= alpha * box[:, None]) & seen
@@ -57,6 +57,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     pipe = GANgealingPipeline.from_pretrained(args.checkpoint)
+    os.makedirs(args.out, exist_ok=True)
     s = pipe.input_size
     batch = synthetic.sample("faces", args.n, s, seed=4242, pose="wide")
     images = [Image.fromarray(im) for im in batch.image]

@@ -58,15 +58,21 @@ def random_pairs(n: int, num_pairs: int, seed: int) -> np.ndarray:
     return np.stack([a, b], 1)
 
 
+def box_sizes(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(M, K, 2), (M, K) -> (M,): max side of each row's bounding box of its valid keypoints (0 if none)."""
+    boxes = np.zeros(len(keypoints))
+    for i, (t, v) in enumerate(zip(keypoints, valid)):
+        if v.any():
+            boxes[i] = (t[v].max(0) - t[v].min(0)).max()
+    return boxes
+
+
 def pck(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, alphas=ALPHAS) -> dict:
     """predicted, truth (M, K, 2); valid (M, K). Threshold per row: alpha * max side of the
     bounding box of the valid truth keypoints. Returns {alpha: % correct over valid keypoints}."""
     out = {}
     dist = np.linalg.norm(predicted - truth, axis=-1)
-    boxes = np.zeros(len(truth))
-    for i, (t, v) in enumerate(zip(truth, valid)):
-        if v.any():
-            boxes[i] = (t[v].max(0) - t[v].min(0)).max()
+    boxes = box_sizes(truth, valid)
     for alpha in alphas:
         correct = (dist <= alpha * boxes[:, None]) & valid
         out[alpha] = float(100 * correct.sum() / max(valid.sum(), 1))
@@ -116,8 +122,8 @@ def pck_transfer(pipe, images, keypoints, visible, flip_permutation, pairs, alph
         if flip_permutation is not None:
             valid_a[permuted] = valid_a[permuted][:, flip_permutation]
         results[name] = pck(predicted, truth, valid_a & valid_b, alphas)
-    results["identity"] = pck(keypoints[both[:, 0]], truth, visible[both[:, 0]] & valid_b, alphas)
     valid = visible[both[:, 0]] & valid_b
+    results["identity"] = pck(keypoints[both[:, 0]], truth, valid, alphas)
     results["similarity oracle"] = pck(similarity_oracle(keypoints[both[:, 0]], truth, valid), truth, valid, alphas)
     return results
 

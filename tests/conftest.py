@@ -38,11 +38,9 @@ def app_server(tmp_path_factory):
     bundled = os.environ.get("APP_SERVER_BUNDLED") == "1"  # the README screenshots: the bundled checkpoints instead
     argv, folders = [], {}
     for name in app.models.SPECS:
-        folder = root / name
+        folder = Path(__file__).resolve().parents[1] / "checkpoints" / f"{name}-faces" if bundled else root / name
         package = importlib.import_module(name)
-        if bundled:
-            folder = Path(__file__).resolve().parents[1] / "checkpoints" / f"{name}-faces"
-        elif hasattr(package, "tiny_random_pipeline"):
+        if not bundled and hasattr(package, "tiny_random_pipeline"):
             package.tiny_random_pipeline(seed=0).save_pretrained(folder)
         argv += [f"--{name}", str(folder)]  # a package that has not landed yet: a missing folder
         folders[name] = folder
