@@ -1,10 +1,14 @@
 """Import the authors' released CoCosNet v1 checkpoints (microsoft/CoCosNet) into our networks.
 
+    python -m cocosnet.convert_official checkpoints/celebahq --output runs/cocosnet-celebahq
     python -m cocosnet.convert_official --config celebahq \
         --generator checkpoints/celebahq/latest_net_G.pth \
         --correspondence checkpoints/celebahq/latest_net_Corr.pth --output runs/cocosnet-celebahq
 
-writes a `save_pretrained` folder that `CoCosNetPipeline.from_pretrained` loads.
+writes a `save_pretrained` folder that `CoCosNetPipeline.from_pretrained` loads. The release
+(ade20k, celebahq, celebahqedge, deepfashion) is recognised from the files' input channels unless
+--config names it. `CoCosNetPipeline.from_official_checkpoint(path, **options)` loads the pair
+directly (this module builds on pipeline.py; the pipeline imports it only inside that method).
 
 Key names: our `paper` configs use the authors' own state-dict names (`adaptive_model_seg.layer1.0.weight_orig`,
 `head_0.norm_0.mlp_shared.1.weight`, ...), so the mapping is the identity and the work here is
@@ -20,11 +24,13 @@ import argparse
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, network_configs
+from .pipeline import CoCosNetPipeline
 
 OFFICIAL_CONFIGS = ("ade20k", "celebahq", "celebahqedge", "deepfashion")
 CELEBAHQ_GLASSES_CHANNEL = 16
@@ -116,27 +122,80 @@ def official_input_semantics(config: str, label: torch.Tensor) -> torch.Tensor:
     return label.float()
 
 
-def from_official_checkpoint(config: str, generator: str | os.PathLike, correspondence: str | os.PathLike):
-    """A CoCosNetPipeline holding the official weights of `config`."""
-    from .pipeline import CoCosNetPipeline
+GENERATOR_FILE, CORRESPONDENCE_FILE = "latest_net_G.pth", "latest_net_Corr.pth"
+# the first layer of the correspondence network sees the input map: its channel count names the release
+_FIRST_LAYER = "adaptive_model_seg.layer1.0.weight_orig"
+CONFIG_BY_INPUT_CHANNELS = {CONFIGS[name]["input_channels"]: name for name in OFFICIAL_CONFIGS}
 
-    corr, gen = convert(config, load_official_state_dict(generator), load_official_state_dict(correspondence))
-    return CoCosNetPipeline(correspondence_network=corr, generator=gen)
+
+def official_files(path: str | os.PathLike, correspondence: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(latest_net_G.pth, latest_net_Corr.pth) for `path`: the authors' checkpoint folder holding
+    both, or the generator file (its `_Corr` sibling unless `correspondence` names the other file)."""
+    path = Path(path)
+    if path.is_dir():
+        generator = path / GENERATOR_FILE
+        sibling = path / CORRESPONDENCE_FILE
+    else:
+        stem = path.stem
+        if stem.endswith("_Corr") and correspondence is None:  # the pair named by its other half
+            path, correspondence = path.with_name(stem[:-5] + "_G" + path.suffix), path
+        generator = path
+        sibling = path.with_name(path.stem[:-2] + "_Corr" + path.suffix) if path.stem.endswith("_G") else None
+    corr = Path(correspondence) if correspondence is not None else sibling
+    if corr is None:
+        raise ValueError(f"{str(path)!r} is not named like the authors' latest_net_G.pth: pass correspondence=PATH "
+                         "(--correspondence) for its latest_net_Corr.pth, or the folder holding both files")
+    return generator, corr
+
+
+def detect_config(correspondence_state: dict) -> str:
+    """The released config whose input channels match the correspondence network's first layer."""
+    weight = correspondence_state.get(_FIRST_LAYER)
+    channels = weight.shape[1] if isinstance(weight, torch.Tensor) and weight.dim() == 4 else None
+    if channels not in CONFIG_BY_INPUT_CHANNELS:
+        raise ValueError(f"cannot tell which release this is ({_FIRST_LAYER} has {channels} input channels); "
+                         f"pass config= (--config) as one of {', '.join(OFFICIAL_CONFIGS)}")
+    return CONFIG_BY_INPUT_CHANNELS[channels]
+
+
+def official_components(path: str | os.PathLike, config: str | None = None, correspondence: str | os.PathLike | None = None) -> dict:
+    """CoCosNetPipeline components (correspondence_network, generator) holding a released pair of files.
+
+    `path`: the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth) or the generator
+    file; `correspondence`: the other file when it is not the generator's `_Corr` sibling; `config`:
+    ade20k, celebahq, celebahqedge or deepfashion (default: recognised from the input channels).
+    """
+    generator_file, correspondence_file = official_files(path, correspondence)
+    generator_state = load_official_state_dict(generator_file)
+    correspondence_state = load_official_state_dict(correspondence_file)
+    corr, gen = convert(config or detect_config(correspondence_state), generator_state, correspondence_state)
+    return dict(correspondence_network=corr, generator=gen)
+
+
+def load_official_checkpoint(path: str | os.PathLike, **options) -> CoCosNetPipeline:
+    """A CoCosNetPipeline holding a released pair of files (options as in `official_components`)."""
+    return CoCosNetPipeline(**official_components(path, **options))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, choices=OFFICIAL_CONFIGS, help="which released model the files are")
-    p.add_argument("--generator", required=True, help="path to latest_net_G.pth")
-    p.add_argument("--correspondence", required=True, help="path to latest_net_Corr.pth")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth) or latest_net_G.pth")
+    p.add_argument("--generator", default=None, help="path to latest_net_G.pth (instead of the positional argument)")
+    p.add_argument("--correspondence", default=None, help="path to latest_net_Corr.pth (default: beside the generator file)")
+    p.add_argument("--config", default=None, choices=OFFICIAL_CONFIGS, help="which released model the files are (default: recognised from the files)")
     p.add_argument("--output", required=True, help="folder for the save_pretrained export")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.checkpoint is None) == (args.generator is None):
+        p.error("give the checkpoint folder (or latest_net_G.pth) either as the positional argument or as --generator, once")
+    args.checkpoint = args.checkpoint or args.generator
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        pipe = from_official_checkpoint(args.config, args.generator, args.correspondence)
+        pipe = load_official_checkpoint(args.checkpoint, config=args.config, correspondence=args.correspondence)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -145,7 +204,9 @@ def main(argv=None) -> int:
     pipe.save_pretrained(tmp)
     shutil.rmtree(args.output, ignore_errors=True)
     os.replace(tmp, args.output)
-    print(f"wrote {args.output} ({args.config}); load it with CoCosNetPipeline.from_pretrained({args.output!r})")
+    config = pipe.correspondence_network.config
+    print(f"wrote {args.output} ({config.input_kind} input, {config.input_channels} channels); "
+          f"load it with CoCosNetPipeline.from_pretrained({args.output!r})")
     return 0
 
 

@@ -81,12 +81,21 @@ class CoCosNetPipeline(DiffusionPipeline):
         self.register_modules(correspondence_network=correspondence_network, generator=generator)
 
     @classmethod
-    def from_official_checkpoint(cls, config: str, generator: str | os.PathLike, correspondence: str | os.PathLike) -> "CoCosNetPipeline":
-        """The authors' released `latest_net_G.pth` / `latest_net_Corr.pth` for `config` (ade20k,
-        celebahq, celebahqedge or deepfashion); see convert_official.py."""
-        from .convert_official import from_official_checkpoint
+    def from_official_checkpoint(cls, path: str | os.PathLike, **options) -> "CoCosNetPipeline":
+        """The authors' released CoCosNet v1 model (microsoft/CoCosNet): a pair of files.
 
-        return from_official_checkpoint(config, generator, correspondence)
+        Args:
+            path: the authors' checkpoint folder holding `latest_net_G.pth` and `latest_net_Corr.pth`,
+                or the `latest_net_G.pth` file (its `latest_net_Corr.pth` sibling is used).
+            **options: `config` (ade20k, celebahq, celebahqedge or deepfashion; default: recognised
+                from the input channels), `correspondence` (the Corr file when it is elsewhere).
+
+        Returns:
+            The pipeline, in eval mode. Files that are not such a pair raise ValueError.
+        """
+        from .convert_official import official_components  # the converter builds on this module, not the reverse
+
+        return cls(**official_components(path, **options))
 
     # ------------------------------------------------------------- what the model expects
     @property

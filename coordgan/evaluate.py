@@ -78,7 +78,7 @@ def load_data(spec: str, n: int, resolution: int, seed: int, pose: str = "aligne
         batch = synthetic.sample(value, n, resolution, seed=seed, pose=pose)
         return batch.image, batch.labels, batch.coords, synthetic.category(value).class_names
     if kind == "folder":
-        from train.data import ImageFolderDataset, tensor_to_image
+        from synthetic.folder import ImageFolderDataset, tensor_to_image
 
         ds = ImageFolderDataset(value, resolution, labels=True)
         items = [ds[i] for i in range(min(n, len(ds)))]

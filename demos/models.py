@@ -1,10 +1,12 @@
 """Which weights each tab uses, loaded once when the app starts (never at import).
 
 Per pipeline, in this order: the command-line flag (`--coordgan DIR_OR_REPO`), the environment
-variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local folder loads with
-`from_pretrained`; a Hub repo id ("user/name") only when it is not a local path; a `.pt`
-file through the pipeline's `from_official_checkpoint` (GANgealing's released checkpoints). A missing or
-broken checkpoint never stops the app: the tab says what to do and its endpoints raise gr.Error.
+variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local save_pretrained folder
+loads with `from_pretrained`; a Hub repo id ("user/name") only when it is not a local path; the
+authors' released files through the pipeline's `from_official_checkpoint(path, **options)` with the
+options of its ModelSpec: GANgealing's `cat.pt`, CoCosNet's checkpoint folder (`latest_net_G.pth` +
+`latest_net_Corr.pth`) or its `latest_net_G.pth`. A missing or broken checkpoint never stops the app:
+the tab says what to do and its endpoints raise gr.Error.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import functools
 import importlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -29,10 +31,18 @@ class ModelSpec:
     env: str
     default: str  # bundled folder, relative to the repository root
     train: str  # how to make the bundled folder
+    official: str = ""  # the authors' released files this flag also takes ("" when there is no importer)
+    official_folder_file: str = ""  # a folder holding this file is an authors' checkpoint folder, not save_pretrained
+    official_options: dict = field(default_factory=dict)  # keyword options for from_official_checkpoint
 
     @property
     def flag(self) -> str:
         return f"--{self.name}"
+
+    @property
+    def accepts(self) -> str:
+        """What the flag takes, for messages."""
+        return "a save_pretrained folder, a Hub repo id" + (f" or {self.official}" if self.official else "")
 
 
 SPECS = {
@@ -54,6 +64,8 @@ SPECS = {
             "python train/stylegan2.py --config tiny --data synthetic:faces --pose wide --output runs/stylegan2-faces, then "
             "python train/gangealing.py --config tiny --generator runs/stylegan2-faces/generator --data synthetic:faces "
             "--output runs/gangealing-faces, and copy runs/gangealing-faces/pipeline to checkpoints/gangealing-faces",
+            official="the authors' released .pt (e.g. cat.pt)",
+            official_options=dict(category=None),  # the authors' test-time settings follow the file name
         ),
         ModelSpec(
             "cocosnet",
@@ -62,6 +74,9 @@ SPECS = {
             "checkpoints/cocosnet-faces",
             "python train/cocosnet.py --config tiny --data synthetic:faces --output runs/cocosnet-faces "
             "and copy runs/cocosnet-faces/pipeline to checkpoints/cocosnet-faces",
+            official="the authors' checkpoint folder holding latest_net_G.pth and latest_net_Corr.pth (or its latest_net_G.pth)",
+            official_folder_file="latest_net_G.pth",
+            official_options=dict(config=None, correspondence=None),  # release recognised from the files; Corr beside G
         ),
     )
 }
@@ -91,13 +106,20 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def _first_line(error: Exception, limit: int = 400) -> str:
+    """An exception as one short line (some libraries' messages run to a page)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if isinstance(error, ValueError) else f"{type(error).__name__}: {text}"
+
+
 def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     """The pipeline named by the flag value, the environment or the bundled default, on `device()`;
     a MissingModel saying what to do when it cannot be loaded."""
     env = os.environ if env is None else env
     explicit = source or env.get(spec.env) or None
     source = explicit or str(ROOT / spec.default)
-    how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}"
+    how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}" + (f" ({spec.flag} also takes {spec.official})" if spec.official else "")
     try:
         cls = getattr(importlib.import_module(spec.name), spec.pipeline_class)
     except (ImportError, AttributeError) as e:
@@ -105,9 +127,14 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     path = Path(source).expanduser()
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
+    importer = getattr(cls, "from_official_checkpoint", None)
+    authors_folder = bool(spec.official_folder_file) and (path / spec.official_folder_file).is_file() and not (path / "model_index.json").is_file()
+    official = path.is_file() or authors_folder
+    if official and importer is None:
+        return MissingModel(f"`{source}` is a file, but {spec.name} loads {spec.accepts}; {how}.")
     try:
-        if path.is_file() and path.suffix in (".pt", ".pth") and hasattr(cls, "from_official_checkpoint"):
-            pipe = cls.from_official_checkpoint(str(path))  # an authors' release file, e.g. GANgealing's cat.pt
+        if official:  # the authors' release, e.g. GANgealing's cat.pt or CoCosNet's latest_net_G.pth
+            pipe = importer(str(path), **spec.official_options)
         else:
             pipe = cls.from_pretrained(str(path) if path.exists() else explicit)
         pipe.to(device())
@@ -115,7 +142,7 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
             if isinstance(module, torch.nn.Module):
                 module.eval()
     except Exception as e:  # a broken folder, an unreachable repo: the app still starts
-        return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {type(e).__name__}: {e}. Check it, or {how}.")
+        return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_first_line(e)}\nCheck it, or {how}.")
     return pipe
 
 

@@ -104,10 +104,11 @@ def _stn_config(sd: dict) -> dict:
     return dict(flow_size=flow_size, input_size=2 * flow_size if has_down else flow_size, channel_multiplier=cm, num_heads=num_heads)
 
 
-def load_official_checkpoint(path, category: str | None = None, **overrides) -> GANgealingPipeline:
-    """Build a GANgealingPipeline from a released .pt. `category` picks the authors' test-time
-    settings (default: the file name's stem when it is a known category); `overrides` set
-    padding_mode, similarity_iters or inject_index explicitly."""
+def official_components(path, category: str | None = None, **overrides) -> dict:
+    """The networks of a released .pt as GANgealingPipeline components (generator, transformer,
+    target, classifier), in eval mode. `category` picks the authors' test-time settings (default:
+    the file name's stem when it is a known category); `overrides` set padding_mode,
+    similarity_iters or inject_index explicitly."""
     ckpt = read_checkpoint(path)
     stem = Path(str(path)).stem.lower()
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
@@ -139,8 +140,13 @@ def load_official_checkpoint(path, category: str | None = None, **overrides) -> 
         classifier = ClusterClassifier(flow_size=stn["flow_size"], input_size=stn["input_size"], channel_multiplier=stn["channel_multiplier"],
                                        num_clusters=ckpt["classifier"]["to_logits.weight"].shape[0] // 2)
         load_into(classifier, ckpt["classifier"], "classifier")
-    pipe = GANgealingPipeline(generator.eval(), transformer.eval(), target.eval(), classifier.eval() if classifier is not None else None)
-    return pipe
+        classifier.eval()
+    return dict(generator=generator.eval(), transformer=transformer.eval(), target=target.eval(), classifier=classifier)
+
+
+def load_official_checkpoint(path, **options) -> GANgealingPipeline:
+    """A GANgealingPipeline from a released .pt (options as in `official_components`)."""
+    return GANgealingPipeline(**official_components(path, **options))
 
 
 def main(argv=None) -> None:

@@ -35,7 +35,7 @@ def load_keypoint_data(spec: str, n: int, resolution: int, seed: int, pose: str 
         # the renderer's keypoints are continuous (pixel i spans [i, i+1)); ours put centres on integers
         return batch.image, batch.keypoints - 0.5, batch.visible, np.asarray(synthetic.category(value).flip_permutation)
     if kind == "folder":
-        from train.data import ImageFolderDataset, tensor_to_image
+        from synthetic.folder import ImageFolderDataset, tensor_to_image
 
         ds = ImageFolderDataset(value, resolution)
         items = [ds[i] for i in range(len(ds))]

@@ -124,11 +124,20 @@ class GANgealingPipeline(DiffusionPipeline):
         self.register_modules(generator=generator, transformer=transformer, target=target, classifier=classifier)
 
     @classmethod
-    def from_official_checkpoint(cls, path, category: str | None = None, **overrides) -> "GANgealingPipeline":
-        """Import one of the authors' released .pt files (see gangealing.convert_official)."""
-        from .convert_official import load_official_checkpoint
+    def from_official_checkpoint(cls, path, **options) -> "GANgealingPipeline":
+        """Import one of the authors' released .pt files (wpeebles/gangealing).
 
-        return load_official_checkpoint(path, category=category, **overrides)
+        Args:
+            path: the released file, e.g. `cat.pt` (keys g_ema, t_ema, ll, [classifier], args).
+            **options: `category` (the authors' test-time settings; default: the file name when it
+                is a released category), `padding_mode`, `similarity_iters`, `inject_index`.
+
+        Returns:
+            The pipeline, in eval mode. A file that is not such a checkpoint raises ValueError.
+        """
+        from .convert_official import official_components  # the converter builds on this module, not the reverse
+
+        return cls(**official_components(path, **options))
 
     # ------------------------------------------------------------- images <-> tensors
     @property

@@ -174,6 +174,27 @@ def test_model_sources_dispatch_folder_official_file_and_hub_id(tmp_path, monkey
     assert "No fakepkg checkpoint at" in models.load(spec, None, env={}).message and len(calls) == 3
 
 
+def test_official_files_reach_the_importer_with_the_spec_options(tmp_path):
+    """--cocosnet takes the authors' folder or its latest_net_G.pth (options from the ModelSpec, not a
+    TypeError shown as "missing model"); --coordgan, which has no importer, says a file is not a folder."""
+    import torch
+
+    authors = tmp_path / "celebahq"
+    authors.mkdir()
+    torch.save({"not.a.key": torch.zeros(1)}, authors / "latest_net_G.pth")
+    spec = models.SPECS["cocosnet"]
+    alone = models.load(spec, str(authors / "latest_net_G.pth"), env={}).message
+    assert "latest_net_Corr.pth" in alone and "does not exist" in alone and "TypeError" not in alone
+    torch.save({"not.a.key": torch.zeros(1)}, authors / "latest_net_Corr.pth")
+    for source in (authors, authors / "latest_net_G.pth"):
+        message = models.load(spec, str(source), env={}).message
+        assert message.startswith(f"Could not load the cocosnet checkpoint `{source}`"), message
+        assert "cannot tell which release this is" in message and "TypeError" not in message
+        assert len(message.splitlines()) <= 2
+    coordgan_file = models.load(models.SPECS["coordgan"], str(authors / "latest_net_G.pth"), env={}).message
+    assert "is a file, but coordgan loads a save_pretrained folder" in coordgan_file
+
+
 def test_zerogpu_decorator_only_when_spaces_imports(monkeypatch):
     import sys
     import types

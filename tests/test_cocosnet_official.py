@@ -89,7 +89,7 @@ def official_run(request, tmp_path_factory):
         folder = tmp_path_factory.mktemp(config)
         torch.save(states["G"], folder / "latest_net_G.pth")
         torch.save(states["Corr"], folder / "latest_net_Corr.pth")
-        pipe = CoCosNetPipeline.from_official_checkpoint(config, folder / "latest_net_G.pth", folder / "latest_net_Corr.pth")
+        pipe = CoCosNetPipeline.from_official_checkpoint(folder / "latest_net_G.pth")  # release recognised, Corr beside it
     else:  # the same import from the state dicts, without 0.6 GB of file I/O
         corr, gen = convert(config, states["G"], states["Corr"])
         pipe = CoCosNetPipeline(correspondence_network=corr, generator=gen)
@@ -145,7 +145,7 @@ def test_wrong_keys_are_named(tmp_path):
     torch.save(fake, tmp_path / "latest_net_G.pth")
     torch.save({"theta.weight": torch.zeros(256, 275, 1, 1)}, tmp_path / "latest_net_Corr.pth")
     with pytest.raises(ValueError) as info:
-        CoCosNetPipeline.from_official_checkpoint("celebahq", tmp_path / "latest_net_G.pth", tmp_path / "latest_net_Corr.pth")
+        CoCosNetPipeline.from_official_checkpoint(tmp_path, config="celebahq")
     message = str(info.value)
     corr_part, gen_part = message.split(" | ")
     assert "correspondence (latest_net_Corr.pth): missing keys: adaptive_model_seg.layer1.0.weight_orig" in corr_part
