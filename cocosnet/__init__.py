@@ -7,7 +7,9 @@
 
 model.py (correspondence network, SPADE translation network, multi-scale discriminator; CONFIGS),
 layers.py, correspondence.py (eq. 3 and 4 as attention, never HW x HW), losses.py (eq. 8-13),
-pipeline.py, convert_official.py (the authors' released checkpoints), evaluate.py.
+pipeline.py, convert_official.py (the authors' released checkpoints), evaluate.py; the inputs of the
+authors' edge and pose models: encodings.py (channel stacks), openpose.py (keypoint parsing),
+raster.py (skeleton drawing).
 Self-contained: imports no other package of this project.
 """
 

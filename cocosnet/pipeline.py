@@ -13,9 +13,9 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from .correspondence import best_match
-from .encodings import (FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, keypoints_and_canvas, pose_channels,
-                        resize_channels)
+from .encodings import FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, pose_channels, resize_channels
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, CorrespondenceOutput, network_configs
+from .openpose import keypoints_and_canvas
 
 
 @dataclass

@@ -21,14 +21,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import synthetic
+from cocosnet import openpose
+from cocosnet.encodings import FACE_PARTS as CELEBA_PARTS  # CelebAMask-HQ part ids (the authors' face models)
+from cocosnet.encodings import render_pose
 
 from . import examples, inputs, models
 
 FACE_CLASSES = synthetic.category("faces").class_names
-# CelebAMask-HQ part ids (the authors' face models), as in cocosnet.encodings.FACE_PARTS (not
-# imported here: the app must start without the cocosnet package)
-CELEBA_PARTS = ("background", "hair", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip",
-                "mouth", "l_lip", "neck", "cloth", "hat", "eye_g", "ear_r", "neck_l")
 # our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
 FACE_TO_CELEBA = np.array([CELEBA_PARTS.index(n) for n in ("background", "skin", "hair", "neck", "l_ear", "r_ear", "l_brow",
                                                            "r_brow", "l_eye", "r_eye", "nose", "mouth")])
@@ -65,42 +64,37 @@ def class_names(pipe) -> tuple:
 
 def load_pose(pipe, source, what: str = "input pose") -> dict:
     """Keypoints JSON text (or a parsed dict / list) -> an OpenPose-style dict with the canvas size,
-    checked; every refusal is a gr.Error that says what to give."""
-    from cocosnet import encodings
-
+    checked; every refusal is a gr.Error that says what to give. Text is only ever parsed as JSON
+    (`openpose.loads`), never taken for a file path on the server."""
     if source is None or (isinstance(source, str) and not source.strip()):
         raise gr.Error(f"No {what} given: paste OpenPose keypoints JSON (or upload a .json file, or pick an example) first.")
     if isinstance(source, str):
         if len(source) > MAX_JSON_BYTES:
             raise gr.Error(f"The {what} is longer than {MAX_JSON_BYTES // 1000} kB; give the keypoints of one person.")
         try:
-            source = json.loads(source)
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"The {what} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). Paste OpenPose JSON "
-                           '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] pairs.') from None
+            source = openpose.loads(source, f"The {what}")
+        except ValueError as e:
+            raise gr.Error(f"{e}.") from None
     r = pipe.resolution
     try:
-        xy, (h, w) = encodings.keypoints_and_canvas(source, (r, r))
-        encodings.check_canvas(xy, (h, w))
+        xy, (h, w) = openpose.keypoints_and_canvas(source, (r, r))
+        openpose.check_canvas(xy, (h, w))
     except ValueError as e:
         raise gr.Error(f"The {what}: {e}.") from None
     if np.isnan(xy).all():
         raise gr.Error(f"The {what} has none of the 18 keypoints (all missing); give at least the points of one limb.")
-    flat = [float(v) for p in xy for v in ((0.0, 0.0, 0.0) if np.isnan(p).any() else (p[0], p[1], 1.0))]
-    return {"people": [{"pose_keypoints_2d": flat}], "canvas_height": h, "canvas_width": w}
+    return openpose.to_openpose(xy, (h, w))
 
 
 def pose_preview(pipe, source) -> np.ndarray | None:
     """The pose as the model sees it (RGB skeleton at the canvas size); None for unreadable input."""
     if not pipe or input_kind(pipe) != "pose":
         return None
-    from cocosnet import encodings
-
     try:
         pose = load_pose(pipe, source)
     except gr.Error:
         return None
-    return encodings.render_pose(pose, (pose["canvas_height"], pose["canvas_width"]))[0]
+    return render_pose(pose, (pose["canvas_height"], pose["canvas_width"]))[0]
 
 
 def read_pose_file(path) -> str:
@@ -169,10 +163,8 @@ def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
     """(the input as a picture, its height, its width): label maps in the class colours, edge maps
     as they are, poses rendered on their canvas."""
     if isinstance(semantic, dict):  # a pose
-        from cocosnet import encodings
-
         h, w = semantic["canvas_height"], semantic["canvas_width"]
-        return Image.fromarray(encodings.render_pose(semantic, (h, w))[0]), h, w
+        return Image.fromarray(render_pose(semantic, (h, w))[0]), h, w
     if isinstance(semantic, np.ndarray):
         return Image.fromarray(inputs.colorize(semantic, num_classes(pipe))), *semantic.shape[:2]
     return semantic, semantic.height, semantic.width
@@ -204,12 +196,8 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
 # ------------------------------------------------------------------ examples per input kind
 def _pose_json(points: dict, canvas: int = 256) -> str:
     """OpenPose JSON (one person, COCO-18, confidence 1; absent points 0, 0, 0) on a square canvas."""
-    from_names = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip", "r_knee",
-                  "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear")
-    flat = []
-    for name in from_names:
-        flat += [*points[name], 1] if name in points else [0, 0, 0]
-    return json.dumps({"people": [{"pose_keypoints_2d": flat}], "canvas_height": canvas, "canvas_width": canvas})
+    xy = np.array([points.get(name, (np.nan, np.nan)) for name in openpose.POSE_KEYPOINTS], np.float64)
+    return json.dumps(openpose.to_openpose(xy, (canvas, canvas)))
 
 
 _STANDING = dict(nose=(128, 40), neck=(128, 72), r_shoulder=(100, 74), r_elbow=(92, 120), r_wrist=(88, 165), l_shoulder=(156, 74),

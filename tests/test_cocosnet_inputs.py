@@ -1,6 +1,6 @@
 """The authors' CelebA-HQ edge (15 channels) and DeepFashion pose (20 channels) input encodings
-(cocosnet/encodings.py), checked against the loader outputs in ../shared/fixtures/cocosnet-official
-(README section 7); the pipeline reading face label maps and keypoints for such models; the app's
+(cocosnet/encodings.py; keypoints read by cocosnet/openpose.py), checked against the loader outputs
+in ../shared/fixtures/cocosnet-official (README section 7); the pipeline reading face label maps and keypoints for such models; the app's
 exemplar tab offering those inputs (and the exemplar map of maskmix models), hostile input included.
 """
 
@@ -17,8 +17,8 @@ from PIL import Image
 from scipy import ndimage
 
 from cocosnet import build_pipeline, encodings
-from cocosnet.encodings import (FACE_DISTANCE_PARTS, FACE_PARTS, POSE_LIMBS, distance_map, face_edge_channels, parse_keypoints,
-                                part_boundary, pose_channels, render_pose)
+from cocosnet.encodings import FACE_DISTANCE_PARTS, FACE_PARTS, POSE_LIMBS, distance_map, face_edge_channels, part_boundary, pose_channels, render_pose
+from cocosnet.openpose import BODY25_TO_COCO18, parse_keypoints
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "cocosnet-official"
 needs_fixtures = pytest.mark.skipif(
@@ -185,7 +185,7 @@ def test_pose_rendering_properties():
     conf = np.concatenate([missing, np.ones((18, 1))], 1)
     conf[4] = [500, 500, 0]  # confidence 0 = missing
     body25 = np.zeros((25, 3))
-    body25[list(encodings.BODY25_TO_COCO18)] = conf
+    body25[list(BODY25_TO_COCO18)] = conf
     for form in (conf, conf.ravel().tolist(), body25.ravel(), openpose(np.where(conf[:, 2:] > 0, conf[:, :2], np.nan)),
                  json.dumps({"people": [{"pose_keypoints_2d": conf.ravel().tolist()}]})):
         assert np.array_equal(pose_channels(form, (256, 256)), ch2)
