@@ -149,9 +149,11 @@ def test_classifier_stage_trains_resumes_and_exports_a_k2_pipeline(k2_run, capsy
 
 def test_classifier_stage_refuses_a_one_cluster_pipeline(tmp_path, capsys):
     tiny_random_pipeline().save_pretrained(tmp_path / "pipeline")
-    with pytest.raises(ValueError, match="K = 1 cluster: the cluster classifier is for K > 1"):
+    with pytest.raises(SystemExit) as exit_info:
         in_process([*COMMON, "--stage", "classifier", "--output", str(tmp_path)], capsys)
     AcceleratorState._reset_state(True)
+    assert exit_info.value.code == 2
+    assert "K = 1 cluster: the cluster classifier is for K > 1" in capsys.readouterr().err
 
 
 def test_transformer_stage_still_needs_a_generator(tmp_path, capsys):

@@ -20,22 +20,17 @@ import copy
 import math
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CoCosNetPipeline, network_configs  # noqa: E402
 from cocosnet import losses  # noqa: E402
 from cocosnet.evaluate import figure5_grid, map_images  # noqa: E402
 from cocosnet.pipeline import labels_to_input  # noqa: E402
-from train.common import add_training_args, ema_update, log_scalars, parse_training_args, requires_grad, resumable_state, save_if_due  # noqa: E402
+from train.common import add_training_args, data_loader, ema_beta, fail, parse_training_args, requires_grad, resume, run, setup, update  # noqa: E402
 from train.data import infinite_loader, make_dataset  # noqa: E402
 
 # Loss weights follow the authors' released settings (../shared/reference/cocosnet.md); `tiny` shortens the schedule.
@@ -94,19 +89,15 @@ def main(args) -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in recipe or not value:
-            raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(recipe))}")
+            fail(f"--set {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(recipe))}")
         recipe[key] = type(recipe[key])(float(value)) if not isinstance(recipe[key], int) else int(float(value))
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum,
-                              log_with="tensorboard" if _has_tensorboard() else None, project_dir=args.output)
-    set_seed(args.seed + accelerator.process_index)
-    os.makedirs(args.output, exist_ok=True)
+    accelerator = setup(args, "cocosnet")
     device = accelerator.device
     resolution = args.resolution or CONFIGS[args.config]["resolution"]
-    data = make_dataset(args.data, resolution, seed=args.seed, pose=args.pose, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    class_names = getattr(data, "class_names", None)
+    class_names = getattr(make_dataset(args.data, resolution, pose=args.pose), "class_names", None)
     num_classes = args.num_classes or (len(class_names) if class_names else None)
     if num_classes is None and args.input == "mask":
-        raise ValueError("the data names no classes: pass --num-classes")
+        fail("the data names no classes: pass --num-classes")
     channels = num_classes if args.input == "mask" else 1
     corr_kwargs, gen_kwargs, disc_kwargs = network_configs(args.config, input_kind=args.input, input_channels=channels, resolution=resolution,
                                                            maskmix=False, warp_mask=False, class_names=class_names if args.input == "mask" else None)
@@ -115,97 +106,77 @@ def main(args) -> None:
     vgg = losses.vgg_features(device)
 
     steps = args.steps or recipe["steps"]
-    decay = lambda step: 1.0 if step < steps // 2 else max(0.0, (steps - step) / max(1, steps - steps // 2))  # noqa: E731
-    opt_g = torch.optim.Adam(list(corr_net.parameters()) + list(gen.parameters()), lr=args.lr_g or recipe["lr_g"], betas=(0.0, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr_d or recipe["lr_d"], betas=(0.0, 0.999))
-    sched_g, sched_d = torch.optim.lr_scheduler.LambdaLR(opt_g, decay), torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
-    corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(corr_net, gen, disc, opt_g, opt_d, sched_g, sched_d)
+    lr_g, lr_d = args.lr_g or recipe["lr_g"], args.lr_d or recipe["lr_d"]
+    opt_g = torch.optim.Adam(list(corr_net.parameters()) + list(gen.parameters()), lr=lr_g, betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr_d, betas=(0.0, 0.999))
+    corr_net, gen, disc, opt_g, opt_d = accelerator.prepare(corr_net, gen, disc, opt_g, opt_d)
     corr_ema.to(device)
     gen_ema.to(device)
-    state, state_dir = resumable_state(accelerator, args, corr_ema, gen_ema)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("cocosnet")
+    state = resume(accelerator, args, corr_ema, gen_ema)
 
     batch = args.batch_size or recipe["batch_size"]
-    loader = infinite_loader(make_dataset(args.data, resolution, seed=args.seed + state.step, pose=args.pose, rank=accelerator.process_index,
-                                          world_size=accelerator.num_processes), batch, num_workers=args.num_workers, seed=args.seed + state.step)
-    beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
+    loader = data_loader(args, accelerator, resolution, batch, state.step)
     fixed = next(infinite_loader(make_dataset(args.data, resolution, seed=10_000 + args.seed, pose=args.pose), 4))
     if "labels" not in fixed:
-        raise ValueError(f"{args.data} has no label maps: CoCosNet trains on (label map, image) pairs (PATH/labels/*.png)")
+        fail(f"{args.data} has no label maps: CoCosNet trains on (label map, image) pairs (PATH/labels/*.png)")
     fixed_maps = labels_to_input(fixed["labels"], args.input, num_classes).to(device)
     fixed_exemplars = fixed["image"].roll(1, 0).to(device)
     fixed_map_images = map_images(fixed["labels"].numpy(), args.input)
-    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
-    log_path = os.path.join(args.output, "logs.jsonl")
     unwrap = accelerator.unwrap_model
-    start_time = time.time()
-    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="cocosnet")
-    for _ in bar:
-        for _micro in range(args.grad_accum):
+
+    def training_step(step: int) -> dict:
+        decay = 1.0 if step < steps // 2 else max(0.0, (steps - step) / max(1, steps - steps // 2))  # linear to 0, 2nd half
+        for optimizer, lr in ((opt_g, lr_g), (opt_d, lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * decay
+        pairs, terms = [], {}
+
+        # ---- correspondence + translation: eq. (14)
+        requires_grad(disc, False)
+
+        def g_loss_fn(micro):
             item = next(loader)
             real = item["image"].to(device)  # x_B (B, 3, R, R)
             x = labels_to_input(item["labels"].to(device), args.input, num_classes)  # x_A (B, C, R, R)
             pseudo = torch.rand(len(real), device=device) < recipe["pseudo_prob"]
             exemplar = torch.where(pseudo[:, None, None, None], distort(real), real.roll(1, 0))  # y_B
+            corr = corr_net(x, exemplar)
+            fake = gen(corr.warped_exemplar, x)  # x_B-hat
+            pairs.append((x, real, fake.detach()))
+            # D is frozen here: call it unwrapped, so DDP expects no gradient for its parameters
+            f_fake, d_fake = vgg(fake), unwrap(disc)(x, fake)
+            with torch.no_grad():  # targets
+                f_real, f_ex, d_real = vgg(real), vgg(exemplar), unwrap(disc)(x, real)
+            image_features = F.normalize(unwrap(corr_net).adaptive_model_img(real), dim=1, eps=1e-16)
+            terms.update({
+                "perc": losses.perceptual_loss(f_fake, f_real),
+                "context": losses.contextual_loss(f_fake, f_ex),
+                "gan": losses.generator_hinge_loss(d_fake),
+                "d_feat": losses.discriminator_feature_matching_loss(d_real, d_fake),
+                "domain": losses.domain_alignment_loss(corr.input_features, image_features),
+                "reg": losses.cycle_correspondence_loss(unwrap(corr_net).cycle_warp(corr.query, corr.key, corr.warped_exemplar_lowres), exemplar),
+            })
+            terms.pop("feat", None)
+            if pseudo.any():  # eq. (8) on the pseudo exemplar pairs only
+                terms["feat"] = losses.feature_matching_loss({k: v[pseudo] for k, v in f_fake.items()}, {k: v[pseudo] for k, v in f_real.items()})
+            return sum(recipe[f"lambda_{k}"] * v for k, v in terms.items())
 
-            # ---- correspondence + translation: eq. (14)
-            requires_grad(disc, False)
-            with accelerator.accumulate(corr_net, gen):
-                corr = corr_net(x, exemplar)
-                fake = gen(corr.warped_exemplar, x)  # x_B-hat
-                f_fake, d_fake = vgg(fake), disc(x, fake)
-                with torch.no_grad():  # targets
-                    f_real, f_ex, d_real = vgg(real), vgg(exemplar), disc(x, real)
-                image_features = torch.nn.functional.normalize(unwrap(corr_net).adaptive_model_img(real), dim=1, eps=1e-16)
-                terms = {
-                    "perc": losses.perceptual_loss(f_fake, f_real),
-                    "context": losses.contextual_loss(f_fake, f_ex),
-                    "gan": losses.generator_hinge_loss(d_fake),
-                    "d_feat": losses.discriminator_feature_matching_loss(d_real, d_fake),
-                    "domain": losses.domain_alignment_loss(corr.input_features, image_features),
-                    "reg": losses.cycle_correspondence_loss(unwrap(corr_net).cycle_warp(corr.query, corr.key, corr.warped_exemplar_lowres), exemplar),
-                }
-                if pseudo.any():  # eq. (8) on the pseudo exemplar pairs only
-                    terms["feat"] = losses.feature_matching_loss({k: v[pseudo] for k, v in f_fake.items()}, {k: v[pseudo] for k, v in f_real.items()})
-                g_loss = sum(recipe[f"lambda_{k}"] * v for k, v in terms.items())
-                accelerator.backward(g_loss)
-                opt_g.step()
-                sched_g.step()
-                opt_g.zero_grad(set_to_none=True)
-            # ---- discriminator: eq. (13), on this step's translation (no second generator pass)
-            requires_grad(disc, True)
-            with accelerator.accumulate(disc):
-                d_loss = losses.discriminator_hinge_loss(disc(x, real), disc(x, fake.detach()))
-                accelerator.backward(d_loss)
-                opt_d.step()
-                sched_d.step()
-                opt_d.zero_grad(set_to_none=True)
-        ema_update(corr_ema, unwrap(corr_net), beta)
-        ema_update(gen_ema, unwrap(gen), beta)
-        state.step += 1
-        step = state.step
+        g_loss = update(accelerator, args, g_loss_fn, [opt_g], [corr_net, gen])
 
-        if step % args.log_every == 0 or step == steps:
-            scalars = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "lr_g": sched_g.get_last_lr()[0], **{k: v.item() for k, v in terms.items()}}
-            log_scalars(accelerator, log_path, step, scalars)
-            bar.set_postfix(g=f"{g_loss.item():.2f}", d=f"{d_loss.item():.2f}", reg=f"{terms['reg'].item():.3f}")
-        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
-            grid = figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps, fixed_map_images, fixed_exemplars)
-            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        if save_if_due(accelerator, args, step, steps, start_time, state_dir, lambda: export_pipeline(corr_ema, gen_ema), "pipeline"):
-            break
+        # ---- discriminator: eq. (13), on this step's translations (no second generator pass)
+        requires_grad(disc, True)
 
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+        def d_loss_fn(micro):
+            x, real, fake = pairs[micro]
+            return losses.discriminator_hinge_loss(disc(x, real), disc(x, fake))
 
+        d_loss = update(accelerator, args, d_loss_fn, [opt_d], [disc])
+        return {"d_loss": d_loss, "g_loss": g_loss, "lr_g": lr_g * decay, **terms}
 
-def _has_tensorboard() -> bool:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    run(accelerator, args, state, training_step, steps=steps, desc="cocosnet",
+        ema=[(corr_ema, corr_net), (gen_ema, gen)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
+        sample=lambda: figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps, fixed_map_images, fixed_exemplars),
+        export=lambda: export_pipeline(corr_ema, gen_ema), export_name="pipeline")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 
 Stage 1 objective (eq. 8): L_G = l_t L_t + l_s L_s + l_warp L_warp + l_cham L_cham + l_GAN L_GAN.
 Stage 2 (eq. 11) trains the encoder against the frozen EMA generator of stage 1.
-State for --resume is saved atomically under OUTPUT/state; exports are `save_pretrained` folders
+States for --resume are saved under OUTPUT/state (train/common.py); exports are `save_pretrained` folders
 OUTPUT/generator, OUTPUT/encoder and OUTPUT/pipeline (the latter loads with
 `CoordGANPipeline.from_pretrained`).
 """
@@ -18,32 +18,19 @@ import copy
 import math
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from coordgan import losses  # noqa: E402
 from coordgan.discriminator import DISCRIMINATOR_CONFIGS, PATCH_CONFIGS, ImageDiscriminator, PatchDiscriminator  # noqa: E402
 from coordgan.model import CONFIGS, CoordGANGenerator  # noqa: E402
 from coordgan.visualize import correspondence_colors  # noqa: E402
-from train.common import (  # noqa: E402
-    add_training_args,
-    ema_update,
-    export_folder,
-    log_scalars,
-    parse_training_args,
-    requires_grad,
-    resumable_state,
-    save_state_atomically,
-)
-from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
+from train.common import add_training_args, data_loader, ema_beta, parse_training_args, requires_grad, resume, run, setup, update  # noqa: E402
+from train.data import tensor_to_image  # noqa: E402
 
 # Training recipes. `paper` follows the authors' released settings (../shared/reference/coordgan.md);
 # `tiny` shrinks the schedules: the bundled checkpoint took 3,182 generator steps (about 100 min on 2
@@ -105,124 +92,100 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr * g_ratio, betas=(0.0, 0.99**g_ratio))
     d_params = list(discriminator.parameters()) + list(patch_discriminator.parameters())
     opt_d = torch.optim.Adam(d_params, lr=lr * d_ratio, betas=(0.0, 0.99**d_ratio))
-    generator, discriminator, patch_discriminator, opt_g, opt_d = accelerator.prepare(generator, discriminator, patch_discriminator, opt_g, opt_d)
+    generator, discriminator, patch_discriminator, opt_g, opt_d = accelerator.prepare(
+        generator, discriminator, patch_discriminator, opt_g, opt_d)
     generator_ema.to(device)
-    state, state_dir = resumable_state(accelerator, args, generator_ema)
+    state = resume(accelerator, args, generator_ema)
 
     batch = args.batch_size or recipe["batch_size"]
-    steps = args.steps or recipe["steps"]
-    data = make_dataset(args.data, generator_ema.resolution, seed=args.seed + state.step, pose=args.pose, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    loader = infinite_loader(data, batch, num_workers=args.num_workers, seed=args.seed + accelerator.process_index + state.step)
+    loader = data_loader(args, accelerator, generator_ema.resolution, batch, state.step)
     z_dim = generator_ema.config.z_dim
-    beta = 0.5 ** (batch * accelerator.num_processes / recipe["ema_half_life_images"])
     fixed = torch.Generator().manual_seed(1234)
     fixed_s, fixed_t = torch.randn(4, z_dim, generator=fixed).to(device), torch.randn(6, z_dim, generator=fixed).to(device)
-    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
-    log_path = os.path.join(args.output, "logs.jsonl")
-    start_time = time.time()
-    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="coordgan")
-    for _ in bar:
-        step = state.step
-        patch_on = step >= recipe["patch_start"]
-        for _micro in range(args.grad_accum):
-            real = next(loader)["image"].to(device)
-            z_s1, z_s2, z_t1, z_t2 = torch.randn(4, batch, z_dim, device=device).unbind(0)
+    pd = patch_discriminator
 
-            # ---- discriminators: L_GAN on images, L_s's patch co-occurrence on crops
-            requires_grad(generator, False)
-            requires_grad(discriminator, True)
-            requires_grad(patch_discriminator, True)
+    def training_step(step: int) -> dict:
+        patch_on = step >= recipe["patch_start"]
+        codes = []  # per micro-batch (z_s1, z_s2, z_t1, z_t2), shared by the D and G updates
+
+        # ---- discriminators: L_GAN on images, L_s's patch co-occurrence on crops
+        requires_grad(generator, False)
+        requires_grad(discriminator, True)
+        requires_grad(patch_discriminator, True)
+
+        def d_loss_fn(micro):
+            real = next(loader)["image"].to(device)
+            codes.append(torch.randn(4, batch, z_dim, device=device).unbind(0))
+            z_s1, z_s2, z_t1, _ = codes[micro]
             with torch.no_grad():
                 fake_a = generator(z_s1, z_t1).image  # (z_s1, z_t1)
                 fake_c = generator(z_s2, z_t1).image  # structure swapped, same texture
-            with accelerator.accumulate(discriminator, patch_discriminator):
-                d_loss = losses.discriminator_adversarial_loss(discriminator(real), discriminator(fake_a))
+            loss = losses.discriminator_adversarial_loss(discriminator(real), discriminator(fake_a))
+            if patch_on:
+                loss = loss + losses.discriminator_adversarial_loss(pd(pd.crops(real), pd.crops(real)),
+                                                                    pd(pd.crops(fake_c), pd.crops(fake_a)))
+            if step % recipe["r1_every"] == 0:  # lazy R1, scaled by the interval
+                real_r1 = real.detach().requires_grad_(True)
+                reg = recipe["r1_gamma"] / 2 * losses.r1_penalty(discriminator(real_r1), real_r1)
                 if patch_on:
-                    pd = patch_discriminator
-                    real_logits = pd(pd.crops(real), pd.crops(real))
-                    fake_logits = pd(pd.crops(fake_c), pd.crops(fake_a))
-                    d_loss = d_loss + losses.discriminator_adversarial_loss(real_logits, fake_logits)
-                if step % recipe["r1_every"] == 0:  # lazy R1, scaled by the interval
-                    real_r1 = real.detach().requires_grad_(True)
-                    r1 = losses.r1_penalty(discriminator(real_r1), real_r1)
-                    reg = recipe["r1_gamma"] / 2 * r1
-                    if patch_on:
-                        target = pd.crops(real).detach().requires_grad_(True)
-                        reference = pd.crops(real).detach().requires_grad_(True)
-                        reg = reg + recipe["patch_r1"] / 2 * losses.r1_penalty(pd(target, reference), (target, reference))
-                    d_loss = d_loss + reg * recipe["r1_every"]
-                accelerator.backward(d_loss)
-                opt_d.step()
-                opt_d.zero_grad(set_to_none=True)
+                    target = pd.crops(real).detach().requires_grad_(True)
+                    reference = pd.crops(real).detach().requires_grad_(True)
+                    reg = reg + recipe["patch_r1"] / 2 * losses.r1_penalty(pd(target, reference), (target, reference))
+                loss = loss + reg * recipe["r1_every"]
+            return loss
 
-            # ---- generator: eq. (8)
-            requires_grad(generator, True)
-            requires_grad(discriminator, False)
-            requires_grad(patch_discriminator, False)
-            with accelerator.accumulate(generator):
-                a = generator(z_s1, z_t1)
-                b = generator(z_s1, z_t2)  # same structure, other texture: L_t
-                c = generator(z_s2, z_t1)  # other structure, same texture: L_s and L_warp
-                ramp = losses.ramp(step, recipe["loss_ramp"])
-                gan_weight = recipe["lambda_gan"] * max(losses.ramp(step, recipe["gan_ramp"]), 0.5)
-                terms = {
-                    "gan": losses.generator_adversarial_loss(discriminator(torch.cat([a.image, b.image, c.image]))),
-                    "texture_swap": losses.texture_swap_loss(perceptual, a.image, b.image, args.texture_swap_distance),
-                    "warp": losses.warp_loss(perceptual, a.image, a.correspondence_map, c.image, c.correspondence_map, recipe["warp_temperature"]),
-                    "chamfer": losses.chamfer_loss(torch.cat([a.correspondence_map, c.correspondence_map])),
-                }
-                weights = {"gan": gan_weight, "texture_swap": recipe["lambda_t"] * ramp, "warp": recipe["lambda_warp"] * ramp, "chamfer": recipe["lambda_cham"]}
-                if patch_on:
-                    pd = patch_discriminator
-                    terms["structure_swap"] = losses.structure_swap_loss(pd(pd.crops(c.image), pd.crops(a.image)))
-                    weights["structure_swap"] = recipe["lambda_s"]
-                g_loss = sum(weights[k] * terms[k] for k in terms)
-                accelerator.backward(g_loss)
-                opt_g.step()
-                opt_g.zero_grad(set_to_none=True)
-        ema_update(generator_ema, accelerator.unwrap_model(generator), beta)
-        state.step += 1
-        step = state.step
+        d_loss = update(accelerator, args, d_loss_fn, [opt_d], [discriminator, patch_discriminator])
 
-        if step % args.log_every == 0 or step == steps:
-            scalars = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), **{k: v.item() for k, v in terms.items()}}
-            log_scalars(accelerator, log_path, step, scalars)
-            bar.set_postfix(g=f"{g_loss.item():.2f}", d=f"{d_loss.item():.2f}", warp=f"{terms['warp'].item():.3f}")
-        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
-            with torch.no_grad():
-                grid = swap_grid(generator_ema, fixed_s, fixed_t)
-            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        out_of_time = args.max_minutes is not None and time.time() - start_time > 60 * args.max_minutes
-        if step % args.save_every == 0 or step == steps or out_of_time:
-            save_state_atomically(accelerator, state_dir)
-            export_generator(accelerator, generator_ema, args.output)
-        if out_of_time:
-            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (resume with --resume)")
-            break
+        # ---- generator: eq. (8)
+        requires_grad(generator, True)
+        requires_grad(discriminator, False)
+        requires_grad(patch_discriminator, False)
+        terms = {}
+
+        def g_loss_fn(micro):
+            z_s1, z_s2, z_t1, z_t2 = codes[micro]
+            a = generator(z_s1, z_t1)
+            b = generator(z_s1, z_t2)  # same structure, other texture: L_t
+            c = generator(z_s2, z_t1)  # other structure, same texture: L_s and L_warp
+            ramp = losses.ramp(step, recipe["loss_ramp"])
+            terms["gan"] = losses.generator_adversarial_loss(discriminator(torch.cat([a.image, b.image, c.image])))
+            terms["texture_swap"] = losses.texture_swap_loss(perceptual, a.image, b.image, args.texture_swap_distance)
+            terms["warp"] = losses.warp_loss(perceptual, a.image, a.correspondence_map, c.image, c.correspondence_map,
+                                             recipe["warp_temperature"])
+            terms["chamfer"] = losses.chamfer_loss(torch.cat([a.correspondence_map, c.correspondence_map]))
+            weights = {"gan": recipe["lambda_gan"] * max(losses.ramp(step, recipe["gan_ramp"]), 0.5),
+                       "texture_swap": recipe["lambda_t"] * ramp, "warp": recipe["lambda_warp"] * ramp,
+                       "chamfer": recipe["lambda_cham"]}
+            if patch_on:
+                terms["structure_swap"] = losses.structure_swap_loss(pd(pd.crops(c.image), pd.crops(a.image)))
+                weights["structure_swap"] = recipe["lambda_s"]
+            return sum(weights[k] * terms[k] for k in terms)
+
+        g_loss = update(accelerator, args, g_loss_fn, [opt_g], [generator])
+        return {"d_loss": d_loss, "g_loss": g_loss, **terms}
+
+    run(accelerator, args, state, training_step, steps=args.steps or recipe["steps"], desc="coordgan",
+        ema=[(generator_ema, generator)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
+        sample=lambda: swap_grid(generator_ema, fixed_s, fixed_t), export=lambda: generator_export(generator_ema),
+        export_name="generator")
 
 
-def export_generator(accelerator: Accelerator, generator_ema: CoordGANGenerator, output: str) -> None:
+def generator_export(generator_ema: CoordGANGenerator) -> CoordGANGenerator:
     """OUTPUT/generator: the EMA generator in float32 with fresh code means (for truncation)."""
-    if not accelerator.is_main_process:
-        return
     export = copy.deepcopy(generator_ema).float()
     export.update_code_means(generator=torch.Generator().manual_seed(0))
-    export_folder(accelerator, export, output, "generator")
+    return export
 
 
 def main(args) -> None:
     recipe = RECIPES[args.config]
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
-    set_seed(args.seed + accelerator.process_index)
-    os.makedirs(args.output, exist_ok=True)
+    accelerator = setup(args, f"coordgan-{args.stage}")
     if args.stage == "generator":
         train_generator(args, recipe, accelerator)
     else:
         from train.coordgan_encoder import train_encoder
 
         train_encoder(args, recipe, accelerator)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -61,14 +61,20 @@ class SyntheticDataset(IterableDataset):
             b += 1
 
 
-def make_dataset(spec: str, resolution: int, seed: int = 0, pose: str = "aligned", rank: int = 0, world_size: int = 1):
-    """Parse a `--data` spec ("synthetic:NAME" or "folder:PATH") into a dataset."""
+def parse_data_spec(spec: str) -> tuple[str, str]:
+    """A `--data` spec -> ("synthetic", CATEGORY) or ("folder", PATH); the one parser of the flag."""
     kind, _, value = spec.partition(":")
-    if kind == "synthetic" and value:
+    if kind not in ("synthetic", "folder") or not value:
+        raise ValueError(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {spec!r}")
+    return kind, value
+
+
+def make_dataset(spec: str, resolution: int, seed: int = 0, pose: str = "aligned", rank: int = 0, world_size: int = 1):
+    """The dataset a `--data` spec ("synthetic:NAME" or "folder:PATH") names."""
+    kind, value = parse_data_spec(spec)
+    if kind == "synthetic":
         return SyntheticDataset(value, resolution, seed=seed, pose=pose, rank=rank, world_size=world_size)
-    if kind == "folder" and value:
-        return ImageFolderDataset(value, resolution)
-    raise ValueError(f"--data must be 'synthetic:CATEGORY' or 'folder:PATH', got {spec!r}")
+    return ImageFolderDataset(value, resolution)
 
 
 def infinite_loader(dataset, batch_size: int, num_workers: int = 0, seed: int = 0):

@@ -25,22 +25,17 @@ import argparse
 import copy
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # plain `python train/...`
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from gangealing import GANgealingPipeline, LearnedTarget, SpatialTransformer, StyleGAN2Generator  # noqa: E402
 from gangealing.losses import congealing_loss, perceptual_network  # noqa: E402
 from gangealing.target import psi_schedule  # noqa: E402
 from gangealing.transformer import TRANSFORMER_CONFIGS  # noqa: E402
-from train.common import add_training_args, ema_update, log_scalars, parse_training_args, resumable_state, save_if_due  # noqa: E402
+from train.common import add_training_args, ema_beta, parse_training_args, resume, run, setup, update  # noqa: E402
 from train import gangealing_classifier  # noqa: E402
 from train.data import infinite_loader, make_dataset, tensor_to_image  # noqa: E402
 
@@ -120,9 +115,7 @@ def main(args) -> None:
         return gangealing_classifier.main(args, batch_size=RECIPES[args.config]["batch_size"])
     recipe = {**RECIPES[args.config], **{k: v for k, v in dict(inject=args.inject, ndirs=args.ndirs, anneal_steps=args.anneal_steps,
               lambda_tv=args.lambda_tv, lambda_identity=args.lambda_identity).items() if v is not None}}
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
-    set_seed(args.seed + accelerator.process_index)
-    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
+    accelerator = setup(args, "gangealing")
     device = accelerator.device
 
     generator = StyleGAN2Generator.from_pretrained(args.generator).eval().requires_grad_(False).to(device)
@@ -143,48 +136,39 @@ def main(args) -> None:
     opt_t = torch.optim.Adam(transformer.parameters(), lr=args.lr or recipe["lr"], betas=(0.9, 0.999))
     opt_c = torch.optim.Adam(target.parameters(), lr=recipe["target_lr"], betas=(0.9, 0.999))
     transformer, target, opt_t, opt_c = accelerator.prepare(transformer, target, opt_t, opt_c)
-    state, state_dir = resumable_state(accelerator, args, transformer_ema.to(device))
+    state = resume(accelerator, args, transformer_ema.to(device))
 
     batch = args.batch_size or recipe["batch_size"]
-    steps = args.steps or recipe["steps"]
-    beta = 0.5 ** (batch * args.grad_accum * accelerator.num_processes / recipe["ema_half_life_images"])
     data = make_dataset(args.data, res, seed=args.seed + 999, pose=args.pose)
     real = next(infinite_loader(data, 16, seed=args.seed))["image"].to(device)  # fixed, for the average images
     fixed_w = generator.mapping(torch.randn(8, generator.style_dim, generator=torch.Generator().manual_seed(1234)).to(device))
-    log_path = os.path.join(args.output, "logs.jsonl")
-    start = time.time()
-    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="gangealing")
-    for _ in bar:
-        psi = psi_schedule(state.step, recipe["anneal_steps"])
-        for _micro in range(args.grad_accum):
-            with accelerator.accumulate(transformer, target):
-                with torch.no_grad():
-                    w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
-                    x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)  # G(w)
-                y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
-                heads = torch.arange(k, device=device).repeat(batch)  # every sample through every head (n-major)
-                out = transformer(x.repeat_interleave(k, 0), heads=heads, output_resolution=res)
-                loss, terms, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, lambda_tv, recipe["lambda_identity"])
-                accelerator.backward(loss)
-                opt_t.step()
-                opt_c.step()
-                opt_t.zero_grad(set_to_none=True)
-                opt_c.zero_grad(set_to_none=True)
-        ema_update(transformer_ema, accelerator.unwrap_model(transformer), beta)
-        state.step += 1
-        step = state.step
-        if step % args.log_every == 0 or step == steps:
-            log_scalars(accelerator, log_path, step, {"loss": loss.item(), "psi": psi, **{k: v.item() for k, v in terms.items()}})
-            bar.set_postfix(loss=f"{loss.item():.4f}", psi=f"{psi:.2f}")
-        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
+
+    def training_step(step: int) -> dict:
+        psi = psi_schedule(step, recipe["anneal_steps"])
+        terms = {}
+
+        def loss_fn(micro):
             with torch.no_grad():
-                grid = congealing_grid(generator, transformer_ema, accelerator.unwrap_model(target), fixed_w, psi, real, res)
-            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"step_{step:07d}.png"))
-        export = lambda: GANgealingPipeline(generator, transformer_ema, accelerator.unwrap_model(target))  # noqa: E731
-        if save_if_due(accelerator, args, step, steps, start, state_dir, export, "pipeline"):
-            break
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+                w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
+                x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)  # G(w)
+            y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
+            heads = torch.arange(k, device=device).repeat(batch)  # every sample through every head (n-major)
+            out = transformer(x.repeat_interleave(k, 0), heads=heads, output_resolution=res)
+            loss, parts, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, lambda_tv, recipe["lambda_identity"])
+            terms.update(parts)
+            return loss
+
+        loss = update(accelerator, args, loss_fn, [opt_t, opt_c], [transformer, target])
+        return {"loss": loss, "psi": psi, **terms}
+
+    def sample():
+        psi = psi_schedule(state.step - 1, recipe["anneal_steps"])  # the psi of the step just taken
+        return congealing_grid(generator, transformer_ema, accelerator.unwrap_model(target), fixed_w, psi, real, res)
+
+    run(accelerator, args, state, training_step, steps=args.steps or recipe["steps"], desc="gangealing",
+        ema=[(transformer_ema, transformer)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
+        sample=sample, export=lambda: GANgealingPipeline(generator, transformer_ema, accelerator.unwrap_model(target)),
+        export_name="pipeline")
 
 
 if __name__ == "__main__":

@@ -21,19 +21,14 @@ Our choices (not given in the paper's text): Adam lr 1e-3, betas (0.9, 0.999) li
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from PIL import Image
-from tqdm.auto import tqdm
 
 from gangealing import ClusterClassifier, GANgealingPipeline
 from gangealing.losses import congealing_loss, perceptual_network
-from train.common import log_scalars, resumable_state, save_if_due
+from train.common import fail, log_scalars, resume, run, setup, update
 from train.data import tensor_to_image
 
 CLASSIFIER_STEPS = {"paper": 100_000, "paper-128": 100_000, "tiny": 2_000, "micro": 500}  # our defaults
@@ -106,9 +101,7 @@ def assignment_grid(pipe: GANgealingPipeline, x: torch.Tensor, labels: torch.Ten
 
 def main(args, batch_size: int) -> None:
     """args: train/gangealing.py's flags with --stage classifier; batch_size: the recipe's."""
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.grad_accum)
-    set_seed(args.seed + accelerator.process_index)
-    os.makedirs(os.path.join(args.output, "samples"), exist_ok=True)
+    accelerator = setup(args, "gangealing-classifier")
     device = accelerator.device
 
     source = args.pipeline or os.path.join(args.output, "pipeline")
@@ -116,51 +109,45 @@ def main(args, batch_size: int) -> None:
     generator, transformer, target = (m.eval().requires_grad_(False).to(device) for m in (pipe.generator, pipe.transformer, pipe.target))
     k = transformer.config.num_heads
     if k < 2:
-        raise ValueError(f"{source} has K = 1 cluster: the cluster classifier is for K > 1 (train the transformer with --num-heads K first)")
+        fail(f"{source} has K = 1 cluster: the cluster classifier is for K > 1 "
+                         "(train the transformer with --num-heads K first)")
     transformer.register_to_config(flip="classifier")  # K > 1: the classifier decides the mirror
     perceptual = perceptual_network(args.perceptual).to(device)
     classifier, copied = classifier_from_transformer(transformer)
     accelerator.print(f"classifier: {len(copied)} tensors initialised from the similarity STN trunk, to_logits random")
     opt = torch.optim.Adam(classifier.parameters(), lr=args.lr or CLASSIFIER_LR, betas=(0.9, 0.999))
     classifier, opt = accelerator.prepare(classifier, opt)
-    state, state_dir = resumable_state(accelerator, args, folder="classifier-state")
+    state = resume(accelerator, args, folder="classifier-state")
 
     batch = args.batch_size or batch_size
-    steps = args.steps or CLASSIFIER_STEPS[args.config]
     heldout_gen = torch.Generator().manual_seed(args.seed + 4321)  # fixed, never trained on
     heldout = [cluster_labels(perceptual, generator, transformer, target, generator.mapping(z.to(device)))
                for z in torch.randn(args.heldout_samples, generator.style_dim, generator=heldout_gen).split(64)]
     heldout_x, heldout_labels = torch.cat([h[0] for h in heldout]), torch.cat([h[1] for h in heldout])
-    log_path = os.path.join(args.output, "classifier-logs.jsonl")
     export = lambda: GANgealingPipeline(generator, transformer, target, accelerator.unwrap_model(classifier))  # noqa: E731
-    start = time.time()
-    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc="classifier")
-    for _ in bar:
-        for _micro in range(args.grad_accum):
-            with accelerator.accumulate(classifier):
-                w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
-                x, labels = cluster_labels(perceptual, generator, transformer, target, w)  # frozen G, T, c
-                loss, accuracy = classifier_loss(classifier, x, labels)
-                accelerator.backward(loss)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        state.step += 1
-        step = state.step
-        if step % args.log_every == 0 or step == steps:
+
+    def report():
+        accuracy = heldout_accuracy(accelerator.unwrap_model(classifier).eval(), heldout_x, heldout_labels)
+        majority = torch.bincount(torch.cat([heldout_labels, heldout_labels + k]), minlength=2 * k).max().item() / (2 * len(heldout_labels))
+        log_scalars(accelerator, os.path.join(args.output, "classifier-logs.jsonl"), state.step,
+                    {"heldout_accuracy": accuracy, "heldout_majority": majority})
+        accelerator.print(f"held-out accuracy ({2 * len(heldout_labels)} fakes and mirrors, {2 * k} classes): {accuracy:.3f} "
+                          f"(majority class {majority:.3f})")
+
+    def training_step(step: int) -> dict:
+        scalars = {}
+
+        def loss_fn(micro):
+            w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
+            x, labels = cluster_labels(perceptual, generator, transformer, target, w)  # frozen G, T, c
+            loss, scalars["accuracy"] = classifier_loss(classifier, x, labels)
             shares = torch.bincount(labels, minlength=k).float() / len(labels)
-            log_scalars(accelerator, log_path, step, {"loss": loss.item(), "accuracy": accuracy.item(),
-                                                      **{f"cluster_{i}": s.item() for i, s in enumerate(shares)}})
-            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{accuracy.item():.2f}")
-        if accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
-            with torch.no_grad():
-                grid = assignment_grid(export(), heldout_x[:8], heldout_labels[:8])
-            Image.fromarray(grid).save(os.path.join(args.output, "samples", f"classifier_step_{step:07d}.png"))
-        if save_if_due(accelerator, args, step, steps, start, state_dir, export, "pipeline-classifier"):
-            break
-    accuracy = heldout_accuracy(accelerator.unwrap_model(classifier).eval(), heldout_x, heldout_labels)
-    chance = (torch.bincount(torch.cat([heldout_labels, heldout_labels + k]), minlength=2 * k).max() / (2 * len(heldout_labels))).item()
-    log_scalars(accelerator, log_path, state.step, {"heldout_accuracy": accuracy, "heldout_majority": chance})
-    accelerator.print(f"held-out accuracy ({2 * len(heldout_labels)} fakes and mirrors, {2 * k} classes): {accuracy:.3f} "
-                      f"(majority class {chance:.3f})")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+            scalars.update({f"cluster_{i}": s for i, s in enumerate(shares)})
+            return loss
+
+        loss = update(accelerator, args, loss_fn, [opt], [classifier])
+        return {"loss": loss, **scalars}
+
+    run(accelerator, args, state, training_step, steps=args.steps or CLASSIFIER_STEPS[args.config], desc="classifier",
+        sample=lambda: assignment_grid(export(), heldout_x[:8], heldout_labels[:8]), sample_prefix="classifier_step_",
+        log_file="classifier-logs.jsonl", export=export, export_name="pipeline-classifier", after=report)
