@@ -349,3 +349,25 @@ def test_errors_are_value_errors_with_a_message():
         soft_warp(values, source, target, backend="dense")
     with pytest.raises(ValueError, match="reduction"):
         chamfer_distance(source, target, reduction="max")
+
+
+# ----------------------------------------------------------------------------- backend choice
+
+
+def test_backend_is_chosen_once_by_rule_and_kernel_errors_propagate(monkeypatch):
+    from coordgan import _correspondence_tiles as tiles
+
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert tiles.choose_backend("auto", cpu, torch.float32) == tiles.choose_backend("auto", cpu, torch.float64) == "sdpa"
+    assert tiles.choose_backend("auto", cuda, torch.float64) == tiles.choose_backend("auto", mps, torch.float32) == "matmul"
+    assert tiles.choose_backend("matmul", cpu, torch.float32) == "matmul" and tiles.choose_backend("sdpa", mps, torch.float32) == "sdpa"
+    source, target = smooth_map(1, 6, 6, seed=1), smooth_map(1, 5, 5, seed=2)
+    values = randn(1, 2, 6, 6, seed=3).float()
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(tiles, "_attend_sdpa", out_of_memory)  # never swallowed, never a silent switch to matmul
+    with pytest.raises(torch.OutOfMemoryError):
+        soft_warp(values, source.float(), target.float(), 0.1)
+    assert soft_warp(values, source.float(), target.float(), 0.1, backend="matmul").shape == (1, 2, 5, 5)
