@@ -30,7 +30,7 @@ from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoC
 from cocosnet import losses  # noqa: E402
 from cocosnet.evaluate import figure5_grid, map_images  # noqa: E402
 from cocosnet.pipeline import labels_to_input  # noqa: E402
-from train.common import add_training_args, data_loader, ema_beta, fail, parse_training_args, requires_grad, resume, run, setup, update  # noqa: E402
+from train.common import add_training_args, data_loader, ema_beta, fail, parse_training_args, resume, run, setup, update  # noqa: E402
 from train.data import infinite_loader, make_dataset  # noqa: E402
 
 # Loss weights follow the authors' released settings (../shared/reference/cocosnet.md); `tiny` shortens the schedule.
@@ -103,6 +103,10 @@ def main(args) -> None:
                                                            maskmix=False, warp_mask=False, class_names=class_names if args.input == "mask" else None)
     corr_net, gen, disc = CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs), CoCosNetDiscriminator(**disc_kwargs)
     corr_ema, gen_ema = copy.deepcopy(corr_net).eval().requires_grad_(False), copy.deepcopy(gen).eval().requires_grad_(False)
+    # D's segmentation head `dec` (kept for the authors' checkpoints) is in no loss here; DDP must not wait for its gradients
+    d_trained = [p for name, p in disc.named_parameters() if ".dec." not in name]
+    for name, p in disc.named_parameters():
+        p.requires_grad_(".dec." not in name)
     vgg = losses.vgg_features(device)
 
     steps = args.steps or recipe["steps"]
@@ -132,7 +136,8 @@ def main(args) -> None:
         pairs, terms = [], {}
 
         # ---- correspondence + translation: eq. (14)
-        requires_grad(disc, False)
+        for p in d_trained:
+            p.requires_grad_(False)
 
         def g_loss_fn(micro):
             item = next(loader)
@@ -164,7 +169,8 @@ def main(args) -> None:
         g_loss = update(accelerator, args, g_loss_fn, [opt_g], [corr_net, gen])
 
         # ---- discriminator: eq. (13), on this step's translations (no second generator pass)
-        requires_grad(disc, True)
+        for p in d_trained:
+            p.requires_grad_(True)
 
         def d_loss_fn(micro):
             x, real, fake = pairs[micro]

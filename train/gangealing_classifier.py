@@ -59,9 +59,10 @@ def flip_augment(x: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> tu
     return torch.cat([x, x.flip(3)]), torch.cat([labels, labels + num_clusters])
 
 
-def classifier_loss(classifier, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy on (image, class) pairs, flip-augmented; also the batch accuracy."""
-    images, classes = flip_augment(x, labels, classifier.config.num_clusters)
+def classifier_loss(classifier, x: torch.Tensor, labels: torch.Tensor, num_clusters: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on (image, class) pairs, flip-augmented; also the batch accuracy. Pass
+    `num_clusters` when `classifier` is wrapped (DDP has no .config)."""
+    images, classes = flip_augment(x, labels, num_clusters or classifier.config.num_clusters)
     logits = classifier(images).float()  # (2B, 2K)
     return F.cross_entropy(logits, classes), (logits.argmax(1) == classes).float().mean()
 
@@ -140,7 +141,7 @@ def main(args, batch_size: int) -> None:
         def loss_fn(micro):
             w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
             x, labels = cluster_labels(perceptual, generator, transformer, target, w)  # frozen G, T, c
-            loss, scalars["accuracy"] = classifier_loss(classifier, x, labels)
+            loss, scalars["accuracy"] = classifier_loss(classifier, x, labels, k)
             shares = torch.bincount(labels, minlength=k).float() / len(labels)
             scalars.update({f"cluster_{i}": s for i, s in enumerate(shares)})
             return loss
