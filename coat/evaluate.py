@@ -1,0 +1,295 @@
+"""Appearance transfer against exact answers on the synthetic categories (PROPOSAL: the paper
+has only a user study).
+
+Each unseen pair: content C = render(sA, tA), style S = render(sB, tB); the exact answer is
+GT = render(sA, tB), same structure as C, texture of S. Metrics against GT: PSNR, LPIPS (the
+project's LPIPS-Alex, a random trunk offline: then only comparable within this table) and the
+part-colour error: for every object part of C's exact part map, the mean colour of the output
+and of GT in CIELAB, their distance (Delta E 1976), averaged weighted by the part's area.
+
+Methods: COAT (at one or more n), and baselines: copy content; copy style; Reinhard mean/std
+transfer in Lab on the whole image, and per region with the renderer's exact foreground masks
+of C and S (object to object, background to background); the style image warped by the
+model's own confident correspondences (eq. 2-3 applied to pixels: matched cells take the style
+pixels, coarse to fine, the rest keep the content; no decoder); and an oracle warp with the
+exact correspondence (the renderer's canonical coordinates; background by position).
+Rows are also split by pose gap: terciles of the mean keypoint displacement between sA and sB.
+
+    python -m coat.evaluate --checkpoint checkpoints/coat-faces --pairs 200 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .correspondence import ScaleMatches
+
+# ------------------------------------------------------------------ data
+
+
+@dataclass
+class EvalPairs:
+    content: np.ndarray  # uint8 (N, R, R, 3) render(sA, tA)
+    style: np.ndarray  # uint8 (N, R, R, 3) render(sB, tB)
+    target: np.ndarray  # uint8 (N, R, R, 3) render(sA, tB), the exact answer
+    content_labels: np.ndarray  # int64 (N, R, R) part ids of C (and of GT)
+    style_labels: np.ndarray  # int64 (N, R, R)
+    content_coords: np.ndarray  # float32 (N, R, R, 2) canonical coordinates, NaN on background
+    style_coords: np.ndarray
+    pose_gap: np.ndarray  # float32 (N,) mean keypoint displacement sA -> sB, pixels
+
+
+def make_pairs(category: str = "faces", n: int = 200, seed: int = 10_000, resolution: int = 64, pose: str = "aligned") -> EvalPairs:
+    """`n` unseen triplets (seeds far from the training streams' (seed, block, stream) tuples)."""
+    import synthetic
+
+    s_a = synthetic.sample_structures(category, n, seed=(seed, 0), pose=pose)
+    s_b = synthetic.sample_structures(category, n, seed=(seed, 1), pose=pose)
+    t_a = synthetic.sample_textures(category, n, seed=(seed, 2))
+    t_b = synthetic.sample_textures(category, n, seed=(seed, 3))
+    c = synthetic.render(category, s_a, t_a, resolution)
+    s = synthetic.render(category, s_b, t_b, resolution)
+    gt = synthetic.render(category, s_a, t_b, resolution)
+    gap = np.linalg.norm(c.keypoints - s.keypoints, axis=-1).mean(1).astype(np.float32)
+    return EvalPairs(c.image, s.image, gt.image, c.labels, s.labels, c.coords, s.coords, gap)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 or [0, 1] floats (..., 3) -> CIELAB (D65) float64 (..., 3)."""
+    x = np.asarray(rgb, np.float64)
+    if np.asarray(rgb).dtype == np.uint8:
+        x = x / 255.0
+    linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _RGB_TO_XYZ.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (..., 3) -> sRGB floats in [0, 1] (clipped)."""
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
+    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * np.array([0.95047, 1.0, 1.08883])
+    linear = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0, 1)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def psnr(output: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-image PSNR (dB) of uint8 (N, H, W, 3) images."""
+    mse = ((output.astype(np.float64) - target.astype(np.float64)) ** 2).reshape(len(output), -1).mean(1)
+    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+
+
+def part_colour_error(output: np.ndarray, target: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image: area-weighted Delta E (1976, CIELAB) between the mean colours of output and target
+    over each object part (labels > 0) of the content's exact part map. (N,)."""
+    lab_o, lab_t = rgb_to_lab(output), rgb_to_lab(target)
+    out = np.zeros(len(output))
+    for b in range(len(output)):
+        total, area = 0.0, 0
+        for part in np.unique(labels[b]):
+            if part == 0:
+                continue
+            m = labels[b] == part
+            total += m.sum() * np.linalg.norm(lab_o[b][m].mean(0) - lab_t[b][m].mean(0))
+            area += m.sum()
+        out[b] = total / max(area, 1)
+    return out
+
+
+def lpips_scores(output: np.ndarray, target: np.ndarray, perceptual, batch: int = 32) -> np.ndarray:
+    def t(a):
+        return torch.from_numpy(a).float().permute(0, 3, 1, 2) / 127.5 - 1
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(output), batch):
+            out.append(perceptual(t(output[i:i + batch]), t(target[i:i + batch])).flatten(1).mean(1).numpy())
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def reinhard(content: np.ndarray, style: np.ndarray, content_mask: np.ndarray | None = None,
+             style_mask: np.ndarray | None = None) -> np.ndarray:
+    """Reinhard et al. (2001) mean/std transfer in CIELAB, per image (uint8 (N, H, W, 3) -> same).
+    With masks (N, H, W) bool: foreground to foreground and background to background."""
+    lab_c, lab_s = rgb_to_lab(content), rgb_to_lab(style)
+    out = lab_c.copy()
+    for b in range(len(content)):
+        regions = [(np.ones(content.shape[1:3], bool), np.ones(style.shape[1:3], bool))]
+        if content_mask is not None:
+            regions = [(content_mask[b], style_mask[b]), (~content_mask[b], ~style_mask[b])]
+        for mc, ms in regions:
+            if mc.sum() == 0 or ms.sum() < 2:
+                continue
+            c, s = lab_c[b][mc], lab_s[b][ms]
+            out[b][mc] = (c - c.mean(0)) / (c.std(0) + 1e-6) * s.std(0) + s.mean(0)
+    return (lab_to_rgb(out) * 255).round().astype(np.uint8)
+
+
+def warp_by_matches(content: np.ndarray, style: np.ndarray, matches: list) -> np.ndarray:
+    """Eq. (3) on pixels: start from the content image; for each scale, coarse to fine, every
+    content cell i of a confident pair (i, j) takes the pixels of style cell j (no decoder).
+    matches: per scale a ScaleMatches over the batch."""
+    out = content.copy()
+    n, r = content.shape[:2]
+    for m in sorted(matches, key=lambda m: m.size[0]):
+        h, w = m.size
+        k = r // h
+        for b in range(n):
+            i, j = (t.cpu().numpy() for t in m.pairs(b))
+            for ii, jj in zip(i, j):
+                yi, xi, yj, xj = (ii // w) * k, (ii % w) * k, (jj // w) * k, (jj % w) * k
+                out[b, yi:yi + k, xi:xi + k] = style[b, yj:yj + k, xj:xj + k]
+    return out
+
+
+def oracle_warp(pairs: EvalPairs, chunk: int = 1024) -> np.ndarray:
+    """The style image warped by the exact correspondence: each content foreground pixel takes the
+    style foreground pixel with the nearest canonical coordinate; each background pixel the style
+    pixel at the same position when that is background, else the nearest style background pixel."""
+    n, r = pairs.content.shape[:2]
+    out = np.empty_like(pairs.content)
+    ys, xs = np.mgrid[0:r, 0:r]
+    pos = torch.from_numpy(np.stack([xs, ys], -1).reshape(-1, 2).astype(np.float32))
+    for b in range(n):
+        src = pairs.style[b].reshape(-1, 3)
+        fg_c = (pairs.content_labels[b] > 0).reshape(-1)
+        fg_s = (pairs.style_labels[b] > 0).reshape(-1)
+        target_index = np.arange(r * r)
+        for query_mask, key_mask, feats in ((fg_c, fg_s, pairs.content_coords[b].reshape(-1, 2)), (~fg_c, ~fg_s, None)):
+            keys = np.nonzero(key_mask)[0]
+            queries = np.nonzero(query_mask)[0]
+            if len(keys) == 0 or len(queries) == 0:
+                continue
+            if feats is None:  # background: by position, only where the style pixel is not background
+                queries = queries[~key_mask[queries]]
+                q, k = pos[queries], pos[keys]
+            else:
+                q = torch.from_numpy(feats[queries])
+                k = torch.from_numpy(pairs.style_coords[b].reshape(-1, 2)[keys])
+            for s in range(0, len(queries), chunk):
+                target_index[queries[s:s + chunk]] = keys[torch.cdist(q[s:s + chunk], k).argmin(1).numpy()]
+        out[b] = src[target_index].reshape(r, r, 3)
+    return out
+
+
+# ------------------------------------------------------------------ the model
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def run_model(pipe, pairs: EvalPairs, n: int, batch: int = 16) -> tuple[np.ndarray, list]:
+    """COAT outputs (uint8) and the confident matches (per scale, ScaleMatches over all pairs)."""
+    images, matches = [], []
+    for s in range(0, len(pairs.content), batch):
+        x = to_tensor(pairs.content[s:s + batch]).to(pipe.device, pipe.encoder.dtype)
+        y = to_tensor(pairs.style[s:s + batch]).to(pipe.device, pipe.encoder.dtype)
+        out = pipe.run(x, y, n)
+        images.append(to_uint8(out.image))
+        matches.append(out.matches)
+    merged = [ScaleMatches(torch.cat([m[s].mask for m in matches]), torch.cat([m[s].index for m in matches]),
+                           torch.cat([m[s].confidence for m in matches]), matches[0][s].size) for s in range(len(matches[0]))]
+    return np.concatenate(images), merged
+
+
+def method_outputs(pipe, pairs: EvalPairs, n_values: list) -> dict:
+    """name -> uint8 outputs for the model (one row per n) and every baseline."""
+    outputs, model_matches = {}, None
+    for n in n_values:
+        images, matches = run_model(pipe, pairs, n)
+        outputs[f"COAT (n={n})"] = images
+        model_matches = model_matches or matches
+    outputs["copy content"] = pairs.content
+    outputs["copy style"] = pairs.style
+    outputs["Reinhard (whole image)"] = reinhard(pairs.content, pairs.style)
+    outputs["Reinhard (per region, exact masks)"] = reinhard(pairs.content, pairs.style, pairs.content_labels > 0, pairs.style_labels > 0)
+    outputs["warp by COAT matches (no decoder)"] = warp_by_matches(pairs.content, pairs.style, model_matches)
+    outputs["oracle warp (exact correspondence)"] = oracle_warp(pairs)
+    return outputs
+
+
+def evaluate(pipe, pairs: EvalPairs, n_values: list | None = None, perceptual=None) -> dict:
+    """{method: {stratum: {psnr, lpips, part_colour_error, count}}} over strata all / small / medium / large pose gap."""
+    n_values = n_values or [pipe.default_content_layers]
+    if perceptual is None:
+        from .losses import perceptual_network
+
+        perceptual = perceptual_network()
+    edges = np.quantile(pairs.pose_gap, [1 / 3, 2 / 3])
+    strata = {"all": np.ones(len(pairs.pose_gap), bool), "small gap": pairs.pose_gap <= edges[0],
+              "medium gap": (pairs.pose_gap > edges[0]) & (pairs.pose_gap <= edges[1]), "large gap": pairs.pose_gap > edges[1]}
+    results = {}
+    for name, images in method_outputs(pipe, pairs, n_values).items():
+        scores = {"psnr": psnr(images, pairs.target), "lpips": lpips_scores(images, pairs.target, perceptual),
+                  "part_colour_error": part_colour_error(images, pairs.target, pairs.content_labels)}
+        results[name] = {s: {k: float(v[m].mean()) for k, v in scores.items()} | {"count": int(m.sum())}
+                         for s, m in strata.items() if m.any()}
+    return results
+
+
+def markdown_table(results: dict, pose_gap_edges: tuple | None = None) -> str:
+    strata = list(next(iter(results.values())))
+    head = "| method | " + " | ".join(f"PSNR {s}" for s in strata) + " | LPIPS | part colour dE |"
+    lines = [head, "|" + "---|" * (len(strata) + 3)]
+    for name, r in results.items():
+        cells = [f"{r[s]['psnr']:.2f}" for s in strata]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['all']['lpips']:.3f} | {r['all']['part_colour_error']:.2f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a COATPipeline save_pretrained folder (or Hub repo id)")
+    p.add_argument("--category", default="faces", help="synthetic category")
+    p.add_argument("--pose", default="aligned", help="pose range of the pairs: aligned, medium or wide")
+    p.add_argument("--pairs", type=int, default=200, help="number of unseen triplets")
+    p.add_argument("--seed", type=int, default=10_000, help="seed of the triplets")
+    p.add_argument("--n", type=int, nargs="+", default=None, help="content layers to evaluate (default: the trained n)")
+    p.add_argument("--n-sweep", action="store_true", help="evaluate every n from 0 to the number of decoder layers")
+    p.add_argument("--json", default=None, help="write the results here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    from .pipeline import COATPipeline
+
+    args = parse_args(argv)
+    torch.manual_seed(0)
+    pipe = COATPipeline.from_pretrained(args.checkpoint)
+    n_values = list(range(pipe.num_layers + 1)) if args.n_sweep else (args.n or [pipe.default_content_layers])
+    for n in n_values:
+        pipe.check_n(n)
+    pairs = make_pairs(args.category, args.pairs, args.seed, pipe.resolution, args.pose)
+    results = evaluate(pipe, pairs, n_values)
+    print(f"{args.pairs} unseen {args.category} pairs ({args.pose} poses, seed {args.seed}), {pipe.resolution} px; "
+          f"PSNR / LPIPS / part-colour error against render(sA, tB)")
+    print(markdown_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
