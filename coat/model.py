@@ -1,8 +1,7 @@
 """COAT networks (section 3.1, Fig. 3): the hierarchical encoder E, the modulation encoder E_mod
 and the StyleGAN2-type decoder D of eq. (4).
 
-    features = encoder(image)                               # {F^l}, l = 1..L, fine to coarse
-    keys = encoder.matching_features(features)              # what eq. 1 compares (PROPOSAL, below)
+    features, keys = encoder(image, with_matching=True)     # {F^l}, l = 1..L, fine to coarse; what eq. 1 compares
     styles = modulation_encoder(content_maps, aligned_maps, masks, n)   # one modulation per layer
     image = decoder(styles)                                 # eq. (4)
 
@@ -111,7 +110,9 @@ class COATEncoder(ModelMixin, ConfigMixin):
     def feature_sizes(self) -> list:
         return [self.config.resolution // s for s in self.config.feature_strides]
 
-    def forward(self, image: torch.Tensor) -> list:
+    def forward(self, image: torch.Tensor, with_matching: bool = False):
+        """[F^1, ..., F^L], or ([F^l], [matching features]) with `with_matching` (one call, so a
+        DDP-wrapped encoder sees every parameter it trains in its forward)."""
         r = self.config.resolution
         if image.ndim != 4 or image.shape[1] != 3 or tuple(image.shape[-2:]) != (r, r):
             raise ValueError(f"the encoder takes images (B, 3, {r}, {r}), got {tuple(image.shape)}")
@@ -122,7 +123,7 @@ class COATEncoder(ModelMixin, ConfigMixin):
             stride *= 2
             if stride in self.config.feature_strides:
                 features.append(x)  # (B, c_s, R / stride, R / stride)
-        return features
+        return (features, self.matching_features(features)) if with_matching else features
 
     def matching_features(self, features: list) -> list:
         """The vectors eq. 1 compares at each scale: (B, matching_dim, h, w) per scale (PROPOSAL: a
@@ -243,16 +244,16 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyledLayer(nn.Module):
-    """Modulated conv (+ 2x nearest upsampling before it), optional per-pixel scale/shift, noise, bias, lrelu."""
+    """Modulated conv (after 2x bilinear upsampling), optional per-pixel scale/shift, bias, lrelu. No noise
+    input: the decoder reconstructs, it does not sample."""
 
     def __init__(self, cin: int, cout: int, style_dim: int, upsample: bool):
         super().__init__()
         self.conv = ModulatedConv2d(cin, cout, style_dim)
-        self.noise_strength = nn.Parameter(torch.zeros(1))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.upsample = upsample
 
-    def forward(self, x, w, spatial=None, noise=None):
+    def forward(self, x, w, spatial=None):
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.conv(x, w)  # (B, Cout, H, W)
@@ -260,8 +261,6 @@ class StyledLayer(nn.Module):
             spatial = F.interpolate(spatial.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
             gamma, beta = spatial.chunk(2, 1)
             x = x * (1 + gamma) + beta
-        if noise is not None:
-            x = x + self.noise_strength.to(x.dtype) * noise
         return F.leaky_relu(x + self.bias.view(1, -1, 1, 1).to(x.dtype), 0.2) * math.sqrt(2)
 
 
@@ -298,7 +297,7 @@ class COATDecoder(ModelMixin, ConfigMixin):
     def layer_channels(self) -> list:
         return [layer.conv.weight.shape[0] for layer in self.layers]
 
-    def forward(self, styles: list, noise: bool = False) -> torch.Tensor:
+    def forward(self, styles: list) -> torch.Tensor:
         """styles: one (w_k (B, style_dim), spatial (B, 2 C_k, h, w) or None) per layer, from E_mod."""
         if len(styles) != self.num_layers:
             raise ValueError(f"the decoder has {self.num_layers} modulated layers, got {len(styles)} styles")
@@ -307,18 +306,12 @@ class COATDecoder(ModelMixin, ConfigMixin):
         rgb = None
         for k, (layer, (w, spatial)) in enumerate(zip(self.layers, styles)):
             spatial = spatial if self.config.spatial_modulation else None
-            z = torch.randn(x.shape[0], 1, *layer_size(x, layer), device=x.device, dtype=x.dtype) if noise else None
-            x = layer(x, w, spatial, z)
+            x = layer(x, w, spatial)
             if k % 2 == 0:  # the last layer of a resolution: add its RGB to the upsampled skip image
                 level = k // 2
                 out = self.to_rgb[level](x, w) + self.rgb_bias[level].view(1, 3, 1, 1).to(x.dtype)
                 rgb = out if rgb is None else out + F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
         return rgb  # (B, 3, R, R)
-
-
-def layer_size(x: torch.Tensor, layer: StyledLayer) -> tuple:
-    h, w = x.shape[-2:]
-    return (2 * h, 2 * w) if layer.upsample else (h, w)
 
 
 def network_configs(config: str | dict = "tiny") -> tuple[dict, dict, dict]:

@@ -29,24 +29,22 @@ class COATForward:
 
 
 def coat_forward(encoder: COATEncoder, modulation_encoder: COATModulationEncoder, decoder: COATDecoder,
-                 content: torch.Tensor, style: torch.Tensor, n: int, noise: bool = False,
-                 style_features: list | None = None) -> COATForward:
+                 content: torch.Tensor, style: torch.Tensor, n: int) -> COATForward:
     """Eq. (1)-(4) on batches content / style (B, 3, R, R) in [-1, 1] with `n` content layers.
 
     Latent extraction (E on both images), latent alignment at every scale (MNN on the matching
     features, hard swap of F^l, eq. 3), latent decoding D(E_mod(...)) (eq. 4)."""
     if content.shape != style.shape:
         raise ValueError(f"content and style batches must have the same shape, got {tuple(content.shape)} and {tuple(style.shape)}")
-    both = encoder(torch.cat([content, style]))  # one pass for the pair: per scale (2B, C, h, w)
+    both, keys = encoder(torch.cat([content, style]), with_matching=True)  # one pass for the pair: per scale (2B, C, h, w)
     f1 = [f[: len(content)] for f in both]
     f2 = [f[len(content):] for f in both]
-    keys = encoder.matching_features(both)
     k1, k2 = [k[: len(content)] for k in keys], [k[len(content):] for k in keys]
     matches = [confident_matches(a.detach(), b.detach()) for a, b in zip(k1, k2)]
     aligned = [align_features(a, b, m) for a, b, m in zip(f1, f2, matches)]
     masks = [m.mask.view(-1, 1, *m.size).float() for m in matches]
     styles = modulation_encoder(f1, aligned, masks, n)
-    return COATForward(decoder(styles, noise=noise), f1, f2, aligned, k1, k2, matches, styles)
+    return COATForward(decoder(styles), f1, f2, aligned, k1, k2, matches, styles)
 
 
 @dataclass
@@ -205,7 +203,7 @@ class COATPipeline(DiffusionPipeline):
         n_scales = len(self.encoder.config.feature_strides)
         if not 0 <= scale < n_scales:
             raise ValueError(f"scale must be in 0..{n_scales - 1}, got {scale}")
-        keys = self.encoder.matching_features(self.encoder(torch.cat([x, y])))[scale]
+        keys = self.encoder(torch.cat([x, y]), with_matching=True)[1][scale]
         stats = match_statistics(keys[:1], keys[1:])
         fh, fw = keys.shape[-2:]
         col = np.clip(np.floor(pts[:, 0] * fw / w), 0, fw - 1).astype(np.int64)

@@ -231,7 +231,7 @@ def main(args) -> None:
         losses = {"rec": reconstruction_loss(out.image, target, perceptual, recipe["mse"], recipe["lpips"]),
                   "reg": latent_regularizer(out.styles)}
         if beta:
-            keys = e(encoder).matching_features(encoder(out.image))  # F^{2->1} = E(I_{2->1})
+            keys = encoder(out.image, with_matching=True)[1]  # F^{2->1} = E(I_{2->1})
             scales = slice(None) if args.ccl_scales == "all" else slice(-1, None)
             losses["ccl"] = correspondence_contrastive_loss(keys[scales], out.content_keys[scales], out.style_keys[scales],
                                                             out.matches[scales], recipe["num_negatives"], recipe["tau"],
