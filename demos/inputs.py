@@ -15,8 +15,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 import synthetic
 from synthetic import colorize  # the app's class colours: synthetic.palette, background black
 
-MAX_SIDE = 4096  # pixels, either side
-MAX_PIXELS = 16_000_000  # 16 megapixels
+MAX_SIDE = 4096  # pixels, either side (so at most 16.8 megapixels: a 4096 x 4096 photo passes)
 MIN_SIDE = 16  # pixels, either side
 MAX_VIDEO_SECONDS = 10.0
 MAX_VIDEO_FRAMES = 120
@@ -64,11 +63,8 @@ def LabelPainter(num_classes: int, brush_size: int, **kwargs) -> gr.ImageEditor:
 
 # ------------------------------------------------------------------ images
 def check_size(width: int, height: int, what: str) -> None:
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise gr.Error(
-            f"The {what} is {width}x{height} pixels; the limit is {MAX_SIDE} pixels a side and "
-            f"{MAX_PIXELS // 1_000_000} megapixels. Resize it and upload it again."
-        )
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise gr.Error(f"The {what} is {width}x{height} pixels; the limit is {MAX_SIDE} pixels a side. Resize it and upload it again.")
     if width < MIN_SIDE or height < MIN_SIDE:
         raise gr.Error(f"The {what} is {width}x{height} pixels; it needs at least {MIN_SIDE} pixels a side. Upload a larger image.")
 
@@ -87,7 +83,7 @@ def open_image(source, what: str = "image") -> Image.Image:
     try:
         im = Image.open(Path(source))
     except Image.DecompressionBombError:
-        raise gr.Error(f"The {what} is far too large to decode; the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS // 1_000_000} megapixels.") from None
+        raise gr.Error(f"The {what} is far too large to decode; the limit is {MAX_SIDE} pixels a side.") from None
     except (UnidentifiedImageError, OSError, ValueError):
         name = Path(str(source)).name
         raise gr.Error(f"{name!r} is not an image file. Upload the {what} as {IMAGE_FORMATS}.") from None
