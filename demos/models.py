@@ -42,7 +42,7 @@ class ModelSpec:
     @property
     def accepts(self) -> str:
         """What the flag takes, for messages."""
-        return "a save_pretrained folder, a Hub repo id" + (f" or {self.official}" if self.official else "")
+        return f"a save_pretrained folder, a Hub repo id or {self.official}" if self.official else "a save_pretrained folder or a Hub repo id"
 
 
 SPECS = {
@@ -106,11 +106,13 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def _first_line(error: Exception, limit: int = 400) -> str:
-    """An exception as one short line (some libraries' messages run to a page)."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return text if isinstance(error, ValueError) else f"{type(error).__name__}: {text}"
+def _problem(error: Exception, limit: int = 400) -> str:
+    """An exception as one line. Our importers raise a ValueError whose first line names the problem
+    (the second says what to pass to the library: the app says that with its own flags); other
+    libraries' messages can run to a page, so only their first line is kept, after the exception's name."""
+    line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return line if isinstance(error, ValueError) else f"{type(error).__name__}: {line}"
 
 
 def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
@@ -142,7 +144,8 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
             if isinstance(module, torch.nn.Module):
                 module.eval()
     except Exception as e:  # a broken folder, an unreachable repo: the app still starts
-        return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_first_line(e)}\nCheck it, or {how}.")
+        advice = f"Pass {spec.flag} {spec.accepts} (or set {spec.env})." if official else f"Check it, or {how}."
+        return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_problem(e)}\n{advice}")
     return pipe
 
 

@@ -4,7 +4,9 @@
     python -m gangealing.convert_official car.pt --output checkpoints/gangealing-car --category car
 
 The file is read with `torch.load(weights_only=True)`, allowing only `argparse.Namespace`
-(the pickled training arguments): no arbitrary code runs. Our networks keep the official
+(the pickled training arguments): no arbitrary code runs. A file that is not such a release
+(missing, not a checkpoint, truncated, another model's, wrong keys or shapes) is a ValueError
+of one or two lines, the problem and what to pass instead; the command prints it and exits 2. Our networks keep the official
 state_dict key names, so every tensor maps by name; shapes are checked, and an unknown or
 missing key is a ValueError that names it (the authors' loader silently drops keys; we only
 skip the constant buffers it skips: input-downsample kernels, `one_hot`, the obsolete `rebias`).
@@ -16,7 +18,10 @@ target inject index) come from their table of pretrained hyperparameters, keyed 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -45,37 +50,101 @@ MODEL_KEYS = {"g_ema", "t_ema", "ll", "classifier"}
 TRAINING_STATE_KEYS = {"g", "d", "t", "t_optim", "t_sched", "ll_optim", "ll_sched", "cls_optim", "cls_sched", "args"}
 # constant buffers the authors' loader drops before loading (ours are built by the constructor)
 _SKIPPED = re.compile(r"(^|\.)input_downsample\.kernel_(horz|vert)$|(^|\.)warp_head\.(rebias|one_hot)$")
+WHAT_TO_PASS = ("pass one of the authors' released GANgealing files (cat.pt, car.pt, ...: a dict with g_ema, t_ema, ll "
+                "[, classifier, args]), or load a converted folder with GANgealingPipeline.from_pretrained")
+
+
+def _shorten(items: list, limit: int = 4) -> str:
+    return ", ".join(map(str, items[:limit])) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _torch_load(path: Path):
+    """torch.load(weights_only=True) allowing argparse.Namespace only; every failure is a one-line ValueError."""
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not a checkpoint file")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ValueError(f"{str(path)!r} is empty")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
+        unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
+        if unsafe and not unsafe.group(1).startswith("torch."):
+            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
+                             "they are not loaded, since unpickling them could run code") from None
+        if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
+            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
+            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
+        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head!r}, not a torch.save header)") from None
+
+
+def _check_state_dict(state, name: str, path: Path) -> dict:
+    if not isinstance(state, dict):
+        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}")
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
+    if bad:
+        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}")
+    return state
 
 
 def read_checkpoint(path) -> dict:
-    """torch.load with weights_only=True, allowing argparse.Namespace only."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict of state_dicts (g_ema, t_ema, ll, ...), got {type(ckpt).__name__}")
-    unknown = sorted(set(ckpt) - MODEL_KEYS - TRAINING_STATE_KEYS)
-    missing = sorted({"g_ema", "t_ema", "ll"} - set(ckpt))
-    if unknown or missing:
-        raise ValueError(f"{path}: not a GANgealing checkpoint: missing top-level keys {missing}, unknown top-level keys {unknown}")
+    """The checkpoint dict of a released .pt, read with torch.load(weights_only=True) (allowing
+    argparse.Namespace only) and checked: the top-level keys and that each network is a state_dict.
+    Anything else is a ValueError whose message names the problem and what to pass instead."""
+    path = Path(path)
+    try:
+        ckpt = _torch_load(path)
+        if not isinstance(ckpt, dict):
+            raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a dict of state_dicts (g_ema, t_ema, ll, ...)")
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise ValueError(f"{str(path)!r} is a single state_dict ({_shorten(list(map(str, ckpt)))}), not GANgealing's dict of "
+                             "g_ema / t_ema / ll: another model's weights (e.g. CoCosNet's latest_net_G.pth)")
+        unknown = sorted(str(k) for k in set(ckpt) - MODEL_KEYS - TRAINING_STATE_KEYS)
+        missing = sorted({"g_ema", "t_ema", "ll"} - set(ckpt))
+        if unknown or missing:
+            found = "a generator-only training checkpoint (StyleGAN2 or CoordGAN)" if "g_ema" in ckpt and "t_ema" not in ckpt else "not a GANgealing checkpoint"
+            raise ValueError(f"{str(path)!r} is {found}: missing top-level keys {missing}, unknown top-level keys {unknown}")
+        for name in MODEL_KEYS & set(ckpt):
+            _check_state_dict(ckpt[name], name, path)
+    except ValueError as error:
+        raise ValueError(f"{error}\n{WHAT_TO_PASS[0].upper()}{WHAT_TO_PASS[1:]}.") from None
     return ckpt
 
 
-def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
-    """Copy `state` into `model` name for name; unknown/missing keys and shape mismatches are errors."""
+def key_problems(model: torch.nn.Module, state: dict) -> list[str]:
+    """Unknown, missing and mis-shaped keys of `state` for `model` (the constant buffers the authors
+    skip are ignored), as short phrases with a few names and the counts; empty: a match."""
     ours = model.state_dict()
     theirs = {k: v for k, v in state.items() if not _SKIPPED.search(k)}
     unknown = sorted(set(theirs) - set(ours))
     missing = sorted(k for k in set(ours) - set(theirs) if not _SKIPPED.search(k))
-    if unknown or missing:
-        raise ValueError(f"'{name}': unknown keys {unknown[:20]}{' ...' if len(unknown) > 20 else ''} (of {len(unknown)}), "
-                         f"missing keys {missing[:20]}{' ...' if len(missing) > 20 else ''} (of {len(missing)}); "
-                         "this is not the checkpoint layout this importer knows")
-    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}" for k, v in theirs.items() if tuple(v.shape) != tuple(ours[k].shape)]
-    if wrong:
-        raise ValueError(f"'{name}': shape mismatch for {len(wrong)} tensors: " + "; ".join(wrong[:10]))
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(ours[k].shape)})" for k, v in theirs.items() if k in ours and v.shape != ours[k].shape]
+    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+
+
+def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
+    """Copy `state` into `model` name for name; unknown/missing keys and shape mismatches are a ValueError naming them."""
+    problems = key_problems(model, state)
+    if problems:
+        raise ValueError(f"'{name}' does not match the network this importer builds: " + "; ".join(problems))
+    ours = model.state_dict()
     with torch.no_grad():
-        for k, v in theirs.items():
-            ours[k].copy_(v.to(ours[k].dtype))
+        for k, v in state.items():
+            if not _SKIPPED.search(k):
+                ours[k].copy_(v.to(ours[k].dtype))
+
+
+def _build(name: str, cls, **kwargs):
+    """cls(**kwargs), with a layout read from the checkpoint that the class refuses as a ValueError."""
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, KeyError, IndexError, AssertionError, ZeroDivisionError) as error:
+        raise ValueError(f"'{name}': the checkpoint's layout ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) "
+                         f"is not one {cls.__name__} builds ({error})") from None
 
 
 def _generator_config(sd: dict) -> dict:
@@ -86,7 +155,10 @@ def _generator_config(sd: dict) -> dict:
         resolution = 2 ** ((num_layers - 1) // 2 + 2)
         last = sd[f"to_rgbs.{(num_layers - 1) // 2 - 1}.conv.weight"].shape[2]
     except (KeyError, IndexError) as error:
-        raise ValueError(f"'g_ema': cannot read the generator layout (missing {error})") from None
+        found = f"missing {error}" if isinstance(error, KeyError) else "tensors of unexpected rank"
+        raise ValueError(f"'g_ema': cannot read the generator layout ({found})") from None
+    if not 8 <= resolution <= 4096:
+        raise ValueError(f"'g_ema': cannot read the generator layout ({num_layers} noise buffers give no resolution in 8..4096)")
     cm = last / stylegan_channels(resolution, 1.0) if resolution > 32 else 2.0
     return dict(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm)
 
@@ -96,8 +168,11 @@ def _stn_config(sd: dict) -> dict:
         num_heads = sd["stns.0.warp_head.linear.weight"].shape[0] // 4
         blocks = len({k.split(".")[3] for k in sd if k.startswith("stns.0.convs.")}) - 1
         stem = sd["stns.0.convs.0.0.weight"].shape[0]
-    except KeyError as error:
-        raise ValueError(f"'t_ema': cannot read the transformer layout (missing {error})") from None
+    except (KeyError, IndexError) as error:
+        found = f"missing {error}" if isinstance(error, KeyError) else "tensors of unexpected rank"
+        raise ValueError(f"'t_ema': cannot read the transformer layout ({found})") from None
+    if not 1 <= blocks <= 8 or num_heads < 1:
+        raise ValueError(f"'t_ema': cannot read the transformer layout ({blocks + 1} conv stages, {num_heads} heads)")
     flow_size = 4 * 2**blocks
     has_down = any(k.startswith("stns.0.input_downsample") for k in sd) or flow_size == 128
     cm = stem / stylegan_channels(flow_size, 1.0) if flow_size > 32 else 0.5
@@ -108,39 +183,48 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
     """The networks of a released .pt as GANgealingPipeline components (generator, transformer,
     target, classifier), in eval mode. `category` picks the authors' test-time settings (default:
     the file name's stem when it is a known category); `overrides` set padding_mode,
-    similarity_iters or inject_index explicitly."""
-    ckpt = read_checkpoint(path)
+    similarity_iters or inject_index explicitly. A file that is not such a checkpoint is a
+    ValueError of one or two lines: the problem, then what to pass instead."""
     stem = Path(str(path)).stem.lower()
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
     if category is not None and category not in PRETRAINED_TEST_SETTINGS:
         raise ValueError(f"unknown category {category!r}; choose one of {sorted(PRETRAINED_TEST_SETTINGS)} or pass the settings explicitly")
+    unknown = sorted(set(overrides) - set(DEFAULT_TEST_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; GANgealing's importer takes category, {', '.join(DEFAULT_TEST_SETTINGS)}")
+    ckpt = read_checkpoint(path)
     settings = {**DEFAULT_TEST_SETTINGS, **PRETRAINED_TEST_SETTINGS.get(category, {})}
     args = ckpt.get("args")
-    if getattr(args, "inject", None) is not None and "inject_index" not in PRETRAINED_TEST_SETTINGS.get(category, {}):
+    if isinstance(getattr(args, "inject", None), int) and "inject_index" not in PRETRAINED_TEST_SETTINGS.get(category, {}):
         settings["inject_index"] = int(args.inject)
     settings.update(overrides)
-
-    generator = StyleGAN2Generator(**_generator_config(ckpt["g_ema"]))
-    load_into(generator, ckpt["g_ema"], "g_ema")
-    stn = _stn_config(ckpt["t_ema"])
-    k = stn["num_heads"]
-    if k > 1 and "classifier" not in ckpt:
-        raise ValueError(f"{path}: the transformer has {k} cluster heads but the checkpoint has no 'classifier'")
-    transformer = SpatialTransformer(**stn, padding_mode=settings["padding_mode"], similarity_iters=settings["similarity_iters"],
-                                     flip="tv" if k == 1 else "classifier")
-    load_into(transformer, ckpt["t_ema"], "t_ema")
-    ll = ckpt["ll"]
-    if "coefficients" not in ll or "directions" not in ll:
-        raise ValueError(f"'ll': missing keys {sorted({'coefficients', 'directions', 'lat_mean'} - set(ll))}")
-    target = LearnedTarget(num_directions=ll["directions"].shape[0], num_heads=ll["coefficients"].shape[0],
-                           inject_index=settings["inject_index"], num_latents=generator.num_latents, style_dim=generator.style_dim)
-    load_into(target, ll, "ll")
-    classifier = None
-    if "classifier" in ckpt:
-        classifier = ClusterClassifier(flow_size=stn["flow_size"], input_size=stn["input_size"], channel_multiplier=stn["channel_multiplier"],
-                                       num_clusters=ckpt["classifier"]["to_logits.weight"].shape[0] // 2)
-        load_into(classifier, ckpt["classifier"], "classifier")
-        classifier.eval()
+    try:
+        generator = _build("g_ema", StyleGAN2Generator, **_generator_config(ckpt["g_ema"]))
+        load_into(generator, ckpt["g_ema"], "g_ema")
+        stn = _stn_config(ckpt["t_ema"])
+        k = stn["num_heads"]
+        if k > 1 and "classifier" not in ckpt:
+            raise ValueError(f"the transformer has {k} cluster heads but the checkpoint has no 'classifier'")
+        transformer = _build("t_ema", SpatialTransformer, **stn, padding_mode=settings["padding_mode"],
+                             similarity_iters=settings["similarity_iters"], flip="tv" if k == 1 else "classifier")
+        load_into(transformer, ckpt["t_ema"], "t_ema")
+        ll = ckpt["ll"]
+        if not all(isinstance(ll.get(key), torch.Tensor) and ll[key].dim() == 2 for key in ("coefficients", "directions")):
+            raise ValueError(f"'ll' needs 2-d tensors 'coefficients' and 'directions'; it has {_shorten(sorted(ll)) or 'no keys'}")
+        target = _build("ll", LearnedTarget, num_directions=ll["directions"].shape[0], num_heads=ll["coefficients"].shape[0],
+                        inject_index=settings["inject_index"], num_latents=generator.num_latents, style_dim=generator.style_dim)
+        load_into(target, ll, "ll")
+        classifier = None
+        if "classifier" in ckpt:
+            logits = ckpt["classifier"].get("to_logits.weight")
+            if not isinstance(logits, torch.Tensor) or logits.dim() == 0:
+                raise ValueError("'classifier' has no 'to_logits.weight' tensor")
+            classifier = _build("classifier", ClusterClassifier, flow_size=stn["flow_size"], input_size=stn["input_size"],
+                                channel_multiplier=stn["channel_multiplier"], num_clusters=logits.shape[0] // 2)
+            load_into(classifier, ckpt["classifier"], "classifier")
+            classifier.eval()
+    except ValueError as error:
+        raise ValueError(f"{str(path)!r}: {error}\nThis is not the layout of the authors' GANgealing releases; {WHAT_TO_PASS}.") from None
     return dict(generator=generator.eval(), transformer=transformer.eval(), target=target.eval(), classifier=classifier)
 
 
@@ -149,7 +233,7 @@ def load_official_checkpoint(path, **options) -> GANgealingPipeline:
     return GANgealingPipeline(**official_components(path, **options))
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args)")
     p.add_argument("--output", required=True, help="folder for GANgealingPipeline.save_pretrained")
@@ -157,13 +241,29 @@ def main(argv=None) -> None:
     p.add_argument("--padding-mode", default=None, choices=["border", "reflection", "zeros"], help="override the padding mode")
     p.add_argument("--similarity-iters", type=int, default=None, help="override the similarity STN iterations")
     p.add_argument("--inject-index", type=int, default=None, help="override the target's mixing cutoff")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """The command line: 0 when the folder is written; 2, with the problem on stderr, when the file
+    is not a GANgealing release or the folder cannot be written."""
+    args = parse_args(argv)
     overrides = {k: v for k, v in dict(padding_mode=args.padding_mode, similarity_iters=args.similarity_iters, inject_index=args.inject_index).items() if v is not None}
-    pipe = load_official_checkpoint(args.checkpoint, category=args.category, **overrides)
-    pipe.save_pretrained(args.output)
+    try:
+        pipe = load_official_checkpoint(args.checkpoint, category=args.category, **overrides)
+        output = Path(args.output)
+        tmp = output.with_name(output.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        shutil.rmtree(output, ignore_errors=True)
+        os.replace(tmp, output)  # a reader never sees half a folder
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     t = pipe.transformer.config
     print(f"wrote {args.output}: {pipe.generator.resolution} px generator, K={t.num_heads}, padding {t.padding_mode}, iters {t.similarity_iters}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

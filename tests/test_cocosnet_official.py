@@ -186,7 +186,7 @@ def test_convert_cli_reports_bad_files(tmp_path, capsys):
 
 def test_unsafe_pickles_are_refused(tmp_path):
     torch.save({"weight": torch.zeros(1), "payload": object()}, tmp_path / "evil.pth")
-    with pytest.raises(ValueError, match="not a loadable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match=r"holds pickled Python objects \(object\) besides tensors"):
         load_official_state_dict(tmp_path / "evil.pth")
 
 

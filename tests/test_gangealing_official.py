@@ -202,7 +202,7 @@ def test_wrong_keys_are_named(tmp_path):
     state["conv1.noise.strength"] = state.pop("conv1.noise.weight")
     ckpt = {"g_ema": state, "t_ema": {}, "ll": {}, "args": argparse.Namespace(inject=5)}
     torch.save(ckpt, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match=r"'g_ema': unknown keys \['conv1.noise.strength'\].*missing keys \['conv1.noise.weight'\]"):
+    with pytest.raises(ValueError, match=r"'g_ema' does not match .*unknown keys: conv1.noise.strength; missing keys: conv1.noise.weight"):
         GANgealingPipeline.from_official_checkpoint(tmp_path / "bad.pt")
     torch.save({"g_ema": {}, "weights": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"missing top-level keys \['ll', 't_ema'\], unknown top-level keys \['weights'\]"):
@@ -211,5 +211,5 @@ def test_wrong_keys_are_named(tmp_path):
 
 def test_pickled_code_is_refused(tmp_path):
     torch.save({"g_ema": {}, "t_ema": {}, "ll": {}, "args": Path("/")}, tmp_path / "code.pt")  # a non-allowlisted class
-    with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
+    with pytest.raises(ValueError, match=r"holds pickled Python objects \(pathlib.PosixPath\) besides tensors; they are not loaded"):
         read_checkpoint(tmp_path / "code.pt")
