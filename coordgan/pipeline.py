@@ -56,10 +56,11 @@ def to_label_array(labels) -> np.ndarray:
 class CoordGANPipeline(DiffusionPipeline):
     """CoordGAN (Mu et al., CVPR 2022) generator + encoder.
 
-    >>> pipe = CoordGANPipeline.from_pretrained("checkpoints/coordgan-faces")  # doctest: +SKIP
-    >>> out = pipe.generate(structure_seed=[0, 0], texture_seed=[1, 2])  # doctest: +SKIP
-    >>> out.images[0].size  # doctest: +SKIP
-    (64, 64)
+    >>> from coordgan import tiny_random_pipeline
+    >>> pipe = tiny_random_pipeline()  # or CoordGANPipeline.from_pretrained("checkpoints/coordgan-faces")
+    >>> out = pipe.generate(structure_seed=[0, 0], texture_seed=[1, 2])  # one structure, two textures
+    >>> len(out.images), out.images[0].size
+    (2, (16, 16))
     """
 
     def __init__(self, generator: CoordGANGenerator, encoder: CoordGANEncoder):

@@ -1,7 +1,10 @@
 """GANgealing: GAN-supervised dense visual alignment (Peebles et al., CVPR 2022).
 
->>> from gangealing import GANgealingPipeline  # doctest: +SKIP
->>> pipe = GANgealingPipeline.from_pretrained("checkpoints/gangealing-faces")  # doctest: +SKIP
+    from gangealing import GANgealingPipeline
+    pipe = GANgealingPipeline.from_pretrained("checkpoints/gangealing-faces")
+    out = pipe.congeal(images)   # CongealOutput; pipe.propagate_edit(edit_rgba, images) paints them all
+
+(a runnable example is in GANgealingPipeline's docstring).
 
 Self-contained: imports no other project package.
 """
