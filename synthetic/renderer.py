@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from .templates import TEMPLATES, Category, Ellipse, Polygon
+from .templates import TEMPLATES, Category
 
 POSE_PARAMS = ("rotation", "log_scale", "shift_x", "shift_y", "yaw", "mirror")
 YAW_RADIUS = 2.0  # the yaw squash is a Moebius map of x / YAW_RADIUS, see `_pixel_to_canonical`
@@ -143,7 +143,6 @@ def _pick(candidates, col: _Columns, jitter: float) -> np.ndarray:
 
 def sample_texture(cat: Category, uniform: np.ndarray) -> np.ndarray:
     col = _Columns(uniform)
-    n = len(uniform)
     colors: dict[str, np.ndarray] = {}
     for c in cat.class_names[1:]:  # classes with their own palette first, then aliases
         spec = cat.base_colors[c]

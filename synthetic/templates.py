@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -196,8 +197,6 @@ class Category:
         Accepts numpy or torch; NaN points are background. This is the same rule the renderer
         uses, so `labels_at(batch.coords) == batch.labels` wherever the pixel is foreground.
         """
-        import numpy as np
-
         u_t = torch.as_tensor(np.asarray(u, dtype=np.float32))
         labels = torch.zeros(u_t.shape[:-1], dtype=torch.int64)
         for (class_id, _), d in zip(self.parts, self.signed_distances(u_t[..., 0], u_t[..., 1])):

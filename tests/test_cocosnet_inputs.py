@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from cocosnet import build_pipeline, encodings
 from cocosnet.encodings import FACE_DISTANCE_PARTS, FACE_PARTS, POSE_LIMBS, distance_map, face_edge_channels, part_boundary, pose_channels, render_pose
@@ -258,7 +257,7 @@ def test_pipeline_builds_the_channels_for_face_edge_and_pose_models(tmp_path):
 
 # ------------------------------------------------------------------ the app's exemplar tab
 def test_app_tab_face_edge_model_with_exemplar_map(tmp_path):
-    from demos import examples, exemplar_translation as et
+    from demos import exemplar_translation as et
     from demos import inputs
 
     pipe = small_pipeline(15)

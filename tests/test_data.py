@@ -1,7 +1,6 @@
 """train/data.py: synthetic streams and image folders, as the training scripts read them."""
 
 import itertools
-import json
 
 import numpy as np
 import pytest
