@@ -8,8 +8,9 @@ part-colour error: for every object part of C's exact part map, the mean colour 
 and of GT in CIELAB, their distance (Delta E 1976), averaged weighted by the part's area.
 
 Methods: COAT (at one or more n), and baselines: copy content; copy style; Reinhard mean/std
-transfer in Lab on the whole image, and per region with the renderer's exact foreground masks
-of C and S (object to object, background to background); the style image warped by the
+transfer in Lab on the whole image, on the object only with the renderer's exact foreground
+masks of C and S (the background left as it is), and, a stronger variant, object to object and
+background to background with the same masks; the style image warped by the
 model's own confident correspondences (eq. 2-3 applied to pixels: matched cells take the style
 pixels, coarse to fine, the rest keep the content; no decoder); and an oracle warp with the
 exact correspondence (the renderer's canonical coordinates; background by position).
@@ -123,15 +124,16 @@ def lpips_scores(output: np.ndarray, target: np.ndarray, perceptual, batch: int 
 
 
 def reinhard(content: np.ndarray, style: np.ndarray, content_mask: np.ndarray | None = None,
-             style_mask: np.ndarray | None = None) -> np.ndarray:
+             style_mask: np.ndarray | None = None, background: bool = False) -> np.ndarray:
     """Reinhard et al. (2001) mean/std transfer in CIELAB, per image (uint8 (N, H, W, 3) -> same).
-    With masks (N, H, W) bool: foreground to foreground and background to background."""
+    With masks (N, H, W) bool: only the content's object takes the style object's statistics (the
+    background is left as it is), or with `background` also background to background."""
     lab_c, lab_s = rgb_to_lab(content), rgb_to_lab(style)
     out = lab_c.copy()
     for b in range(len(content)):
         regions = [(np.ones(content.shape[1:3], bool), np.ones(style.shape[1:3], bool))]
         if content_mask is not None:
-            regions = [(content_mask[b], style_mask[b]), (~content_mask[b], ~style_mask[b])]
+            regions = [(content_mask[b], style_mask[b])] + ([(~content_mask[b], ~style_mask[b])] if background else [])
         for mc, ms in regions:
             if mc.sum() == 0 or ms.sum() < 2:
                 continue
@@ -223,7 +225,9 @@ def method_outputs(pipe, pairs: EvalPairs, n_values: list) -> dict:
     outputs["copy content"] = pairs.content
     outputs["copy style"] = pairs.style
     outputs["Reinhard (whole image)"] = reinhard(pairs.content, pairs.style)
-    outputs["Reinhard (per region, exact masks)"] = reinhard(pairs.content, pairs.style, pairs.content_labels > 0, pairs.style_labels > 0)
+    masks = (pairs.content_labels > 0, pairs.style_labels > 0)
+    outputs["Reinhard (object only, exact masks)"] = reinhard(pairs.content, pairs.style, *masks)
+    outputs["Reinhard (object and background, exact masks)"] = reinhard(pairs.content, pairs.style, *masks, background=True)
     outputs["warp by COAT matches (no decoder)"] = warp_by_matches(pairs.content, pairs.style, model_matches)
     outputs["oracle warp (exact correspondence)"] = oracle_warp(pairs)
     return outputs

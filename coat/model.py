@@ -7,9 +7,9 @@ and the StyleGAN2-type decoder D of eq. (4).
 
 PROPOSALS where the paper is silent (coat/README.md lists them all):
 - E is a small residual CNN whose maps at `feature_strides` (R/4, R/8, R/16 in `paper`) are the
-  scales; eq. 1, 2, 5, 6 compare a 1x1 projection of F^l (`matching_features`, L2-normalised in
-  eq. 1), while eq. 3 swaps the full F^l. Matching then needs only structure, and what is carried
-  keeps the texture.
+  scales; eq. 1, 2, 5, 6 compare a 1x1 projection of F^l and the cell's position
+  (`matching_features`, L2-normalised in eq. 1), while eq. 3 swaps the full F^l. Matching then
+  needs only structure, and what is carried keeps the texture.
 - E_mod: per decoder layer k, strided convolutions of the map of the nearest scale down to 4x4,
   flattened, and a linear layer to a style vector (pSp's map2style). Layers k < n read the content
   maps F^{1,l}, layers k >= n the aligned maps F-hat^l; the confident-match mask is appended as one
@@ -80,6 +80,15 @@ class ResidualDown(nn.Module):
         return (h + self.skip(F.avg_pool2d(x, 2))) / math.sqrt(2)
 
 
+def position_channels(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, 2, h, w): the x and y of each cell centre in [-1, 1]."""
+    h, w = x.shape[-2:]
+    ys = (torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * 2 - 1
+    grid = torch.stack([xs.expand(h, w), ys[:, None].expand(h, w)])
+    return grid.expand(x.shape[0], -1, -1, -1)
+
+
 class COATEncoder(ModelMixin, ConfigMixin):
     """The shared hierarchical encoder E: image (B, 3, R, R) in [-1, 1] -> [F^1, ..., F^L], the maps
     at `feature_strides` (fine to coarse); `matching_features` projects them for eq. 1.
@@ -99,7 +108,7 @@ class COATEncoder(ModelMixin, ConfigMixin):
         self.stem = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.ModuleList(ResidualDown(channels[s], channels[s + 1]) for s in range(len(channels) - 1))
         widths = [channels[strides.index(s)] for s in feature_strides]
-        self.matching_heads = nn.ModuleList(nn.Conv2d(c, matching_dim, 1) for c in widths)
+        self.matching_heads = nn.ModuleList(nn.Conv2d(c + 2, matching_dim, 1) for c in widths)
 
     @property
     def feature_channels(self) -> list:
@@ -127,8 +136,9 @@ class COATEncoder(ModelMixin, ConfigMixin):
 
     def matching_features(self, features: list) -> list:
         """The vectors eq. 1 compares at each scale: (B, matching_dim, h, w) per scale (PROPOSAL: a
-        1x1 projection of F^l, so structure can be matched while F^l also carries texture)."""
-        return [head(f) for head, f in zip(self.matching_heads, features)]
+        1x1 projection of F^l and of the cell's (x, y) in [-1, 1], so structure can be matched while
+        F^l also carries texture, and flat regions such as a plain background still have a position)."""
+        return [head(torch.cat([f, position_channels(f)], 1)) for head, f in zip(self.matching_heads, features)]
 
 
 # ------------------------------------------------------------------ modulation encoder E_mod

@@ -39,6 +39,9 @@ def test_reinhard_moves_colour_statistics(pairs):
     assert np.abs(lab_out.mean((1, 2)) - lab_style.mean((1, 2))).max() < 4  # means match (up to gamut clipping)
     masked = reinhard(pairs.content, pairs.style, pairs.content_labels > 0, pairs.style_labels > 0)
     fg = pairs.content_labels[0] > 0
+    assert np.array_equal(masked[:, ~fg][0], pairs.content[0][~fg])  # object only: the background stays
+    both = reinhard(pairs.content, pairs.style, pairs.content_labels > 0, pairs.style_labels > 0, background=True)
+    assert np.array_equal(both[0][fg], masked[0][fg]) and not np.array_equal(both[0][~fg], masked[0][~fg])
     assert np.abs(rgb_to_lab(masked)[0][fg].mean(0) - lab_style[0][pairs.style_labels[0] > 0].mean(0)).max() < 4
     rgb = np.random.default_rng(0).random((10, 3))
     np.testing.assert_allclose(lab_to_rgb(rgb_to_lab(rgb)), rgb, atol=1e-6)
