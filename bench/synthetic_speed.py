@@ -22,8 +22,8 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128], help="image sides")
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}")
-    print(f"| category | pose | resolution | images/s | ms/image |")
-    print(f"|---|---|---|---|---|")
+    print("| category | pose | resolution | images/s | ms/image |")
+    print("|---|---|---|---|---|")
     for name in synthetic.CATEGORIES:
         for pose in synthetic.POSES:
             for r in args.resolutions:

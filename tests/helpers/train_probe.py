@@ -17,14 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import train.common as common  # noqa: E402
 
-report_dir, script, *script_args = sys.argv[1:]
-losses = []
+LOSSES, REPORT = [], [None]
 original_update, original_run = common.update, common.run
 
 
 def update(accelerator, args, loss_fn, optimizers, models):
     loss = original_update(accelerator, args, loss_fn, optimizers, models)
-    losses.append(float(loss))
+    LOSSES.append(float(loss))
     return loss
 
 
@@ -36,11 +35,17 @@ def run(accelerator, args, state, training_step, **kwargs):
         for p in accelerator.unwrap_model(model).parameters():
             digest.update(p.detach().cpu().float().numpy().tobytes())
         weights.append(digest.hexdigest())
-    os.makedirs(report_dir, exist_ok=True)
-    with open(os.path.join(report_dir, f"rank{accelerator.process_index}.json"), "w") as f:
-        json.dump({"losses": losses, "weights": weights, "processes": accelerator.num_processes, "step": state.step}, f)
+    os.makedirs(REPORT[0], exist_ok=True)
+    with open(os.path.join(REPORT[0], f"rank{accelerator.process_index}.json"), "w") as f:
+        json.dump({"losses": LOSSES, "weights": weights, "processes": accelerator.num_processes, "step": state.step}, f)
 
 
-common.update, common.run = update, run
-sys.argv = [script, *script_args]
-runpy.run_path(script, run_name="__main__")
+def main() -> None:
+    REPORT[0], script, *script_args = sys.argv[1:]
+    common.update, common.run = update, run
+    sys.argv = [script, *script_args]
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
