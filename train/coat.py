@@ -47,7 +47,7 @@ from train.data import image_to_tensor, tensor_to_image  # noqa: E402
 RECIPES = {
     "paper": dict(steps=500_000, batch_size=8, lr=1e-4, mse=1.0, lpips=0.8, alpha=2e-4, beta=1.0, match=1.0, tau=0.07,
                   num_negatives=64, self_fraction=0.25, ema_half_life_images=10_000),
-    "tiny": dict(steps=6_000, batch_size=8, lr=2e-3, mse=1.0, lpips=0.8, alpha=2e-4, beta=1.0, match=1.0, tau=0.07,
+    "tiny": dict(steps=8_000, batch_size=8, lr=2e-3, mse=1.0, lpips=0.8, alpha=2e-4, beta=1.0, match=1.0, tau=0.07,
                  num_negatives=64, self_fraction=0.25, ema_half_life_images=2_000),
 }
 
