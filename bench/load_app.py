@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,7 @@ def main(argv=None) -> dict:
     p.add_argument("--calls", type=int, default=200, help="calls in all")
     p.add_argument("--hostile", type=float, default=0.2, help="share of hostile calls")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=240, help="seconds a call may take before it counts as lost")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     random.seed(args.seed)
@@ -146,10 +148,12 @@ def main(argv=None) -> dict:
                 local.client = Client(url, verbose=False)
             start = time.perf_counter()
             try:
-                local.client.predict(*make_args(), api_name=endpoint)
+                local.client.submit(*make_args(), api_name=endpoint).result(timeout=args.timeout)
                 outcome = "accepted (unexpected)" if bad else "ok"
             except AppError as error:
                 outcome = "refused" if bad else f"refused (unexpected): {str(error)[:80]}"
+            except FutureTimeout:
+                outcome = f"no answer in {args.timeout:g} s (unexpected)"
             except Exception as error:  # a dropped connection, a queue overflow, ...
                 outcome = f"{type(error).__name__} (unexpected): {str(error)[:80]}"
             results.append((endpoint, bad, outcome, time.perf_counter() - start))

@@ -16,6 +16,7 @@ import synthetic
 from synthetic import colorize  # the app's class colours: synthetic.palette, background black
 
 MAX_SIDE = 4096  # pixels, either side (so at most 16.8 megapixels: a 4096 x 4096 photo passes)
+DISPLAY_SIDE = 1024  # results shown in the browser are scaled down to this many pixels a side
 MIN_SIDE = 16  # pixels, either side
 MAX_VIDEO_SECONDS = 10.0
 MAX_VIDEO_FRAMES = 120
@@ -229,11 +230,25 @@ def merged_layers(editor_value) -> np.ndarray | None:
 
 
 def overlay(image: Image.Image, labels: np.ndarray, num_classes: int, alpha: float = 0.55) -> np.ndarray:
-    """Class colours blended over the image (background pixels left as they are)."""
+    """Class colours blended over the image (background pixels left as they are), at most
+    DISPLAY_SIDE pixels a side (labels resized with the nearest neighbour)."""
+    image, labels = display_size(image, labels)
     rgb = np.asarray(image.convert("RGB"), np.float32)
     colors = colorize(labels, num_classes).astype(np.float32)
     out = np.where(labels[..., None] > 0, (1 - alpha) * rgb + alpha * colors, rgb)
     return np.round(out).astype(np.uint8)
+
+
+def display_size(image: Image.Image, labels: np.ndarray | None = None):
+    """The image (and its label map) scaled down to at most DISPLAY_SIDE pixels a side for the
+    browser: a 4096 x 4096 result would cost seconds of PNG encoding and hundreds of MB per view."""
+    scale = DISPLAY_SIDE / max(image.size)
+    if scale >= 1:
+        return image, labels
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if labels is not None:
+        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(size, Image.NEAREST)).astype(labels.dtype)
+    return image.resize(size, Image.BILINEAR), labels
 
 
 # ------------------------------------------------------------------ videos and numbers

@@ -49,7 +49,7 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     predicted = pipe.propagate_labels(reference, labels, queries)
     overlays = [inputs.overlay(q, p, num_classes) for q, p in zip(queries, predicted)]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
-    return overlays[0], inputs.colorize(predicted[0], num_classes), gallery
+    return overlays[0], inputs.colorize(inputs.display_size(queries[0], predicted[0])[1], num_classes), gallery
 
 
 def generate_reference(pipe, structure_seed, texture_seed):
