@@ -43,6 +43,10 @@ DEFAULT_TEMPERATURE = 1.5e-4
 # 128 was the fastest on this 2-core CPU for 64..512 pixel maps at the default temperature.
 DEFAULT_CHUNK_SIZE = 128
 _BACKENDS = ("auto", "sdpa", "matmul")
+# The authors' evaluation rule (NVlabs/CoordGAN eval_corr.get_seg_transfer_img): softmax of minus the
+# plain L2 distance over this temperature; see `authors_transfer`.
+AUTHORS_TEMPERATURE = 0.01
+RULES = ("ours", "authors")
 
 
 def canonical_grid(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
@@ -188,6 +192,51 @@ def propagate_label_probabilities(
     return soft_warp(one_hot, source_coords, target_coords, temperature, chunk_size)
 
 
+def authors_transfer(
+    values: torch.Tensor,
+    source_coords: torch.Tensor,
+    target_coords: torch.Tensor,
+    temperature: float = AUTHORS_TEMPERATURE,
+    hard: bool = False,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """The authors' label/colour transfer (eval_corr.get_seg_transfer_img), for one pair per row.
+
+    Each target pixel p gets sum_s softmax_s(-||C_target(p) - C_source(s)|| / temperature) values[s]:
+    the plain (not squared, not normalised) L2 distance on raw coordinates. hard=True takes the value
+    of the nearest source pixel (first on ties). Their function works on a batch of consecutive
+    pairs and, in hard mode, always reads the first pair's labels; here every row is its own pair.
+    Computed in float32 (float64 if an input is) by target chunks, never the (HW x HW) matrix.
+
+    Args:
+        values: (B, C, H, W) on the source pixels (one-hot or soft labels, colours).
+        source_coords: (B, 2, H, W); target_coords: (B, 2, H', W').
+
+    Returns:
+        (B, C, H', W') transferred values on the target pixels.
+    """
+    _check_map("source_coords", source_coords)
+    _check_map("target_coords", target_coords)
+    _check_batch(values=values, source_coords=source_coords, target_coords=target_coords)
+    if values.shape[-2:] != source_coords.shape[-2:]:
+        raise ValueError(f"values {tuple(values.shape)} must match source_coords {tuple(source_coords.shape)} (B, _, H, W)")
+    t = _check_temperature(temperature)
+    dtype = _compute_dtype(values, source_coords, target_coords)
+    b, c, h2, w2 = values.shape[0], values.shape[1], *target_coords.shape[-2:]
+    out = values.new_empty(b, h2 * w2, c, dtype=dtype)
+    with torch.autocast(values.device.type, enabled=False):
+        for i in range(b):
+            src, tgt = _points(source_coords[i : i + 1])[0].to(dtype), _points(target_coords[i : i + 1])[0].to(dtype)  # (N, 2), (M, 2)
+            vals = values[i].flatten(1).t().to(dtype)  # (N, C)
+            for start in range(0, len(tgt), chunk_size):
+                d = torch.cdist(tgt[start : start + chunk_size], src, compute_mode="donot_use_mm_for_euclid_dist")  # (m, N)
+                if hard:
+                    out[i, start : start + chunk_size] = vals[d.argmin(1)]
+                else:
+                    out[i, start : start + chunk_size] = torch.softmax(-d / t, 1) @ vals
+    return out.transpose(1, 2).reshape(b, c, h2, w2)
+
+
 def propagate_labels(
     labels: torch.Tensor,
     source_coords: torch.Tensor,
@@ -195,11 +244,14 @@ def propagate_labels(
     num_classes: int,
     temperature: float | None = None,
     chunk_size: int | None = None,
+    rule: str = "ours",
 ) -> torch.Tensor:
     """Labels of the source image moved to the target image through the correspondence maps.
 
-    temperature None: each target pixel takes the label of its nearest source coordinate, eq. (1).
-    Otherwise: argmax of `propagate_label_probabilities` (the affinity-relaxed eq. 1).
+    rule "ours": with temperature None each target pixel takes the label of its nearest source
+    coordinate, eq. (1); otherwise the argmax of `propagate_label_probabilities` (the
+    affinity-relaxed eq. 1 with a squared-distance kernel). rule "authors": the argmax of
+    `authors_transfer` of the one-hot labels (temperature None: their 0.01).
 
     Args:
         labels: (B, H, W) int64 class indices in [0, num_classes) on the source pixels.
@@ -209,6 +261,11 @@ def propagate_labels(
         (B, H', W') int64 labels on the target pixels.
     """
     _check_labels(labels, source_coords, num_classes)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "authors":
+        one_hot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+        return authors_transfer(one_hot, source_coords, target_coords, temperature or AUTHORS_TEMPERATURE).argmax(1)
     if temperature is not None:
         return propagate_label_probabilities(labels, source_coords, target_coords, num_classes, temperature, chunk_size).argmax(1)
     index = nearest_source_index(source_coords, target_coords, chunk_size)  # (B, H', W')

@@ -52,27 +52,57 @@ class EqualConv2d(nn.Module):
         return F.leaky_relu(out, 0.2) * SQRT2 if self.activation else out
 
 
+def fir_kernel() -> torch.Tensor:
+    """StyleGAN2's 4x4 FIR filter for 2x upsampling: ([1,3,3,1] x [1,3,3,1]) / 64, times 4 (the gain of zero insertion)."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    return torch.outer(k, k) / k.sum() ** 2 * 4
+
+
+def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Depthwise 2-d FIR filter of every channel after zero padding (pad before, pad after) on both axes.
+    The kernels used here are symmetric, so correlation and convolution agree."""
+    c = x.shape[1]
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    return F.conv2d(x, kernel.to(x.dtype)[None, None].expand(c, 1, *kernel.shape), groups=c)
+
+
+def upsample_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """2x upsampling as in StyleGAN2: zero insertion, then the FIR filter (pad 2 before, 1 after)."""
+    b, c, h, w = x.shape
+    up = x.new_zeros(b, c, 2 * h, 2 * w)
+    up[:, :, ::2, ::2] = x
+    return fir_filter(up, kernel, (2, 1))
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 weight (de)modulation, computed on the activations (the non-fused form).
 
     Scaling input channels by the style s, one ordinary convolution for the whole batch, then
     scaling output channels by d = 1 / sqrt(sum_{i,k} (w_{o,i,k} s_i)^2 + eps) is the same
     function as convolving every sample with its own modulated weight, and ~1.6x faster on a CPU
-    (measured in ../shared/DESIGN.md).
+    (measured in ../shared/DESIGN.md). `upsample_fir`: a 2x upsampling conv as in StyleGAN2 (a
+    stride-2 transposed convolution followed by the FIR filter), the authors' 512 px stages.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True, upsample_fir: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
         self.demodulate = demodulate
         self.padding = kernel_size // 2
+        self.upsample_fir = upsample_fir
+        if upsample_fir:  # a constant, rebuilt by the constructor: not part of the state_dict
+            self.register_buffer("fir", fir_kernel(), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         style = self.modulation(w)  # (B, in)
         weight = self.weight * self.scale
-        out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
+        if self.upsample_fir:  # (B, in, H, W) -> (B, out, 2H + 1, 2W + 1) -> FIR (pad 1) -> (B, out, 2H, 2W)
+            out = F.conv_transpose2d(x * style[:, :, None, None], weight.transpose(0, 1), stride=2)
+            out = fir_filter(out, self.fir, (1, 1))
+        else:
+            out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
             # sum_{i,k} w^2 s_i^2 = (s^2) @ (sum_k w^2)^T  -> (B, out)
             demod = torch.rsqrt(style.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)
@@ -85,42 +115,56 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, randomize: bool = True) -> torch.Tensor:
-        if not randomize:
+    def forward(self, x: torch.Tensor, randomize: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Adds weight * noise: the given (B, 1, H, W) noise, else a fresh draw from the global RNG
+        (randomize), else nothing."""
+        if noise is None and not randomize:
             return x
-        return x + self.weight * torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        if noise is None:
+            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
 
 
 class StyledConv(nn.Module):
-    """Modulated conv (3x3 by default), optional 2x bilinear upsampling before it, noise, bias, leaky ReLU."""
+    """Modulated conv (3x3 by default), optional 2x upsampling, noise, bias, leaky ReLU.
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool = False, kernel_size: int = 3):
+    upsample: False, "bilinear" (or True: bilinear resize before the conv) or "fir" (StyleGAN2's
+    transposed conv + FIR filter, the authors' 512 px stages)."""
+
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool | str = False, kernel_size: int = 3):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim)
+        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, upsample_fir=upsample == "fir")
         self.noise = NoiseInjection()
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool = True) -> torch.Tensor:
-        if self.upsample:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.upsample and self.upsample != "fir":
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        out = self.noise(self.conv(x, w), randomize_noise)
+        out = self.noise(self.conv(x, w), randomize_noise, noise)
         return F.leaky_relu(out + self.bias[:, None, None], 0.2) * SQRT2
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv to RGB without demodulation, added to the (upsampled) skip image."""
+    """1x1 modulated conv to RGB without demodulation, added to the (upsampled) skip image.
+    upsample "bilinear" or "fir" (StyleGAN2's zero insertion + FIR filter) for a smaller skip."""
 
-    def __init__(self, in_channels: int, style_dim: int):
+    def __init__(self, in_channels: int, style_dim: int, upsample: str = "bilinear"):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(3))
+        self.upsample = upsample
+        if upsample == "fir":
+            self.register_buffer("fir", fir_kernel(), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, w) + self.bias[:, None, None]
         if skip is not None:
             if skip.shape[-1] != out.shape[-1]:
-                skip = F.interpolate(skip, size=out.shape[-2:], mode="bilinear", align_corners=False)
+                if self.upsample == "fir":
+                    skip = upsample_fir(skip, self.fir)
+                else:
+                    skip = F.interpolate(skip, size=out.shape[-2:], mode="bilinear", align_corners=False)
             out = out + skip
         return out
 

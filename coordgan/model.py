@@ -31,6 +31,17 @@ CONFIGS = {
     "tiny": dict(coordinate_resolution=32, channels=64, num_pairs=2, upsample_channels=(32,), z_dim=64,
                  w_dim=64, mapping_layers=4, warp_hidden=64, kernel_size=1, template_layers=3),
 }  # fmt: skip
+# The authors' released models (NVlabs/CoordGAN configs/*.yaml), which convert_official.py loads: the
+# `paper` networks with the authors' canonical grid (linspace(-1, 1): the outer pixels on the border)
+# and, at 512 px, StyleGAN2's transposed-conv + FIR upsampling. The three 128 px models share one layout.
+_OFFICIAL_128 = dict(CONFIGS["paper"], coordinate_grid="linspace", upsample="fir")
+CONFIGS.update({
+    "celebA_128": _OFFICIAL_128,
+    "stanfordcar_128": _OFFICIAL_128,
+    "afhqcat_128": _OFFICIAL_128,
+    "celebA_512": dict(_OFFICIAL_128, upsample_channels=(128, 64)),
+})  # fmt: skip
+COORDINATE_GRIDS = ("pixel_centres", "linspace")
 # Why `tiny` departs from the paper in two places (both are config values; `paper` keeps 3x3 convs and
 # texture-modulated layers everywhere): the texture-swap loss (eq. 4) is what stops the texture code
 # from moving parts around, and it needs the ImageNet LPIPS, which this project's CPU machines cannot
@@ -103,7 +114,9 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
     W+ layout (StyleGAN2's): conv0 w[0], rgb0 w[1], pair k: w[2k+1], w[2k+2], its rgb w[2k+3].
     `kernel_size` is that of the styled convs at the coordinate resolution (3 in the paper);
     the first `template_layers` of those convs take a learned constant style instead of their
-    W+ entry (0 in the paper; see the `tiny` config's note).
+    W+ entry (0 in the paper; see the `tiny` config's note). `coordinate_grid`: the canonical
+    frame's pixel centres ("pixel_centres", see `canonical_grid`) or the authors' linspace(-1, 1)
+    ("linspace"). `upsample`: "bilinear" resize or StyleGAN2's "fir" (transposed conv + FIR filter).
     """
 
     @register_to_config
@@ -120,8 +133,14 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         warp_hidden: int = 64,
         kernel_size: int = 3,
         template_layers: int = 0,
+        coordinate_grid: str = "pixel_centres",
+        upsample: str = "bilinear",
     ):
         super().__init__()
+        if coordinate_grid not in COORDINATE_GRIDS:
+            raise ValueError(f"coordinate_grid must be one of {COORDINATE_GRIDS}, got {coordinate_grid!r}")
+        if upsample not in ("bilinear", "fir"):
+            raise ValueError(f"upsample must be 'bilinear' or 'fir', got {upsample!r}")
         if kernel_size not in (1, 3):
             raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size}")
         if not 0 <= template_layers <= 1 + 2 * num_pairs:
@@ -147,10 +166,16 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         self.up_rgbs = nn.ModuleList()
         in_c = c + 2
         for out_c in upsample_channels:
-            self.up_convs.extend([StyledConv(in_c, out_c, w_dim, upsample=True), StyledConv(out_c, out_c, w_dim)])
-            self.up_rgbs.append(ToRGB(out_c, w_dim))
+            self.up_convs.extend([StyledConv(in_c, out_c, w_dim, upsample=upsample), StyledConv(out_c, out_c, w_dim)])
+            self.up_rgbs.append(ToRGB(out_c, w_dim, upsample=upsample))
             in_c = out_c
-        self.register_buffer("canonical_coords", canonical_grid(coordinate_resolution, coordinate_resolution))
+        r = coordinate_resolution
+        if coordinate_grid == "linspace":  # the authors' frame: x along the width, y along the height, both linspace(-1, 1)
+            line = torch.linspace(-1, 1, r)
+            grid = torch.stack([line[None].expand(r, r), line[:, None].expand(r, r)])
+        else:
+            grid = canonical_grid(r, r)
+        self.register_buffer("canonical_coords", grid.contiguous())
         self.register_buffer("structure_code_mean", torch.zeros(w_dim))
         self.register_buffer("texture_code_mean", torch.zeros(w_dim))
 
@@ -161,6 +186,16 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
     @property
     def resolution(self) -> int:
         return self.config.coordinate_resolution * 2 ** len(self.config.upsample_channels)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """The image sizes `synthesize` can stop at: the coordinate resolution, then each upsampling stage."""
+        return [self.config.coordinate_resolution * 2**u for u in range(len(self.config.upsample_channels) + 1)]
+
+    @property
+    def num_styled_convs(self) -> int:
+        """Noise inputs of `synthesize`, in the order they are used."""
+        return len(self.convs) + len(self.up_convs)
 
     # ---------------------------------------------------------------- codes
     def structure_code(self, z_s: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
@@ -183,29 +218,54 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         return self.warping(self.canonical_coords.to(structure_code.dtype), structure_code)
 
     # ---------------------------------------------------------------- synthesis
-    def synthesize(self, correspondence_map: torch.Tensor, texture_code: torch.Tensor, randomize_noise: bool = True) -> torch.Tensor:
-        """A(C^{w_s}, w_t) of eq. (2). texture_code (B, w_dim) or W+ (B, num_ws, w_dim)."""
+    def synthesize(
+        self,
+        correspondence_map: torch.Tensor,
+        texture_code: torch.Tensor,
+        randomize_noise: bool = True,
+        noise: list | None = None,
+        resolution: int | None = None,
+    ) -> torch.Tensor:
+        """A(C^{w_s}, w_t) of eq. (2). texture_code (B, w_dim) or W+ (B, num_ws, w_dim).
+
+        noise: one (B, 1, H, W) tensor per styled conv (`num_styled_convs`, in order) instead of
+        fresh draws. resolution: stop after the stage that reaches it (one of `resolutions`;
+        default the full `resolution`); a W+ code then needs only the entries those layers use.
+        The convolutions are local, so any crop of a correspondence map (with the same crop of
+        the noise) gives the same crop of the image, away from the crop's inner edges.
+        """
+        resolution = resolution or self.resolution
+        if resolution not in self.resolutions:
+            raise ValueError(f"resolution must be one of {self.resolutions}, got {resolution}")
+        stages = self.resolutions.index(resolution)
+        needed = 2 + 2 * self.config.num_pairs + 2 * stages
         if texture_code.dim() == 2:
-            texture_code = texture_code[:, None].expand(-1, self.num_ws, -1)
-        if texture_code.shape[1] != self.num_ws:
-            raise ValueError(f"a W+ texture code needs {self.num_ws} entries, got {texture_code.shape[1]}")
+            texture_code = texture_code[:, None].expand(-1, needed, -1)
+        if not needed <= texture_code.shape[1] <= self.num_ws or (stages == len(self.up_rgbs) and texture_code.shape[1] != self.num_ws):
+            raise ValueError(f"a W+ texture code needs {self.num_ws} entries" + (f" ({needed} at {resolution} px)" if needed < self.num_ws else "")
+                             + f", got {texture_code.shape[1]}")
+        if noise is not None and len(noise) != self.num_styled_convs:
+            raise ValueError(f"noise must hold {self.num_styled_convs} tensors (one per styled conv), got {len(noise)}")
+        noise = list(noise) if noise is not None else [None] * self.num_styled_convs
         cmap = correspondence_map
         w = list(texture_code.unbind(1))
         if self.template_code is not None:  # conv i (i < template_layers) reads W+ entry conv_entry[i]
             conv_entry = [0] + [2 * k + 1 + j for k in range(self.config.num_pairs) for j in range(2)]
             for i, code in enumerate(self.template_code.to(texture_code.dtype)):
                 w[conv_entry[i]] = code[None].expand(texture_code.shape[0], -1)
-        x = self.convs[0](self.fourier(cmap), w[0], randomize_noise)
+        x = self.convs[0](self.fourier(cmap), w[0], randomize_noise, noise[0])
         x = torch.cat([x, cmap], 1)
         rgb = self.to_rgbs[0](x, w[1])
         for k in range(self.config.num_pairs):
             for j in range(2):
-                x = torch.cat([self.convs[1 + 2 * k + j](x, w[2 * k + 1 + j], randomize_noise), cmap], 1)
+                i = 1 + 2 * k + j
+                x = torch.cat([self.convs[i](x, w[2 * k + 1 + j], randomize_noise, noise[i]), cmap], 1)
             rgb = self.to_rgbs[k + 1](x, w[2 * k + 3], rgb)
-        for u, to_rgb in enumerate(self.up_rgbs):
+        for u, to_rgb in enumerate(self.up_rgbs[:stages]):
             k = self.config.num_pairs + u  # stages continue the W+ layout of the pairs
-            x = self.up_convs[2 * u](x, w[2 * k + 1], randomize_noise)
-            x = self.up_convs[2 * u + 1](x, w[2 * k + 2], randomize_noise)
+            i = len(self.convs) + 2 * u
+            x = self.up_convs[2 * u](x, w[2 * k + 1], randomize_noise, noise[i])
+            x = self.up_convs[2 * u + 1](x, w[2 * k + 2], randomize_noise, noise[i + 1])
             rgb = to_rgb(x, w[2 * k + 3], rgb)
         return rgb
 
@@ -217,14 +277,17 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         texture_code: torch.Tensor | None = None,
         truncation: float = 1.0,
         randomize_noise: bool = True,
+        noise: list | None = None,
+        resolution: int | None = None,
     ) -> GeneratorOutput:
-        """Image and correspondence map from latents z (through the mapping networks) or codes w."""
+        """Image and correspondence map from latents z (through the mapping networks) or codes w.
+        noise and resolution as in `synthesize`."""
         if (z_s is None) == (structure_code is None) or (z_t is None) == (texture_code is None):
             raise ValueError("give exactly one of z_s / structure_code and one of z_t / texture_code")
         w_s = self.structure_code(z_s, truncation) if structure_code is None else structure_code
         w_t = self.texture_code(z_t, truncation) if texture_code is None else texture_code
         cmap = self.correspondence_map(w_s)
-        image = self.synthesize(cmap, w_t, randomize_noise)
+        image = self.synthesize(cmap, w_t, randomize_noise, noise, resolution)
         if w_t.dim() == 2:
             w_t = w_t[:, None].expand(-1, self.num_ws, -1)
         return GeneratorOutput(image, cmap, w_s, w_t)
