@@ -17,6 +17,8 @@ PROPOSALS where the paper is silent (coat/README.md lists them all):
 - `spatial_modulation` (on in `tiny`, off in `paper`): besides the vector, E_mod gives each layer a
   per-pixel scale and shift (a 1x1 convolution of the same map, resized to the layer), applied
   after the modulated convolution, so aligned texture lands where it was matched.
+- `cell_colour` (on in `tiny`): F^l also holds each cell's mean RGB (3 more channels), so the
+  swapped features carry the style's colour exactly.
 - D is trained jointly with E and E_mod (a frozen pretrained D can be loaded instead), no GAN loss.
 """
 
@@ -33,7 +35,8 @@ from diffusers.configuration_utils import register_to_config
 CONFIGS = {
     # 256 px, three scales at 64^2, 32^2, 16^2 (reference/coat.md), 14 modulation layers.
     "paper": dict(
-        encoder=dict(resolution=256, channels=(64, 128, 256, 256, 512), feature_strides=(4, 8, 16), matching_dim=256),
+        encoder=dict(resolution=256, channels=(64, 128, 256, 256, 512), feature_strides=(4, 8, 16), matching_dim=256,
+                     cell_colour=False),
         modulation=dict(style_dim=512, hidden=256, spatial_modulation=False),
         decoder=dict(resolution=256, style_dim=512, channels=(512, 512, 512, 512, 256, 128, 64), start_resolution=4,
                      spatial_modulation=False),
@@ -41,7 +44,7 @@ CONFIGS = {
     ),
     # 64 px, CPU-sized: scales 32^2, 16^2, 8^2, 9 modulation layers.
     "tiny": dict(
-        encoder=dict(resolution=64, channels=(32, 48, 64, 96), feature_strides=(2, 4, 8), matching_dim=64),
+        encoder=dict(resolution=64, channels=(32, 48, 64, 96), feature_strides=(2, 4, 8), matching_dim=64, cell_colour=True),
         modulation=dict(style_dim=64, hidden=48, spatial_modulation=True),
         decoder=dict(resolution=64, style_dim=64, channels=(128, 128, 96, 64, 32), start_resolution=4,
                      spatial_modulation=True),
@@ -94,11 +97,13 @@ class COATEncoder(ModelMixin, ConfigMixin):
     at `feature_strides` (fine to coarse); `matching_features` projects them for eq. 1.
 
     `channels[0]` is the stem width at full resolution; `channels[s]` the width after s halvings.
+    `cell_colour` (PROPOSAL, on in `tiny`) appends each cell's mean RGB to F^l, so the features
+    that eq. 3 swaps carry the style's colour exactly.
     """
 
     @register_to_config
     def __init__(self, resolution: int = 64, channels: tuple = (32, 48, 64, 96), feature_strides: tuple = (2, 4, 8),
-                 matching_dim: int = 64):
+                 matching_dim: int = 64, cell_colour: bool = False):
         super().__init__()
         strides = [2**s for s in range(len(channels))]
         if any(s not in strides[1:] for s in feature_strides) or list(feature_strides) != sorted(feature_strides):
@@ -107,13 +112,13 @@ class COATEncoder(ModelMixin, ConfigMixin):
             raise ValueError(f"resolution {resolution} does not fit {len(channels) - 1} halvings")
         self.stem = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.ModuleList(ResidualDown(channels[s], channels[s + 1]) for s in range(len(channels) - 1))
-        widths = [channels[strides.index(s)] for s in feature_strides]
+        widths = [channels[strides.index(s)] + (3 if cell_colour else 0) for s in feature_strides]
         self.matching_heads = nn.ModuleList(nn.Conv2d(c + 2, matching_dim, 1) for c in widths)
 
     @property
     def feature_channels(self) -> list:
         c = self.config
-        return [c.channels[int(math.log2(s))] for s in c.feature_strides]
+        return [c.channels[int(math.log2(s))] + (3 if c.cell_colour else 0) for s in c.feature_strides]
 
     @property
     def feature_sizes(self) -> list:
@@ -131,7 +136,10 @@ class COATEncoder(ModelMixin, ConfigMixin):
             x = block(x)
             stride *= 2
             if stride in self.config.feature_strides:
-                features.append(x)  # (B, c_s, R / stride, R / stride)
+                if self.config.cell_colour:  # PROPOSAL: the cell's mean RGB travels with F^l (eq. 3)
+                    features.append(torch.cat([x, F.avg_pool2d(image, stride).to(x.dtype)], 1))
+                else:
+                    features.append(x)  # (B, c_s (+3), R / stride, R / stride)
         return (features, self.matching_features(features)) if with_matching else features
 
     def matching_features(self, features: list) -> list:
@@ -334,8 +342,8 @@ def network_configs(config: str | dict = "tiny") -> tuple[dict, dict, dict]:
     enc, mod, dec = dict(config["encoder"]), dict(config["modulation"]), dict(config["decoder"])
     if enc["resolution"] != dec["resolution"]:
         raise ValueError("encoder and decoder resolutions differ")
-    channels = enc["channels"]
-    mod["feature_channels"] = tuple(channels[int(math.log2(s))] for s in enc["feature_strides"])
+    channels, extra = enc["channels"], 3 if enc.get("cell_colour") else 0
+    mod["feature_channels"] = tuple(channels[int(math.log2(s))] + extra for s in enc["feature_strides"])
     mod["feature_sizes"] = tuple(enc["resolution"] // s for s in enc["feature_strides"])
     resolutions = decoder_layer_resolutions(dec["resolution"], dec["start_resolution"])
     mod["layer_resolutions"] = tuple(resolutions)

@@ -24,7 +24,9 @@ def test_shapes(pipe):
     x, y = images(0), images(1)
     out = coat_forward(pipe.encoder, pipe.modulation_encoder, pipe.decoder, x, y, 3)
     assert out.image.shape == (2, 3, 64, 64)
-    assert [tuple(f.shape) for f in out.content_features] == [(2, 48, 32, 32), (2, 64, 16, 16), (2, 96, 8, 8)]
+    assert [tuple(f.shape) for f in out.content_features] == [(2, 51, 32, 32), (2, 67, 16, 16), (2, 99, 8, 8)]
+    # tiny's cell_colour: the last three channels of F^l are the cell's mean colour
+    torch.testing.assert_close(out.style_features[1][:, -3:], torch.nn.functional.avg_pool2d(y, 4))
     assert [tuple(k.shape[1:]) for k in out.style_keys] == [(64, 32, 32), (64, 16, 16), (64, 8, 8)]
     assert [m.size for m in out.matches] == [(32, 32), (16, 16), (8, 8)]
     assert len(out.styles) == pipe.num_layers == 9
