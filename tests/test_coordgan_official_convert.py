@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +129,19 @@ def test_command_exits_2_without_traceback(tmp_path):
     assert done.returncode == 2, done.stderr
     assert_clean(done.stderr, "error: ", "is not a PyTorch checkpoint", WHAT_TO_PASS)
     assert done.stdout == ""
+
+
+def test_evaluate_and_pipeline_name_and_apply_both_rules():
+    """--rule ours|authors: the CoordGAN row says which rule it used; the pipeline takes the same option."""
+    from coordgan import tiny_random_pipeline
+    from coordgan.evaluate import label_propagation, load_data
+
+    pipe = tiny_random_pipeline()
+    images, labels, coords, names = load_data("synthetic:faces", 4, pipe.generator.resolution, seed=3)
+    rows = {rule: label_propagation(pipe, images, labels, None, len(names), references=1, rule=rule) for rule in ("ours", "authors")}
+    assert "coordgan (our rule: eq. (1), nearest coordinate at the image size)" in rows["ours"]
+    assert "coordgan (the authors' rule: softmax(-L2 distance / 0.01) at the map size)" in rows["authors"]
+    out = pipe.propagate_labels(images[0], labels[0], [images[1], images[2][:10]], rule="authors")
+    assert [o.shape for o in out] == [labels[1].shape, (10, 16)] and out[0].dtype == np.int64
+    with pytest.raises(ValueError, match="rule must be one of"):
+        pipe.propagate_labels(images[0], labels[0], [images[1]], rule="nearest")
