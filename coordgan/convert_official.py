@@ -2,6 +2,8 @@
 
     python -m coordgan.convert_official celebA_128.pt --encoder celebA_enc.pt --output checkpoints/coordgan-celebA
     python -m coordgan.convert_official celebA_512.pt --output checkpoints/coordgan-celebA-512
+    python -m coordgan.convert_official official:celebA --output DIR      (a named release: downloads once)
+    python -m coordgan.convert_official --list                            (the named releases)
 
 The file is read with `torch.load(weights_only=True)` (allowing only `argparse.Namespace`): no
 arbitrary code runs. train.py writes {g, d, g_ema, g_optim, d_optim, d_patch}, train-encoder.py
@@ -18,6 +20,12 @@ mapped and shape-checked; unknown, missing and mis-shaped keys are named (a few,
 constant FIR kernels must hold the constructor's values. A file that is not such a checkpoint
 (missing, not a checkpoint, truncated, another model's) is a ValueError of one or two lines; the
 command prints it and exits 2.
+
+Named releases (`official:NAME`, RELEASES below) download with huggingface_hub from the first
+author's dataset repository into the Hugging Face cache; `load_release` converts them once into
+CONVERTED_CACHE/coordgan/NAME and loads that folder afterwards. The file names in RELEASES could
+not be checked offline (the repository lists 9 files in coordgan_checkpoints/): if one is wrong,
+the error names it, and a local file can always be converted by path.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ import sys
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from .encoder import CoordGANOfficialEncoder
 from .layers import fir_kernel
@@ -43,6 +53,64 @@ WHAT_TO_PASS = ("pass a checkpoint written by the authors' CoordGAN train.py (g,
 # The importer computes the mean codes that truncation pulls towards (the authors' code has no
 # truncation): this many mapped latents from this seed.
 CODE_MEAN_SAMPLES, CODE_MEAN_SEED = 4096, 0
+
+# ----------------------------------------------------------------------------- named releases
+RELEASE_REPO = "JitengMu/CVPR2022_CoordGAN_release"  # a Hugging Face *dataset* repository
+RELEASE_FOLDER = "coordgan_checkpoints"
+# official:NAME -> the files in RELEASE_FOLDER and the authors' config. UNVERIFIED: the names follow
+# the authors' config names (configs/*.yaml) and could not be listed offline. The 512 px model was
+# fine-tuned from the 128 px one with the warp network and structure mapping frozen, so the celebA
+# encoder's structure codes fit it (its 12-entry W+ renders at 128 px).
+RELEASES = {
+    "celebA": dict(generator="celebA_128.pt", encoder="celebA_enc.pt", config="celebA_128"),
+    "celebA-512": dict(generator="celebA_512.pt", encoder="celebA_enc.pt", config="celebA_512"),
+    "stanfordcar": dict(generator="stanfordcar_128.pt", encoder="stanfordcar_enc.pt", config="stanfordcar_128"),
+    "afhqcat": dict(generator="afhqcat_128.pt", encoder=None, config="afhqcat_128"),
+}
+CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/coordgan/NAME
+
+
+def release_name(source) -> str | None:
+    """NAME for "official:NAME" (checked against RELEASES), None for anything else."""
+    if not str(source).startswith("official:"):
+        return None
+    name = str(source).split(":", 1)[1]
+    if name not in RELEASES:
+        raise ValueError(f"unknown CoordGAN release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}")
+    return name
+
+
+def download_release(name: str) -> dict:
+    """Local paths of a named release's files (generator, encoder or None), from the Hugging Face
+    cache, downloading them when online. Offline and not cached: a ValueError saying what to run."""
+    release = RELEASES[name]
+    paths = {}
+    for role in ("generator", "encoder"):
+        if release[role] is None:
+            paths[role] = None
+            continue
+        filename = f"{RELEASE_FOLDER}/{release[role]}"
+        try:
+            paths[role] = hf_hub_download(RELEASE_REPO, filename, repo_type="dataset")
+        except LocalEntryNotFoundError:
+            raise ValueError(f"official:{name} is not in the Hugging Face cache and cannot be downloaded here (offline: HF_HUB_OFFLINE=1 or no network; {filename} of the dataset "
+                             f"{RELEASE_REPO}); run once with network access: python -m coordgan.convert_official official:{name} --output DIR") from None
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            raise ValueError(f"official:{name}: {filename} is not in the dataset {RELEASE_REPO} (the file names of "
+                             "coordgan.convert_official.RELEASES are unverified); download the file and convert it by path") from None
+        except (HfHubHTTPError, OSError) as error:
+            raise ValueError(f"official:{name}: downloading {filename} from {RELEASE_REPO} failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    return paths
+
+
+def load_release(name_or_source: str, cache_dir=None) -> CoordGANPipeline:
+    """The pipeline of a named release ("celebA" or "official:celebA"): converted once into
+    `cache_dir`/coordgan/NAME (default CONVERTED_CACHE) and loaded from there afterwards."""
+    name = release_name(name_or_source if str(name_or_source).startswith("official:") else f"official:{name_or_source}")
+    folder = Path(cache_dir or CONVERTED_CACHE) / "coordgan" / name
+    if not (folder / "model_index.json").is_file():
+        save_atomic(load_official_checkpoint(f"official:{name}"), folder)
+    return CoordGANPipeline.from_pretrained(folder)
 
 
 def _shorten(items: list, limit: int = 4) -> str:
@@ -233,6 +301,10 @@ def official_components(path, encoder=None, config: str | None = None, code_mean
         dict(generator=..., encoder=... or None), in eval mode. A file that is not such a checkpoint
         is a ValueError of one or two lines: the problem, then what to pass instead.
     """
+    name = release_name(path)
+    if name is not None:  # official:NAME -> the downloaded files and the release's config
+        files = download_release(name)
+        path, encoder, config = files["generator"], encoder or files["encoder"], config or RELEASES[name]["config"]
     ckpt = read_checkpoint(path)
     enc_path = path if encoder is None else encoder
     enc_ckpt = read_checkpoint(encoder, need="e") if encoder is not None else ckpt
@@ -270,9 +342,10 @@ def save_atomic(pipe: CoordGANPipeline, output) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="the authors' train.py or train-encoder.py .pt file")
+    p.add_argument("checkpoint", nargs="?", help="the authors' train.py or train-encoder.py .pt file, or official:NAME (see --list)")
     p.add_argument("--encoder", default=None, help="a train-encoder.py .pt whose 'e' is the encoder (when CHECKPOINT has none)")
-    p.add_argument("--output", required=True, help="folder for CoordGANPipeline.save_pretrained")
+    p.add_argument("--output", default=None, help="folder for CoordGANPipeline.save_pretrained")
+    p.add_argument("--list", action="store_true", help="list the named releases and exit")
     p.add_argument("--config", default=None, choices=OFFICIAL_CONFIGS, help="the authors' config (default: read from the file)")
     return p.parse_args(argv)
 
@@ -281,6 +354,14 @@ def main(argv=None) -> int:
     """The command line: 0 when the folder is written; 2, with the problem on stderr, when the file
     is not an authors' CoordGAN checkpoint or the folder cannot be written."""
     args = parse_args(argv)
+    if args.list:
+        print(f"Named releases (official:NAME; files in {RELEASE_REPO}, a Hugging Face dataset, folder {RELEASE_FOLDER}/; names unverified):")
+        for name, r in RELEASES.items():
+            print(f"  official:{name:<12} {r['config']:<16} generator {r['generator']}, encoder {r['encoder'] or '(none released)'}")
+        return 0
+    if not args.checkpoint or not args.output:
+        print("error: give CHECKPOINT (a .pt file or official:NAME) and --output DIR, or --list", file=sys.stderr)
+        return 2
     try:
         pipe = load_official_checkpoint(args.checkpoint, encoder=args.encoder, config=args.config)
         save_atomic(pipe, args.output)

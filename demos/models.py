@@ -5,7 +5,8 @@ variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local save
 loads with `from_pretrained`; a Hub repo id ("user/name") only when it is not a local path; the
 authors' released files through the pipeline's `from_official_checkpoint(path, **options)` with the
 options of its ModelSpec: GANgealing's `cat.pt`, CoCosNet's checkpoint folder (`latest_net_G.pth` +
-`latest_net_Corr.pth`) or its `latest_net_G.pth`. A missing or broken checkpoint never stops the app:
+`latest_net_Corr.pth`) or its `latest_net_G.pth`; `official:NAME` (GANgealing, CoordGAN) through the
+package's `convert_official.load_release` (downloaded and converted once, then cached). A missing or broken checkpoint never stops the app:
 the tab says what to do and its endpoints raise gr.Error.
 """
 
@@ -126,10 +127,12 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
         cls = getattr(importlib.import_module(spec.name), spec.pipeline_class)
     except (ImportError, AttributeError) as e:
         return MissingModel(f"The `{spec.name}` package is not available in this install ({e}); this tab is not available yet.")
+    if source.startswith("official:"):  # a named release of the authors: downloaded and converted once, then cached
+        return _load_release(spec, source)
     path = Path(source).expanduser()
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
-    importer = getattr(cls, "from_official_checkpoint", None)
+    importer = getattr(cls, "from_official_checkpoint", None) if spec.official else None  # files go to importers the spec names
     authors_folder = bool(spec.official_folder_file) and (path / spec.official_folder_file).is_file() and not (path / "model_index.json").is_file()
     official = path.is_file() or authors_folder
     if official and importer is None:
@@ -147,6 +150,28 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
         advice = f"Pass {spec.flag} {spec.accepts} (or set {spec.env})." if official else f"Check it, or {how}."
         return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_problem(e)}\n{advice}")
     return pipe
+
+
+def _ready(pipe):
+    pipe.to(device())
+    for module in getattr(pipe, "components", {}).values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    return pipe
+
+
+def _load_release(spec: ModelSpec, source: str):
+    """`official:NAME` through the package's convert_official.load_release (GANgealing, CoordGAN)."""
+    try:
+        releases = importlib.import_module(f"{spec.name}.convert_official")
+        if not hasattr(releases, "load_release"):
+            raise ImportError
+        return _ready(releases.load_release(source))
+    except ImportError:
+        return MissingModel(f"{spec.name} has no named releases (`{source}`); pass {spec.flag} {spec.accepts}.")
+    except Exception as e:  # offline and not cached, an unknown name, a moved file: the app still starts
+        return MissingModel(f"Could not load the {spec.name} release `{source}`: {_problem(e)}\n"
+                            f"Run `python -m {spec.name}.convert_official --list` for the names, or pass {spec.flag} {spec.accepts}.")
 
 
 def load_all(sources: dict | None = None, env: dict | None = None) -> dict:

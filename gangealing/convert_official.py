@@ -2,6 +2,8 @@
 
     python -m gangealing.convert_official cat.pt --output checkpoints/gangealing-cat
     python -m gangealing.convert_official car.pt --output checkpoints/gangealing-car --category car
+    python -m gangealing.convert_official official:cat --output DIR      (a named release: downloads once)
+    python -m gangealing.convert_official --list                         (the named releases)
 
 The file is read with `torch.load(weights_only=True)`, allowing only `argparse.Namespace`
 (the pickled training arguments): no arbitrary code runs. A file that is not such a release
@@ -13,6 +15,11 @@ skip the constant buffers it skips: input-downsample kernels, `one_hot`, the obs
 The authors' test-time settings (padding mode, similarity iterations, number of clusters,
 target inject index) come from their table of pretrained hyperparameters, keyed by category
 (given, or taken from the file name), and are stored in our configs.
+
+Named releases (`official:NAME`, RELEASES below) download from the authors' server (the URL of
+their utils/download.py, RELEASE_URL: unverified here, no network) into the torch hub cache;
+`load_release` converts them once into CONVERTED_CACHE/gangealing/NAME and loads that folder
+afterwards. With HF_HUB_OFFLINE=1 (this project's offline switch) nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants
 
 from .layers import stylegan_channels
 from .pipeline import GANgealingPipeline
@@ -52,6 +60,69 @@ TRAINING_STATE_KEYS = {"g", "d", "t", "t_optim", "t_sched", "ll_optim", "ll_sche
 _SKIPPED = re.compile(r"(^|\.)input_downsample\.kernel_(horz|vert)$|(^|\.)warp_head\.(rebias|one_hot)$")
 WHAT_TO_PASS = ("pass one of the authors' released GANgealing files (cat.pt, car.pt, ...: a dict with g_ema, t_ema, ll "
                 "[, classifier, args]), or load a converted folder with GANgealingPipeline.from_pretrained")
+
+
+# ----------------------------------------------------------------------------- named releases
+# The eight released models (../shared/reference/gangealing.md) and where the authors' downloader
+# fetches them. UNVERIFIED: the URL is recalled from their utils/download.py, not read here.
+RELEASES = ("bicycle", "car", "cat", "celeba", "cub", "dog", "horse", "tvmonitor")
+RELEASE_URL = "https://efrosgans.eecs.berkeley.edu/gangealing/pretrained/{name}.pt"
+DOWNLOAD_CACHE = Path(torch.hub.get_dir()) / "checkpoints" / "gangealing"  # the released .pt files, as downloaded
+CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/gangealing/NAME
+
+
+def download_url(url: str, path: Path) -> None:
+    """Download `url` to `path` (torch.hub's downloader: a temporary file renamed when complete)."""
+    torch.hub.download_url_to_file(url, str(path), progress=False)
+
+
+def release_name(source) -> str | None:
+    """NAME for "official:NAME" (checked against RELEASES), None for anything else."""
+    if not str(source).startswith("official:"):
+        return None
+    name = str(source).split(":", 1)[1]
+    if name not in RELEASES:
+        raise ValueError(f"unknown GANgealing release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}")
+    return name
+
+
+def download_release(name: str) -> Path:
+    """The released .pt of `name` in DOWNLOAD_CACHE, downloaded when missing (not when HF_HUB_OFFLINE=1)."""
+    path = DOWNLOAD_CACHE / f"{name}.pt"
+    if path.is_file():
+        return path
+    url = RELEASE_URL.format(name=name)
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        raise ValueError(f"official:{name} is not in the cache ({path}) and this machine is offline (HF_HUB_OFFLINE=1); "
+                         f"run once with network access: python -m gangealing.convert_official official:{name} --output DIR")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url(url, path)
+    except Exception as error:  # URLError, HTTPError, socket errors: the message says what to do
+        raise ValueError(f"official:{name}: downloading {url} failed ({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}); "
+                         f"run once with network access: python -m gangealing.convert_official official:{name} --output DIR "
+                         "(the URL is unverified: if it moved, download the file by hand and convert it by path)") from None
+    return path
+
+
+def load_release(name_or_source: str, cache_dir=None) -> GANgealingPipeline:
+    """The pipeline of a named release ("cat" or "official:cat"): converted once into
+    `cache_dir`/gangealing/NAME (default CONVERTED_CACHE) and loaded from there afterwards."""
+    name = release_name(name_or_source if str(name_or_source).startswith("official:") else f"official:{name_or_source}")
+    folder = Path(cache_dir or CONVERTED_CACHE) / "gangealing" / name
+    if not (folder / "model_index.json").is_file():
+        _save_atomic(load_official_checkpoint(f"official:{name}"), folder)
+    return GANgealingPipeline.from_pretrained(folder)
+
+
+def _save_atomic(pipe: GANgealingPipeline, output) -> None:
+    """save_pretrained into a temporary sibling, then rename: a reader never sees half a folder."""
+    output = Path(output)
+    tmp = output.with_name(output.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    shutil.rmtree(output, ignore_errors=True)
+    os.replace(tmp, output)
 
 
 def _shorten(items: list, limit: int = 4) -> str:
@@ -185,6 +256,9 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
     the file name's stem when it is a known category); `overrides` set padding_mode,
     similarity_iters or inject_index explicitly. A file that is not such a checkpoint is a
     ValueError of one or two lines: the problem, then what to pass instead."""
+    name = release_name(path)
+    if name is not None:  # official:NAME -> the downloaded file, the release's settings
+        path, category = download_release(name), category or name
     stem = Path(str(path)).stem.lower()
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
     if category is not None and category not in PRETRAINED_TEST_SETTINGS:
@@ -235,8 +309,9 @@ def load_official_checkpoint(path, **options) -> GANgealingPipeline:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args)")
-    p.add_argument("--output", required=True, help="folder for GANgealingPipeline.save_pretrained")
+    p.add_argument("checkpoint", nargs="?", help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args) or official:NAME")
+    p.add_argument("--output", default=None, help="folder for GANgealingPipeline.save_pretrained")
+    p.add_argument("--list", action="store_true", help="list the named releases and exit")
     p.add_argument("--category", default=None, choices=sorted(PRETRAINED_TEST_SETTINGS), help="the authors' test-time settings (default: from the file name)")
     p.add_argument("--padding-mode", default=None, choices=["border", "reflection", "zeros"], help="override the padding mode")
     p.add_argument("--similarity-iters", type=int, default=None, help="override the similarity STN iterations")
@@ -248,15 +323,18 @@ def main(argv=None) -> int:
     """The command line: 0 when the folder is written; 2, with the problem on stderr, when the file
     is not a GANgealing release or the folder cannot be written."""
     args = parse_args(argv)
+    if args.list:
+        print(f"Named releases (official:NAME, downloaded from {RELEASE_URL}; URL unverified):")
+        for name in RELEASES:
+            print(f"  official:{name}")
+        return 0
+    if not args.checkpoint or not args.output:
+        print("error: give CHECKPOINT (a .pt file or official:NAME) and --output DIR, or --list", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in dict(padding_mode=args.padding_mode, similarity_iters=args.similarity_iters, inject_index=args.inject_index).items() if v is not None}
     try:
         pipe = load_official_checkpoint(args.checkpoint, category=args.category, **overrides)
-        output = Path(args.output)
-        tmp = output.with_name(output.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        pipe.save_pretrained(tmp)
-        shutil.rmtree(output, ignore_errors=True)
-        os.replace(tmp, output)  # a reader never sees half a folder
+        _save_atomic(pipe, args.output)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
