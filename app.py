@@ -1,8 +1,8 @@
 """The correspondence demo suite: one tab per method, also a Hugging Face Space.
 
     python app.py [--host 0.0.0.0] [--port 7860]      (or GRADIO_SERVER_PORT / GRADIO_SERVER_NAME)
-                  [--coordgan DIR_OR_REPO] [--gangealing DIR_OR_REPO] [--cocosnet DIR_OR_REPO]
-                  (or COORDGAN_MODEL / GANGEALING_MODEL / COCOSNET_MODEL; default checkpoints/*-faces)
+                  [--coordgan DIR_OR_REPO] [--gangealing DIR_OR_REPO] [--cocosnet DIR_OR_REPO] [--coat DIR_OR_REPO]
+                  (or COORDGAN_MODEL / GANGEALING_MODEL / COCOSNET_MODEL / COAT_MODEL; default checkpoints/*-faces)
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from demos import exemplar_translation, label_propagation, models, structure_texture, synthetic_data  # noqa: E402
+from demos import appearance_transfer, exemplar_translation, label_propagation, models, structure_texture, synthetic_data  # noqa: E402
 
-TITLE = "Dense correspondence GANs: CoordGAN, GANgealing, CoCosNet"
+TITLE = "Dense correspondence: CoordGAN, GANgealing, CoCosNet, COAT"
 CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 MAX_FILE_SIZE = "40mb"  # uploads beyond this are refused before any of our code runs
 
@@ -32,6 +32,8 @@ def build_app(pipelines: dict | None = None) -> gr.Blocks:
             label_propagation.create_demo(pipelines.get("coordgan"), pipelines.get("gangealing"))
         with gr.Tab("Exemplar translation"):
             exemplar_translation.create_demo(pipelines.get("cocosnet"))
+        with gr.Tab("Appearance transfer"):
+            appearance_transfer.create_demo(pipelines.get("coat"))
         with gr.Tab("Synthetic data"):
             synthetic_data.create_demo()
     return app

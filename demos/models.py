@@ -79,6 +79,14 @@ SPECS = {
             official_folder_file="latest_net_G.pth",
             official_options=dict(config=None, correspondence=None),  # release recognised from the files; Corr beside G
         ),
+        ModelSpec(
+            "coat",
+            "COATPipeline",
+            "COAT_MODEL",
+            "checkpoints/coat-faces",
+            "python train/coat.py --config tiny --data synthetic:faces --output runs/coat-faces "
+            "and copy runs/coat-faces/pipeline to checkpoints/coat-faces",
+        ),
     )
 }
 

@@ -55,7 +55,8 @@ def face(tmp_path_factory):
 def test_api_lists_exactly_the_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
-    assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate", "/synthetic"}
+    assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate",
+                                           "/transfer_appearance", "/synthetic"}
     assert not api["unnamed_endpoints"]
 
 
@@ -287,3 +288,24 @@ def test_edge_model_translation_without_server(tmp_path):
     expected = pipe.translate(Image.open(edges).convert("L"), Image.open(examples.path("exemplar_0.png")).convert("RGB"), return_warped=True)
     assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and image.size == (examples.RESOLUTION,) * 2
     assert np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
+
+
+def test_transfer_appearance_matches_the_pipeline_and_refuses_bad_input(client, app_server, tmp_path):
+    from demos.appearance_transfer import synthetic_pair
+
+    pipe = loaded(app_server, "coat")
+    content, style, _ = synthetic_pair()
+    result, matches = client.predict(file(content), file(style), 2, api_name="/transfer_appearance")
+    expected = pipe.transfer(Image.open(content).convert("RGB"), Image.open(style).convert("RGB"), n=2)
+    assert np.array_equal(pixels(result), np.asarray(expected.image))
+    assert pixels(matches).shape[0] == 256 and pixels(matches).shape[1] > 512  # content | style, 256 px high
+    other = pixels(client.predict(file(content), file(style), 0, api_name="/transfer_appearance")[0])
+    assert not np.array_equal(other, pixels(result))  # n changes which decoder layers see the content
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    assert "is not an image file" in app_error(client, file(notes), file(style), 2, api_name="/transfer_appearance")
+    assert f"must be a whole number from 0 to {pipe.num_layers}" in app_error(client, file(content), file(style), 2.5,
+                                                                                 api_name="/transfer_appearance")
+    big = tmp_path / "big.png"
+    Image.new("L", (4100, 20)).save(big)
+    assert "the limit is 4096 pixels a side" in app_error(client, file(content), file(big), 2, api_name="/transfer_appearance")

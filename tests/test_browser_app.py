@@ -138,6 +138,20 @@ def test_exemplar_translation_tab(page, app_server):
     shoot(page, "exemplar_translation")
 
 
+def test_appearance_transfer_tab(page, app_server):
+    from demos.appearance_transfer import MATCH_PANEL, synthetic_pair
+
+    page.get_by_role("tab", name="Appearance transfer").click()
+    content, style, _ = synthetic_pair()
+    upload(page, "coat-content", content)
+    upload(page, "coat-style", style)
+    page.get_by_role("button", name="Transfer appearance").click()
+    assert output_image(page, "coat-result") == [examples.RESOLUTION] * 2  # the content's size
+    width, height = output_image(page, "coat-matches")
+    assert height == MATCH_PANEL and width > 2 * MATCH_PANEL
+    shoot(page, "appearance_transfer")
+
+
 def test_synthetic_data_tab(page):
     page.get_by_role("tab", name="Synthetic data").click()
     seed = page.get_by_label("Structure seed").last

@@ -1,0 +1,120 @@
+"""Tab: COAT appearance transfer. A content photo and a style photo -> the content's object with the
+style's appearance, a slider for n (decoder layers driven by the content), and the confident
+matches (mutual nearest neighbours, eq. 2) that carried the style's features, drawn as lines
+between the two photos.
+
+Runs alone with `python -m demos.appearance_transfer [PIPELINE_DIR]`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
+
+import synthetic
+
+from . import examples, inputs, models
+
+MATCH_PANEL = 256  # each photo's height in the matches view
+MAX_LINES = 160  # matches drawn (a spread subsample of the finest scale's)
+
+
+def transfer(pipe, content_image, style_image, n=None):
+    """-> (result at the content's size (at most DISPLAY_SIDE a side), matches view)."""
+    pipe = models.require(pipe)
+    content = inputs.display_size(inputs.load_rgb(content_image, "content photo"))[0]
+    style = inputs.display_size(inputs.load_rgb(style_image, "style photo"))[0]
+    if n is None or not float(n).is_integer() or not 0 <= int(n) <= pipe.num_layers:
+        raise gr.Error(f"n (content layers) must be a whole number from 0 to {pipe.num_layers}.")
+    out = pipe.transfer(content, style, n=int(n))
+    return out.image, matches_view(content, style, out.matches[0])
+
+
+def matches_view(content: Image.Image, style: Image.Image, matches) -> np.ndarray:
+    """Content (left) and style (right) side by side at MATCH_PANEL px high, a line and a dot of
+    one colour per confident match (colour = position in the content)."""
+    panels, scales = [], []
+    for im in (content, style):
+        scale = MATCH_PANEL / im.height
+        panels.append(im.resize((max(1, round(im.width * scale)), MATCH_PANEL), Image.BILINEAR))
+        scales.append(scale)
+    gap = 16
+    canvas = Image.new("RGB", (panels[0].width + gap + panels[1].width, MATCH_PANEL), (255, 255, 255))
+    canvas.paste(panels[0], (0, 0))
+    canvas.paste(panels[1], (panels[0].width + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    a, b = matches.content_points, matches.style_points
+    keep = np.linspace(0, len(a) - 1, min(len(a), MAX_LINES)).round().astype(int) if len(a) else []
+    for i in keep:
+        (xa, ya), (xb, yb) = a[i] * scales[0], b[i] * scales[1]
+        xb += panels[0].width + gap
+        u, v = xa / panels[0].width, ya / MATCH_PANEL  # colour by where the match starts
+        colour = (int(255 * u), int(255 * v), int(255 * (1 - u)))
+        draw.line([(xa, ya), (xb, yb)], fill=colour, width=1)
+        for x, y in ((xa, ya), (xb, yb)):
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+    return np.asarray(canvas)
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic_pair() -> tuple[str, str, str]:
+    """Content render(sA, tA), style render(sB, tB) and the exact answer render(sA, tB), as files."""
+    folder = examples.folder()
+    s = synthetic.sample_structures("faces", 2, seed=31, pose="medium")
+    t = synthetic.sample_textures("faces", 2, seed=32)
+    images = synthetic.render("faces", s[[0, 1, 0]], t[[0, 1, 1]], examples.RESOLUTION).image
+    names = []
+    for name, image in zip(("coat_content", "coat_style", "coat_answer"), images):
+        Image.fromarray(image).save(folder / f"{name}.png")
+        names.append(str(folder / f"{name}.png"))
+    return tuple(names)
+
+
+def create_demo(pipe) -> None:
+    models.missing_notice(pipe)
+    num_layers = pipe.num_layers if hasattr(pipe, "num_layers") else 8
+    default_n = pipe.default_content_layers if hasattr(pipe, "default_content_layers") else num_layers // 2
+    gr.Markdown(
+        "COAT transfers the **appearance of the style photo** onto the **object of the content photo**. "
+        "Features of both are matched at several scales; only confident matches (mutual nearest "
+        "neighbours) carry the style's features to the content's positions, and a StyleGAN-type decoder "
+        "renders the result. The first **n** decoder layers are driven by the content: a smaller n "
+        "transfers more. For the synthetic pair the exact answer (the content's structure in the "
+        "style's texture) is shown beside it."
+    )
+    with gr.Row():
+        content = inputs.ImageInput(label="Content photo (the object)", elem_id="coat-content")
+        style = inputs.ImageInput(label="Style photo (the appearance)", elem_id="coat-style")
+        answer = gr.Image(label="Exact answer (synthetic example only)", format="png", height=256, interactive=False,
+                          elem_id="coat-answer")
+    with gr.Row():
+        n = gr.Slider(0, num_layers, value=default_n, step=1, label=f"n: decoder layers driven by the content (0-{num_layers})")
+        button = gr.Button("Transfer appearance", variant="primary")
+    with gr.Row():
+        result = gr.Image(label="Result", format="png", height=256, elem_id="coat-result")
+        matches = gr.Image(label="Confident matches (finest scale): content left, style right", format="png", height=256,
+                           elem_id="coat-matches")
+    pair = synthetic_pair()
+    rows = [[pair[0], pair[1], pair[2], default_n]]
+    photos = examples.photos("astronaut.png", "chelsea.png")
+    if len(photos) == 2:
+        rows.append([photos[0], photos[1], None, default_n])
+    gr.Examples(rows, [content, style, answer, n], label="A synthetic pair with its exact answer; two real photos (scikit-image)")
+
+    @models.inference
+    def on_transfer(content_image, style_image, n=default_n):
+        return transfer(pipe, content_image, style_image, n)
+
+    gr.on([button.click, n.release], on_transfer, [content, style, n], [result, matches], api_name="transfer_appearance")
+
+
+if __name__ == "__main__":
+    import sys
+
+    pipes = models.load_all({"coat": sys.argv[1] if len(sys.argv) > 1 else None})
+    with gr.Blocks() as demo:
+        create_demo(pipes["coat"])
+    demo.queue().launch()
