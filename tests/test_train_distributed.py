@@ -44,6 +44,7 @@ def prerequisites(root: Path) -> dict:
                        "--pca-samples", "256", "--perceptual", "squeeze"],
         "classifier": ["train/gangealing.py", "--config", "micro", "--stage", "classifier", "--heldout-samples", "8", "--perceptual", "squeeze"],
         "cocosnet": ["train/cocosnet.py", "--config", "micro"],
+        "coat": ["train/coat.py", "--config", "tiny"],
     }
 
 
@@ -63,7 +64,7 @@ def reports(tmp_path_factory):
         return {name: (ranks, error) for name, ranks, error in pool.map(lambda item: launch(*item, root), entry_points.items())}
 
 
-@pytest.mark.parametrize("name", ["stylegan2", "coordgan", "coordgan-encoder", "gangealing", "classifier", "cocosnet"])
+@pytest.mark.parametrize("name", ["stylegan2", "coordgan", "coordgan-encoder", "gangealing", "classifier", "cocosnet", "coat"])
 def test_two_processes_average_gradients_over_different_data(reports, name):
     ranks, error = reports[name]
     assert not error, error
