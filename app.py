@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default: $GRADIO_SERVER_PORT or 7860)")
     for spec in models.SPECS.values():
-        parser.add_argument(spec.flag, default=None, metavar="DIR_OR_REPO", help=f"{spec.name} pipeline: a save_pretrained folder or a Hub repo id (default: ${spec.env} or {spec.default})")
+        parser.add_argument(spec.flag, default=None, metavar="DIR_OR_REPO", help=f"{spec.name} pipeline: {spec.accepts}, or official:NAME (a named release of the authors: coordgan, gangealing) (default: ${spec.env} or {spec.default})")
     parser.add_argument(
         "--concurrency",
         type=int,

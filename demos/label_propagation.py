@@ -14,10 +14,11 @@ import tempfile
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 import synthetic
 
-from . import examples, inputs, models
+from . import examples, inputs, models, structure_texture
 
 CLASS_NAMES = synthetic.category("faces").class_names  # the bundled checkpoints' classes
 NUM_CLASSES = len(CLASS_NAMES)
@@ -27,9 +28,18 @@ MAX_EDIT_IMAGES = 16
 
 
 # ------------------------------------------------------------------ CoordGAN
-def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, progress=None):
+RULES = {"ours": "ours: the nearest canonical coordinate (eq. 1) at the image size",
+         "authors": "the authors' evaluation: softmax over the L2 distance / 0.01 at the map size"}
+
+
+def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, progress=None, rule="ours"):
     """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay)."""
     pipe = models.require(pipe)
+    if rule not in RULES:
+        raise gr.Error(f"The propagation rule must be one of {', '.join(RULES)}, got {rule!r}.")
+    if pipe.encoder is None:
+        raise gr.Error("This CoordGAN model has no encoder, so it cannot read real images; load one converted with the authors' "
+                       "encoder checkpoint (python -m coordgan.convert_official CKPT.pt --encoder ENC.pt --output DIR).")
     reference = inputs.load_rgb(reference_image, "reference image")
     labels = inputs.load_label_map(reference_labels, MAX_LABEL_IDS, "reference label map")
     num_classes = max(NUM_CLASSES, int(labels.max()) + 1)  # colours: the palette's first num_classes
@@ -46,7 +56,7 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     queries = [inputs.load_rgb(query_image, "query image")] + [inputs.load_rgb(p, f"query image {i + 2}") for i, p in enumerate(extra)]
     if progress is not None:
         progress(0.1, desc="encoding and matching correspondence maps")
-    predicted = pipe.propagate_labels(reference, labels, queries)
+    predicted = pipe.propagate_labels(reference, labels, queries, rule=rule)
     overlays = [inputs.overlay(q, p, num_classes) for q, p in zip(queries, predicted)]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
     return overlays[0], inputs.colorize(inputs.display_size(queries[0], predicted[0])[1], num_classes), gallery
@@ -117,6 +127,7 @@ def propagate_edit(pipe, edit_rgba, image, more_images=None, video=None, progres
                 progress(k / len(frames), desc="video frames")
             done += pipe.propagate_edit(edit, frames[k : k + 8])
         video_out = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
+        done = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in done]  # 4x faster than the GIF writer's own
         done[0].save(video_out, save_all=True, append_images=done[1:], duration=int(round(frame_seconds * 1000)), loop=0)
     return edited[0], gallery, video_out
 
@@ -130,7 +141,10 @@ def edit_from_editor(editor_value):
 def create_demo(coordgan, gangealing=None) -> None:
     gr.Markdown("## CoordGAN: carry a segmentation from one image to others")
     models.missing_notice(coordgan)
+    if coordgan and coordgan.encoder is None:
+        gr.Markdown("⚠️ **This CoordGAN model has no encoder**: it generates references, but reading real images needs the authors' encoder checkpoint.")
     gr.Markdown(
+        structure_texture.model_summary(coordgan) + " "
         "Give a reference image and its label map (upload an index PNG whose pixel values are "
         "class ids, a PNG in the class colours, or paint on the reference below). Each query "
         "pixel takes the label of the reference pixel with the same canonical coordinate. The "
@@ -152,7 +166,9 @@ def create_demo(coordgan, gangealing=None) -> None:
             more_queries = gr.File(file_count="multiple", file_types=["image"], label=f"More query images (up to {MAX_QUERIES - 1})")
     with gr.Accordion("Paint the label map on the reference", open=False):
         painter = inputs.LabelPainter(NUM_CLASSES, 2, elem_id="lp-painter")
-    propagate_button = gr.Button("Propagate labels", variant="primary")
+    with gr.Row():
+        rule = gr.Radio([(label, key) for key, label in RULES.items()], value="ours", label="Propagation rule")
+        propagate_button = gr.Button("Propagate labels", variant="primary")
     with gr.Row():
         overlay = gr.Image(label="Query with propagated labels", format="png", height=256, elem_classes="pixelated", elem_id="lp-overlay")
         label_map = gr.Image(label="Propagated label map", format="png", height=256, elem_classes="pixelated", elem_id="lp-label-map")
@@ -174,11 +190,11 @@ def create_demo(coordgan, gangealing=None) -> None:
     painter.input(lambda v: inputs.painted_or_skip(v, NUM_CLASSES), painter, reference_labels, api_visibility="private", queue=False)
 
     @models.inference
-    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, progress=gr.Progress()):
-        return propagate_labels(coordgan, reference_image, reference_labels, query_image, more_queries, progress)
+    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, rule="ours", progress=gr.Progress()):
+        return propagate_labels(coordgan, reference_image, reference_labels, query_image, more_queries, progress, rule)
 
     propagate_button.click(
-        on_propagate, [reference_image, reference_labels, query_image, more_queries], [overlay, label_map, gallery], api_name="propagate_labels"
+        on_propagate, [reference_image, reference_labels, query_image, more_queries, rule], [overlay, label_map, gallery], api_name="propagate_labels"
     )
 
     gr.Markdown("## GANgealing: paint once on the average congealed image")

@@ -35,6 +35,7 @@ class ModelSpec:
     official: str = ""  # the authors' released files this flag also takes ("" when there is no importer)
     official_folder_file: str = ""  # a folder holding this file is an authors' checkpoint folder, not save_pretrained
     official_options: dict = field(default_factory=dict)  # keyword options for from_official_checkpoint
+    official_files: bool = True  # False: the flag takes no authors' files even if the pipeline has an importer
 
     @property
     def flag(self) -> str:
@@ -56,6 +57,9 @@ SPECS = {
             "checkpoints/coordgan-faces",
             "python train/coordgan.py --config tiny --data synthetic:faces --output runs/coordgan-faces "
             "(then the same with --stage encoder) and copy runs/coordgan-faces/pipeline to checkpoints/coordgan-faces",
+            # the authors' release is a generator file plus an encoder file, more than one flag value names:
+            # --coordgan takes their converted folder (python -m coordgan.convert_official) or official:NAME
+            official_files=False,
         ),
         ModelSpec(
             "gangealing",
@@ -140,7 +144,7 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     path = Path(source).expanduser()
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
-    importer = getattr(cls, "from_official_checkpoint", None) if spec.official else None  # files go to importers the spec names
+    importer = getattr(cls, "from_official_checkpoint", None) if spec.official_files else None
     authors_folder = bool(spec.official_folder_file) and (path / spec.official_folder_file).is_file() and not (path / "model_index.json").is_file()
     official = path.is_file() or authors_folder
     if official and importer is None:

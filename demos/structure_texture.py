@@ -14,8 +14,34 @@ from . import inputs, models
 MAX_GRID = 6
 
 
-def generate(pipe, structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0):
-    """-> (image, correspondence map image), both PIL at the model's resolution."""
+def model_summary(pipe) -> str:
+    """One line on the loaded model: image sizes, the correspondence map's size, the encoder."""
+    if not pipe:
+        return ""
+    g = pipe.generator
+    sizes = " or ".join(f"{r} px" for r in reversed(g.resolutions))
+    official = " (the authors' architecture)" if g.config.coordinate_grid == "linspace" else ""
+    encoder = "an encoder for real images" if pipe.encoder is not None else "no encoder: real images cannot be encoded"
+    return f"Model{official}: {sizes} images, a {g.config.coordinate_resolution}x{g.config.coordinate_resolution} correspondence map, {encoder}."
+
+
+def image_size(pipe, resolution):
+    """The requested image size, one of the generator's stages (None: its full resolution)."""
+    if resolution in (None, ""):
+        return None
+    sizes = pipe.generator.resolutions
+    try:
+        value = int(resolution)
+    except (TypeError, ValueError):
+        value = None
+    if value not in sizes:
+        raise gr.Error(f"The image size must be one of {', '.join(map(str, sizes))} px for this model, got {resolution!r}.")
+    return value
+
+
+def generate(pipe, structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0,
+             resolution=None):
+    """-> (image, correspondence map image), both PIL at `resolution` (default: the model's own)."""
     pipe = models.require(pipe)
     s = inputs.seed(structure_seed, "structure seed")
     t = inputs.seed(texture_seed, "texture seed")
@@ -29,14 +55,16 @@ def generate(pipe, structure_seed, texture_seed, structure_seed_2=None, texture_
         structure_mix=inputs.fraction(structure_mix, "structure interpolation"),
         texture_mix=inputs.fraction(texture_mix, "texture interpolation"),
         truncation=inputs.fraction(truncation, "truncation", 0.0, 1.0),
+        resolution=image_size(pipe, resolution),
     )
     return out.images[0], out.correspondence_images[0]
 
 
-def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, progress=None):
+def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, progress=None, resolution=None):
     """Rows share a structure code, columns a texture code; the last column shows each row's
     correspondence map. -> uint8 [rows*R, (cols+1)*R, 3]."""
     pipe = models.require(pipe)
+    resolution = image_size(pipe, resolution)
     s0 = inputs.seed(structure_seed, "structure seed")
     t0 = inputs.seed(texture_seed, "texture seed")
     if rows is None or cols is None or not (1 <= int(rows) <= MAX_GRID and 1 <= int(cols) <= MAX_GRID):
@@ -47,7 +75,7 @@ def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, pro
     for r in range(rows):
         if progress is not None:
             progress((r, rows), desc="generating rows")
-        out = pipe.generate(structure_seed=[s0 + r] * cols, texture_seed=[t0 + c for c in range(cols)], truncation=truncation)
+        out = pipe.generate(structure_seed=[s0 + r] * cols, texture_seed=[t0 + c for c in range(cols)], truncation=truncation, resolution=resolution)
         cells = [np.asarray(im.convert("RGB")) for im in out.images] + [np.asarray(out.correspondence_images[0].convert("RGB"))]
         lines.append(np.concatenate(cells, axis=1))
     return np.concatenate(lines, axis=0)
@@ -59,7 +87,7 @@ def create_demo(pipe) -> None:
         "CoordGAN draws a **structure code** (pose and shape, shown as the dense correspondence "
         "map: each pixel's canonical coordinate, x red and y green) and a **texture code** "
         "(appearance) independently. Change one seed and the other stays put. The sliders "
-        "interpolate each code towards a second seed."
+        "interpolate each code towards a second seed. " + model_summary(pipe)
     )
     with gr.Row():
         with gr.Column():
@@ -72,6 +100,8 @@ def create_demo(pipe) -> None:
             structure_mix = gr.Slider(0, 1, value=0, step=0.05, label="Structure: first -> second seed")
             texture_mix = gr.Slider(0, 1, value=0, step=0.05, label="Texture: first -> second seed")
             truncation = gr.Slider(0, 1, value=1.0, step=0.05, label="Truncation (1 = none)")
+            sizes = pipe.generator.resolutions if pipe else []
+            resolution = gr.Radio(sizes, value=sizes[-1] if sizes else None, label="Image size (px)", visible=len(sizes) > 1)
             button = gr.Button("Generate", variant="primary")
         image = gr.Image(label="Image", format="png", height=256, elem_classes="pixelated", elem_id="st-image")
         correspondence = gr.Image(label="Correspondence map", format="png", height=256, elem_classes="pixelated", elem_id="st-correspondence")
@@ -79,13 +109,14 @@ def create_demo(pipe) -> None:
     gr.Examples([[0, 1, 2, 3, 0, 0, 1.0], [0, 5, 2, 3, 0, 0, 1.0], [4, 1, 2, 3, 0.5, 0, 0.7]], controls, label="Seeds")
 
     @models.inference
-    def on_generate(structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0):
-        return generate(pipe, structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation)
+    def on_generate(structure_seed, texture_seed, structure_seed_2=None, texture_seed_2=None, structure_mix=0.0, texture_mix=0.0, truncation=1.0,
+                    resolution=None):
+        return generate(pipe, structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation, resolution)
 
     gr.on(
         [button.click, structure_mix.release, texture_mix.release, truncation.release],
         on_generate,
-        controls,
+        [*controls, resolution],
         [image, correspondence],
         api_name="generate",
     )
@@ -98,10 +129,10 @@ def create_demo(pipe) -> None:
     grid_image = gr.Image(label="Grid", format="png", height=256, elem_classes="pixelated", elem_id="st-grid")
 
     @models.inference
-    def on_grid(structure_seed, texture_seed, rows, cols, truncation, progress=gr.Progress()):
-        return grid(pipe, structure_seed, texture_seed, rows, cols, truncation, progress)
+    def on_grid(structure_seed, texture_seed, rows, cols, truncation, resolution=None, progress=gr.Progress()):
+        return grid(pipe, structure_seed, texture_seed, rows, cols, truncation, progress, resolution)
 
-    grid_button.click(on_grid, [structure_seed, texture_seed, rows, cols, truncation], grid_image, api_name="grid")
+    grid_button.click(on_grid, [structure_seed, texture_seed, rows, cols, truncation, resolution], grid_image, api_name="grid")
 
 
 if __name__ == "__main__":
