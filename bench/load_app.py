@@ -145,7 +145,8 @@ def main(argv=None) -> dict:
         def one(item):
             bad, endpoint, make_args = item
             if not hasattr(local, "client"):
-                local.client = Client(url, verbose=False)
+                # a browser waits for an upload; httpx's 5 s default would count a busy server as a failure
+                local.client = Client(url, verbose=False, httpx_kwargs={"timeout": args.timeout})
             start = time.perf_counter()
             try:
                 local.client.submit(*make_args(), api_name=endpoint).result(timeout=args.timeout)

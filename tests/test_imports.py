@@ -125,7 +125,7 @@ def test_no_module_level_import_cycle_inside_a_package(package):
 
 
 def test_converters_build_on_pipelines_not_the_reverse():
-    for package in ("gangealing", "cocosnet"):
+    for package in ("coordgan", "gangealing", "cocosnet"):
         converter = imports(ROOT / package / "convert_official.py", module_level_only=True)
         pipeline = imports(ROOT / package / "pipeline.py", module_level_only=False)
         assert f"{package}.pipeline" in converter
