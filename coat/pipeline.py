@@ -175,8 +175,12 @@ class COATPipeline(DiffusionPipeline):
         Returns:
             TransferOutput: the image and, per scale, the confident matches as points.
         Example:
-            >>> pipe = tiny_random_pipeline()  # doctest: +SKIP
-            >>> pipe.transfer("content.png", "style.png", n=3).image.save("out.png")  # doctest: +SKIP
+            >>> import numpy as np
+            >>> pipe = tiny_random_pipeline()  # or COATPipeline.from_pretrained("checkpoints/coat-faces")
+            >>> photo = np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)
+            >>> out = pipe.transfer(photo, photo[:, ::-1], n=3)
+            >>> out.image.size, out.n, len(out.matches)
+            ((80, 48), 3, 3)
         """
         x, size = self.preprocess(content)
         y, style_size = self.preprocess(style)
