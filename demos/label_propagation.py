@@ -57,9 +57,10 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     if progress is not None:
         progress(0.1, desc="encoding and matching correspondence maps")
     predicted = pipe.propagate_labels(reference, labels, queries, rule=rule)
-    overlays = [inputs.overlay(q, p, num_classes) for q, p in zip(queries, predicted)]
+    shown = [inputs.display_size(q, p) for q, p in zip(queries, predicted)]  # scaled down once, for both views
+    overlays = [inputs.overlay(q, p, num_classes) for q, p in shown]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
-    return overlays[0], inputs.colorize(inputs.display_size(queries[0], predicted[0])[1], num_classes), gallery
+    return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery
 
 
 def generate_reference(pipe, structure_seed, texture_seed):

@@ -13,13 +13,13 @@ window gives the exact window; one full 128 px image and the full 512 px image a
 when measured (see coordgan/README.md).
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from official_fixtures import rebuild
 
 from coordgan import CoordGANPipeline
 from coordgan.convert_official import generator_key_map
@@ -40,24 +40,6 @@ def load_fixture(folder, name):
 
 def fixture_json(folder, name):
     return json.loads((folder / name).read_text())
-
-
-def rebuild(plan, bank):
-    """Fill rule of the fixtures' README: bank[(offset + j) mod n] * float32(scale), digests checked."""
-    state = {}
-    for e in plan:
-        if e["source"] == "bank":
-            idx = (e["bank_offset"] + torch.arange(e["numel"])) % bank.numel()
-            t = bank[idx]
-            if e["scale"] != 1.0:
-                t = t * torch.tensor(e["scale"], dtype=torch.float32)
-            t = t.reshape(e["shape"]).contiguous()
-            digest = hashlib.sha256(t.numpy().astype("<f4").tobytes()).hexdigest()
-            assert digest == e["digest"]["sha256_f32le"], f"fill of {e['key']} is not bit-exact"
-        else:
-            t = torch.tensor(e["values_flat"], dtype=torch.float32).reshape(e["shape"])
-        state[e["key"]] = t
-    return state
 
 
 def assert_close(ours, ref, atol, what):

@@ -8,12 +8,12 @@ and run our pipeline's equivalent calls. Tolerances: verification.json.
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from official_fixtures import rebuild
 
 from gangealing import GANgealingPipeline, StyleGAN2Generator
 from gangealing.convert_official import main as convert_main
@@ -31,24 +31,6 @@ def load_fixture(name):
     from safetensors.torch import load_file
 
     return load_file(FIXTURES / name)
-
-
-def rebuild(plan, bank):
-    """Fill rule of the fixtures' README: bank[(offset + j) mod n] * float32(scale), digests checked."""
-    state = {}
-    for e in plan:
-        if e["source"] == "bank":
-            idx = (e["bank_offset"] + torch.arange(e["numel"])) % bank.numel()
-            t = bank[idx]
-            if e["scale"] != 1.0:
-                t = t * torch.tensor(e["scale"], dtype=torch.float32)
-            t = t.reshape(e["shape"]).contiguous()
-            digest = hashlib.sha256(t.numpy().astype("<f4").tobytes()).hexdigest()
-            assert digest == e["digest"]["sha256_f32le"], f"fill of {e['key']} is not bit-exact"
-        else:
-            t = torch.tensor(e["values_flat"], dtype=torch.float32).reshape(e["shape"])
-        state[e["key"]] = t
-    return state
 
 
 def assert_close(ours, ref, atol, what):
