@@ -1,0 +1,94 @@
+"""Where a point of one image lands in another through congealed space (section 4.2), how sure
+the congealing is, and the dense flow between two images.
+
+Points are (x, y) pixel indices: the centre of pixel (i, j) is (i, j), so an image of W x H
+pixels spans [-0.5, W - 0.5] x [-0.5, H - 0.5]; clicks and `.npy` flows use the same convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .transformer import identity_grid
+
+
+@dataclass
+class PointMatches:
+    points: np.ndarray  # float32 (N, 2): the matches in image B (pixel indices x, y)
+    confidence: np.ndarray  # float32 (N,) in [0, 1]
+    heatmaps: np.ndarray  # float32 (N, h, w): where each point could go in B, sums to 1 (covers all of B)
+
+
+def _check_points(points, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    pts = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
+    if not np.isfinite(pts).all() or ((pts < 0) | (pts[:, :1] > w - 1) | (pts[:, 1:] > h - 1)).any():
+        raise ValueError(f"points must lie inside image A: 0 <= x <= {w - 1}, 0 <= y <= {h - 1} (pixel indices)")
+    return pts
+
+
+@torch.no_grad()
+def match_points(pipe, image_a, image_b, points, cluster: int | None = None, heatmaps: bool = True) -> PointMatches:
+    """Each point of `image_a` -> `image_b`: into congealed space by A's transformation, out by B's
+    (as `GANgealingPipeline.transfer_keypoints`, without the left/right swap).
+
+    The heat map spreads the point over the congealed cells whose sampling position in A lies near
+    it (weights exp(-d^2 / 2 sigma^2), sigma = one flow cell in A's model pixels) and shows where B
+    samples those cells, binned on a grid of one flow cell over the whole of B. Confidence is the
+    heat map's mass within one cell of the match times the coverage exp(-d_min^2 / 2 sigma^2):
+    near 0 where no congealed cell samples the point (background the congealing crops away).
+    """
+    x, frames = pipe.preprocess([image_a, image_b])
+    fa, fb = frames
+    pts = _check_points(points, (fa.height, fa.width))
+    al = pipe.align(x, cluster=cluster)
+    rows = [type(al)(*[v[i : i + 1] for v in vars(al).values()]) for i in range(2)]
+    s, f = pipe.input_size, al.grid_flow_size.shape[1]
+    cells = identity_grid(f, 1, x.device, al.grid_flow_size.dtype).reshape(1, -1, 2)
+    pos_a = pipe.congealed_points_to_input(rows[0], cells)[0].float()  # (F*F, 2) A's model pixels sampled by each cell
+    pos_b = pipe._from_model_pixels(pipe.congealed_points_to_input(rows[1], cells)[0].float().cpu().numpy(), fb)  # B's pixels
+    pm = torch.from_numpy(pipe._to_model_pixels(pts, fa).astype(np.float32)).to(pos_a.device)
+    congealed = pipe.input_points_to_congealed(rows[0], pm[None])
+    matched = pipe._from_model_pixels(pipe.congealed_points_to_input(rows[1], congealed)[0].float().cpu().numpy(), fb)
+    matched = np.clip(matched, 0, [fb.width - 1, fb.height - 1]).astype(np.float32)
+
+    sigma = s / f
+    d2 = torch.cdist(pm, pos_a).square() if len(pts) else torch.zeros(0, f * f)  # (N, F*F)
+    weights = torch.softmax(-d2 / (2 * sigma**2), 1).cpu().numpy()
+    coverage = torch.exp(-d2.min(1).values / (2 * sigma**2)).cpu().numpy() if len(pts) else np.zeros(0)
+    cell = fb.side / f  # B pixels per flow cell
+    gh, gw = max(1, int(np.ceil(fb.height / cell))), max(1, int(np.ceil(fb.width / cell)))
+    bx = np.clip(((pos_b[:, 0] + 0.5) / cell).astype(np.int64), 0, gw - 1)
+    by = np.clip(((pos_b[:, 1] + 0.5) / cell).astype(np.int64), 0, gh - 1)
+    heat = np.zeros((len(pts), gh * gw), np.float32)
+    np.add.at(heat.T, by * gw + bx, weights.T)
+    heat = torch.from_numpy(heat.reshape(-1, gh, gw))
+    mx = np.clip(((matched[:, 0] + 0.5) / cell).astype(np.int64), 0, gw - 1)
+    my = np.clip(((matched[:, 1] + 0.5) / cell).astype(np.int64), 0, gh - 1)
+    pooled = F.avg_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] * 9
+    near = pooled.flatten(1).gather(1, torch.from_numpy(my * gw + mx)[:, None])[:, 0].numpy()
+    confidence = np.clip(near * coverage, 0, 1).astype(np.float32)
+    return PointMatches(matched, confidence, heat.numpy() if heatmaps else np.zeros((0, gh, gw), np.float32))
+
+
+def dense_flow(pipe, image_a, image_b, cluster: int | None = None, max_side: int = 256) -> np.ndarray:
+    """For every pixel of `image_b` (at most `max_side` per side; larger images are sampled on a
+    grid of that size), its match in `image_a` through congealed space: float32 (H', W', 2) pixel
+    indices (x, y) of A, NaN where B's pixel is outside the congealed frame's reach."""
+    out = pipe.dense_correspondence(image_a, image_b, cluster=cluster)  # model frames, (S, S, 2)
+    _, (fa, fb) = pipe.preprocess([image_a, image_b])
+    s = pipe.input_size
+    hb, wb = fb.height, fb.width
+    gh, gw = min(hb, max_side), min(wb, max_side)
+    ys, xs = (np.arange(gh) + 0.5) * hb / gh - 0.5, (np.arange(gw) + 0.5) * wb / gw - 0.5
+    grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+    model = np.round(pipe._to_model_pixels(grid, fb)).astype(np.int64)
+    inside = (model >= 0).all(1) & (model < s).all(1)
+    model = np.clip(model, 0, s - 1)
+    flow = pipe._from_model_pixels(out.flow[model[:, 1], model[:, 0]], fa)
+    flow[~(inside & out.valid[model[:, 1], model[:, 0]])] = np.nan
+    return flow.reshape(gh, gw, 2).astype(np.float32)

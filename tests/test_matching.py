@@ -1,0 +1,94 @@
+"""Click-a-point correspondence of every method (`<package>.matching`) on synthetic pairs whose
+exact correspondence is known: the renderer's keypoints of image A and image B are the same
+canonical points, so B's keypoint is the true match of A's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synthetic
+from coat import matching as coat_matching
+from coat.pipeline import COATPipeline
+from cocosnet import matching as cocosnet_matching
+from cocosnet.pipeline import CoCosNetPipeline
+from coordgan import matching as coordgan_matching
+from coordgan.pipeline import CoordGANPipeline
+from gangealing import matching as gangealing_matching
+from gangealing.pipeline import GANgealingPipeline
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+PAIRS = 6
+
+
+def _pipe(name):
+    cls = {"coordgan": CoordGANPipeline, "gangealing": GANgealingPipeline, "cocosnet": CoCosNetPipeline, "coat": COATPipeline}[name]
+    return cls.from_pretrained(CHECKPOINTS / f"{name}-faces")
+
+
+MATCH = {
+    "coordgan": lambda pipe, a, b, pts: coordgan_matching.match_points(pipe, a.image[0], b.image[0], pts),
+    "gangealing": lambda pipe, a, b, pts: gangealing_matching.match_points(pipe, a.image[0], b.image[0], pts),
+    "cocosnet": lambda pipe, a, b, pts: cocosnet_matching.match_points(pipe, a.labels[0], b.image[0], pts),
+    "coat": lambda pipe, a, b, pts: coat_matching.match_points(pipe, a.image[0], b.image[0], pts),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MATCH))
+def method(request):
+    return request.param, _pipe(request.param)
+
+
+def test_matches_beat_the_identity_guess_on_exact_pairs(method):
+    """Mean distance to the true match (B's keypoint) against the identity guess (A's keypoint)."""
+    name, pipe = method
+    pose = "wide" if name == "gangealing" else "aligned"  # the pose range each was trained on
+    batch = synthetic.sample("faces", 2 * PAIRS, 64, seed=321, pose=pose)  # images the models never saw (training uses other seeds)
+    ours, identity = [], []
+    for i in range(PAIRS):
+        a, b = batch[2 * i], batch[2 * i + 1]
+        vis = a.visible[0] & b.visible[0]
+        pa, pb = a.keypoints[0][vis] - 0.5, b.keypoints[0][vis] - 0.5  # renderer: continuous pixels; ours: pixel indices
+        out = MATCH[name](pipe, a, b, pa)
+        assert out.points.shape == pa.shape and out.points.dtype == np.float32
+        assert out.confidence.shape == (len(pa),) and (out.confidence >= 0).all() and (out.confidence <= 1 + 1e-6).all()
+        assert out.heatmaps.shape[0] == len(pa)
+        np.testing.assert_allclose(out.heatmaps.sum((1, 2)), 1, atol=1e-4)
+        ours.append(np.linalg.norm(out.points - pb, axis=1))
+        identity.append(np.linalg.norm(pa - pb, axis=1))
+    ours, identity = np.concatenate(ours).mean(), np.concatenate(identity).mean()
+    assert ours < 0.7 * identity, f"{name}: {ours:.2f} px from the true match vs {identity:.2f} px for the identity guess"
+
+
+def test_points_outside_image_a_are_refused(method):
+    name, pipe = method
+    a = synthetic.sample("faces", 2, 64, seed=1)
+    with pytest.raises(ValueError, match="points must lie inside"):
+        MATCH[name](pipe, a[0], a[1], np.array([[64.0, 3.0]]))
+    assert MATCH[name](pipe, a[0], a[1], np.zeros((0, 2))).points.shape == (0, 2)
+
+
+def test_dense_flows_agree_with_the_point_matches():
+    """The `.npy` flow of each method is its point matcher on a pixel (or cell) grid."""
+    batch = synthetic.sample("faces", 2, 64, seed=5)
+    a, b = batch.image[0], batch.image[1]
+    coordgan = _pipe("coordgan")
+    flow = coordgan_matching.dense_flow(coordgan, a, b)  # for each pixel of b, where it is in a
+    assert flow.shape == (64, 64, 2)
+    probe = np.array([[10, 20], [40, 33]])
+    np.testing.assert_array_equal(flow[probe[:, 1], probe[:, 0]], coordgan_matching.match_points(coordgan, b, a, probe).points)
+    coat = _pipe("coat")
+    flow = coat_matching.dense_flow(coat, a, b)  # for each cell of a, where it is in b
+    cells = flow.shape[0]
+    centre = (np.array([[3, 7]]) + 0.5) * 64 / cells - 0.5
+    np.testing.assert_array_equal(flow[7, 3], coat_matching.match_points(coat, a, b, centre).points[0])
+    cocosnet = _pipe("cocosnet")
+    flow = cocosnet_matching.dense_flow(cocosnet, batch.labels[0], b)
+    f = cocosnet.correspondence_network.feature_resolution
+    assert flow.shape == (f, f, 2)
+    np.testing.assert_array_equal(flow.reshape(-1, 2)[:5], cocosnet.correspondence(batch.labels[0], b, ((np.indices((f, f))[::-1].reshape(2, -1).T[:5] + 0.5) * 64 / f - 0.5)))
+    gangealing = _pipe("gangealing")
+    flow = gangealing_matching.dense_flow(gangealing, a, b)
+    assert flow.shape == (64, 64, 2) and np.isfinite(flow).mean() > 0.3
