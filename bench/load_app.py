@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,33 @@ def peak_rss_gib(pid: int) -> float:
     return float("nan")
 
 
+@contextmanager
+def running_app(start_timeout: float = 180):
+    """The app in a subprocess on its bundled checkpoints (no flags) and a free port, offline;
+    yields (url, the server process) once a client connects, and stops it afterwards."""
+    from gradio_client import Client
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + start_timeout
+        while True:
+            try:
+                Client(url, verbose=False)
+                break
+            except Exception:
+                if server.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"the app did not start: {server.stderr.read()[-2000:]}") from None
+                time.sleep(1)
+        yield url, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=16, help="concurrent gradio_client clients")
@@ -122,21 +150,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="load_app_"))
     files = make_inputs(work)
     valid, hostile = calls(files)
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                Client(url, verbose=False)
-                break
-            except Exception:
-                if server.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"the app did not start: {server.stderr.read()[-2000:]}") from None
-                time.sleep(1)
+    with running_app() as (url, server):
         plan = [(random.random() < args.hostile) for _ in range(args.calls)]
         plan = [(True, *random.choice(hostile)) if bad else (False, *random.choice(valid)) for bad in plan]
         local = threading.local()
@@ -164,9 +178,6 @@ def main(argv=None) -> dict:
             list(pool.map(one, plan))
         wall = time.time() - start
         rss = peak_rss_gib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     kinds = {}
     for _, _, outcome, _ in results:

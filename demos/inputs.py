@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 import synthetic
 from synthetic import colorize  # the app's class colours: synthetic.palette, background black
@@ -23,7 +23,7 @@ MAX_VIDEO_FRAMES = 120
 MAX_VIDEO_SIDE = 1024  # pixels: 120 frames of 16 MP would not fit in memory
 MAX_SEED = 2**31 - 1
 IMAGE_FORMATS = "PNG, JPEG, WebP, BMP, TIFF or GIF"
-VIDEO_FORMATS = "an animated GIF, WebP or PNG"
+VIDEO_FORMATS = "an MP4, MOV, WebM or MKV video, or an animated GIF, WebP or PNG"
 
 
 def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class)
@@ -253,27 +253,13 @@ def display_size(image: Image.Image, labels: np.ndarray | None = None):
 
 # ------------------------------------------------------------------ videos and numbers
 def load_video_frames(source, what: str = "video") -> tuple[list[Image.Image], float]:
-    """An animated GIF / WebP / PNG -> (RGB frames, seconds per frame). Longer than
-    MAX_VIDEO_SECONDS or MAX_VIDEO_FRAMES is refused."""
-    if source is None:
-        raise gr.Error(f"No {what} given: upload {VIDEO_FORMATS} first.")
-    path = Path(str(source))
-    if path.suffix.lower() in (".mp4", ".webm", ".mov", ".avi", ".mkv"):
-        raise gr.Error(f"{path.name!r}: this install reads short videos as {VIDEO_FORMATS}. Convert it, e.g. `ffmpeg -i in.mp4 -t 5 -vf fps=10 out.gif`.")
-    im = open_image(source, what)
-    if max(im.size) > MAX_VIDEO_SIDE:
-        raise gr.Error(f"The {what} is {im.width}x{im.height} pixels; videos may have at most {MAX_VIDEO_SIDE} pixels a side. Scale it down and upload it again.")
-    n = getattr(im, "n_frames", 1)
-    durations = []
-    frames = []
-    for i, frame in enumerate(ImageSequence.Iterator(im)):
-        if i >= MAX_VIDEO_FRAMES:
-            raise gr.Error(f"The {what} has {n} frames; the limit is {MAX_VIDEO_FRAMES}. Trim it and upload it again.")
-        durations.append(float(frame.info.get("duration", 100) or 100) / 1000)
-        frames.append(to_rgb(frame.copy()))
-        if sum(durations) > MAX_VIDEO_SECONDS:
-            raise gr.Error(f"The {what} is longer than {MAX_VIDEO_SECONDS:g} seconds; trim it to at most {MAX_VIDEO_SECONDS:g} s and upload it again.")
-    return frames, sum(durations) / len(durations)
+    """A short video -> (all its RGB frames, seconds per frame), for examples and tests; the app
+    streams frames instead (demos/video.py, which applies the same limits)."""
+    from .video import VideoReader  # video.py builds on this module
+
+    reader = VideoReader(source, what)
+    frames = list(reader)
+    return frames, sum(reader.frame_seconds) / len(frames)
 
 
 def seed(value, name: str) -> int:

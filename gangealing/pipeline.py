@@ -289,21 +289,53 @@ class GANgealingPipeline(DiffusionPipeline):
             raise ValueError(f"the edit must be an RGBA PIL image or a uint8 array [H, W, 4], got shape {arr.shape}")
         return torch.from_numpy(arr.astype(np.float32) / 255).permute(2, 0, 1).to(self.transformer.device)
 
+    def propagate_edit(self, edit_rgba, images, cluster: int | None = None, batch_size: int = 8):
+        """Composite an RGBA edit painted on the average congealed image onto every image or video
+        frame (Figure 4), `batch_size` at a time.
+
+        Args:
+            edit_rgba: the edit, an RGBA PIL image or uint8 array [H, W, 4], any size (it is
+                stretched over the congealed frame); alpha 0 = unchanged.
+            images: a PIL image or uint8 array [H, W, 3], a list of them, or any other iterable
+                of them, e.g. a generator of video frames.
+            cluster: the cluster head (K > 1); None lets the classifier choose per image.
+
+        Returns:
+            For a list (or one image), a list of edited PIL images at the original sizes. For any
+            other iterable, a generator of them that reads and edits `batch_size` frames at a
+            time, so a long video never sits in memory.
+
+        Example:
+
+        >>> from gangealing import tiny_random_pipeline
+        >>> pipe = tiny_random_pipeline()
+        >>> edit = np.zeros((32, 32, 4), np.uint8); edit[8:16, :] = (255, 0, 0, 255)
+        >>> frames = (Image.new("RGB", (40, 30), (0, 90, i)) for i in range(20))
+        >>> edited = pipe.propagate_edit(edit, frames)  # nothing computed yet
+        >>> [im.size for im in edited][-1], len(pipe.propagate_edit(edit, [Image.new("RGB", (8, 8))]))
+        ((40, 30), 1)
+        """
+        edit = self._edit_tensor(edit_rgba, 4)  # (4, H, W) in [0, 1], checked now, not at the first frame
+        if isinstance(images, (list, tuple, Image.Image, np.ndarray)) or not hasattr(images, "__iter__"):
+            return list(self._propagate_edit_stream(edit, _as_list(images), cluster, batch_size))
+        return self._propagate_edit_stream(edit, images, cluster, batch_size)
+
     @torch.no_grad()
-    def propagate_edit(self, edit_rgba, images, cluster: int | None = None, batch_size: int = 8) -> list:
-        """Composite an RGBA edit painted on the average congealed image onto every image (or
-        video frame, processed frame by frame); returns PIL images at the original sizes."""
-        edit = self._edit_tensor(edit_rgba, 4)  # (4, H, W) in [0, 1], any size
-        images = [_to_pil(im) for im in _as_list(images)]
-        results = []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i : i + batch_size]
-            x, frames = self.preprocess(chunk)
-            a = self.align(x, cluster=cluster)
-            warped, covered = self._inputs_from_congealed(a, edit)  # (B, 4, S, S)
-            for im, frame, rgba, cov in zip(chunk, frames, warped, covered):
-                results.append(_composite(im, frame, rgba * cov))
-        return results
+    def _propagate_edit_stream(self, edit: torch.Tensor, images, cluster, batch_size: int):
+        chunk = []
+        for image in images:
+            chunk.append(_to_pil(image))
+            if len(chunk) < batch_size:
+                continue
+            yield from self._propagate_edit_batch(edit, chunk, cluster)
+            chunk = []
+        if chunk:
+            yield from self._propagate_edit_batch(edit, chunk, cluster)
+
+    def _propagate_edit_batch(self, edit: torch.Tensor, images: list, cluster) -> list:
+        x, frames = self.preprocess(images)
+        warped, covered = self._inputs_from_congealed(self.align(x, cluster=cluster), edit)  # (B, 4, S, S)
+        return [_composite(im, frame, rgba * cov) for im, frame, rgba, cov in zip(images, frames, warped, covered)]
 
     @torch.no_grad()
     def propagate_labels(self, label_map, images, cluster: int | None = None, batch_size: int = 8) -> list:

@@ -109,7 +109,7 @@ def test_video_length_is_limited(tmp_path):
         inputs.load_video_frames(str(wide))
     mp4 = tmp_path / "clip.mp4"
     mp4.write_bytes(b"\x00" * 64)
-    with pytest.raises(gr.Error, match="Convert it, e.g. `ffmpeg"):
+    with pytest.raises(gr.Error, match="is not a video file"):
         inputs.load_video_frames(str(mp4))
 
 
