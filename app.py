@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from demos import appearance_transfer, exemplar_translation, label_propagation, models, structure_texture, synthetic_data  # noqa: E402
+from demos import appearance_transfer, exemplar_translation, label_propagation, match_api, models, structure_texture, synthetic_data  # noqa: E402
 
 TITLE = "Dense correspondence: CoordGAN, GANgealing, CoCosNet, COAT"
 CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -36,6 +36,7 @@ def build_app(pipelines: dict | None = None) -> gr.Blocks:
             appearance_transfer.create_demo(pipelines.get("coat"))
         with gr.Tab("Synthetic data"):
             synthetic_data.create_demo()
+        match_api.create(pipelines)  # /match_points (hidden: an API for scripts; each tab has its own clicks)
     return app
 
 

@@ -50,25 +50,36 @@ def _image_size(image) -> tuple[int, int]:
 
 @torch.no_grad()
 def match_points(pipe, image_a, image_b, points, temperature: float | None = None, resolution: int | None = None,
-                 heatmaps: bool = True, chunk: int = 4096) -> PointMatches:
-    """Each point of `image_a` -> the pixel of `image_b` with the nearest canonical coordinate (eq. 1).
-
-    Both correspondence maps come from the encoder; C_A is read at the point (bilinear), C_B is
-    upsampled (bilinear) to `resolution` (default: the generator's) and the nearest coordinate
-    wins, as label propagation does. The heat map is softmax_q(-||C_B(q) - C_A(p)||^2 / T) over
-    B's map cells, the relaxed eq. (1), with T = the squared size of one map cell (2 / h)^2 by
-    default (the training temperature, `correspondence.DEFAULT_TEMPERATURE`, is so sharp that every
-    heat map would be one cell); confidence is its mass within one map cell of the match. `heatmaps=False` leaves them out (an empty array).
-    """
+                 heatmaps: bool = True) -> PointMatches:
+    """Each point of `image_a` -> the pixel of `image_b` with the nearest canonical coordinate
+    (eq. 1), both correspondence maps read by the encoder; see `match_maps`. `resolution`: the
+    size C_B is upsampled to (default: the generator's)."""
     size_a, size_b = _image_size(image_a), _image_size(image_b)
     pts = check_points(points, size_a)
     maps = pipe.encode([image_a, image_b]).correspondence_maps.float()  # (2, 2, h, w)
-    h, w = maps.shape[-2:]
-    r = resolution or pipe.generator.resolution
-    fine = F.interpolate(maps[1:], size=(r, r), mode="bilinear", align_corners=False)[0].flatten(1).T  # (r*r, 2)
-    coarse = maps[1].flatten(1).T  # (h*w, 2)
-    grid = to_normalized(pts, size_a).to(maps.device)
-    c_all = F.grid_sample(maps[:1], grid[None, None], mode="bilinear", align_corners=False)[0, :, 0].T  # (N, 2)
+    return match_maps(maps[0], maps[1], pts, size_a, size_b, resolution or pipe.generator.resolution, temperature, heatmaps)
+
+
+@torch.no_grad()
+def match_maps(map_a: torch.Tensor, map_b: torch.Tensor, points, size_a: tuple[int, int], size_b: tuple[int, int], resolution: int,
+               temperature: float | None = None, heatmaps: bool = True, chunk: int = 4096) -> PointMatches:
+    """Points (pixel indices of an (H, W) image A) -> B, given both correspondence maps (2, h, w).
+
+    C_A is read at the point (bilinear), C_B is upsampled (bilinear) to `resolution` and the
+    nearest coordinate wins, as label propagation does. The heat map is
+    softmax_q(-||C_B(q) - C_A(p)||^2 / T) over B's map cells, the relaxed eq. (1), with T = the
+    squared size of one map cell (2 / h)^2 by default (the training temperature,
+    `correspondence.DEFAULT_TEMPERATURE`, is so sharp that every heat map would be one cell);
+    confidence is its mass within one map cell of the match. `heatmaps=False` leaves them out.
+    """
+    pts = check_points(points, size_a)
+    map_a, map_b = map_a.float(), map_b.float()
+    h, w = map_b.shape[-2:]
+    r = resolution
+    fine = F.interpolate(map_b[None], size=(r, r), mode="bilinear", align_corners=False)[0].flatten(1).T  # (r*r, 2)
+    coarse = map_b.flatten(1).T  # (h*w, 2)
+    grid = to_normalized(pts, size_a).to(map_a.device)
+    c_all = F.grid_sample(map_a[None], grid[None, None], mode="bilinear", align_corners=False)[0, :, 0].T  # (N, 2)
     j, confidence, heat = [], [], []
     for c in c_all.split(chunk):
         j.append(torch.cdist(c, fine).argmin(1))

@@ -15,22 +15,41 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import synthetic
+from coat import matching as coat_matching
 
-from . import examples, inputs, models
+from . import examples, inputs, matching, models, opening
 
 MATCH_PANEL = 256  # each photo's height in the matches view
 MAX_LINES = 160  # matches drawn (a spread subsample of the finest scale's)
 
 
 def transfer(pipe, content_image, style_image, n=None):
-    """-> (result at the content's size (at most DISPLAY_SIDE a side), matches view)."""
+    """-> (result at the content's size (at most DISPLAY_SIDE a side), matches view, [matches .json,
+    dense flow .npy]). The JSON lists each scale's confident matches (pixel indices of the images
+    as shown); the flow holds, for each cell of the content's finest feature map, its best match in
+    the style photo."""
     pipe = models.require(pipe)
     content = inputs.display_size(inputs.load_rgb(content_image, "content photo"))[0]
     style = inputs.display_size(inputs.load_rgb(style_image, "style photo"))[0]
     if n is None or not float(n).is_integer() or not 0 <= int(n) <= pipe.num_layers:
         raise gr.Error(f"n (content layers) must be a whole number from 0 to {pipe.num_layers}.")
     out = pipe.transfer(content, style, n=int(n))
-    return out.image, matches_view(content, style, out.matches[0])
+    folder = matching.out_folder()
+    scales = [{"feature_map_size": list(m.size), "content_points": np.round(m.content_points - 0.5, 2).tolist(),
+               "style_points": np.round(m.style_points - 0.5, 2).tolist()} for m in out.matches]
+    data = {"n": out.n, "content_size": [content.width, content.height], "style_size": [style.width, style.height],
+            "convention": matching.CONVENTION, "scales_fine_to_coarse": scales}
+    files = [matching.save_json(folder, "matches", data),
+             matching.save_flow(folder, "flow_content_to_style", coat_matching.dense_flow(pipe, content, style))]
+    return out.image, matches_view(content, style, out.matches[0]), files
+
+
+def match_click(pipe, content_image, style_image, x: int, y: int):
+    """A point of the content photo -> (match view with the heat map, the numbers)."""
+    pipe = models.require(pipe)
+    content = inputs.load_rgb(content_image, "content photo")
+    style = inputs.load_rgb(style_image, "style photo")
+    return matching.click("coat", pipe, content, style, x, y)
 
 
 def matches_view(content: Image.Image, style: Image.Image, matches) -> np.ndarray:
@@ -85,10 +104,12 @@ def create_demo(pipe) -> None:
         "transfers more. For the synthetic pair the exact answer (the content's structure in the "
         "style's texture) is shown beside it."
     )
+    pair = synthetic_pair()
     with gr.Row():
-        content = inputs.ImageInput(label="Content photo (the object)", elem_id="coat-content")
-        style = inputs.ImageInput(label="Style photo (the appearance)", elem_id="coat-style")
-        answer = gr.Image(label="Exact answer (synthetic example only)", format="png", height=256, interactive=False,
+        content = inputs.ImageInput(value=pair[0], label="Content photo (the object; click it to match a point)", elem_classes=None,
+                                  elem_id="coat-content")  # not stretched: clicks map to pixels
+        style = inputs.ImageInput(value=pair[1], label="Style photo (the appearance)", elem_id="coat-style")
+        answer = gr.Image(pair[2], label="Exact answer (synthetic example only)", format="png", height=256, interactive=False,
                           elem_id="coat-answer")
     with gr.Row():
         n = gr.Slider(0, num_layers, value=default_n, step=1, label=f"n: decoder layers driven by the content (0-{num_layers})")
@@ -97,7 +118,10 @@ def create_demo(pipe) -> None:
         result = gr.Image(label="Result", format="png", height=256, elem_id="coat-result")
         matches = gr.Image(label="Confident matches (finest scale): content left, style right", format="png", height=256,
                            elem_id="coat-matches")
-    pair = synthetic_pair()
+    files = gr.File(label="Take away: confident matches (.json) and the dense correspondence (.npy, content cell -> style pixel)",
+                    file_count="multiple", elem_id="coat-files")
+    clicked, clicked_text = matching.click_panel("Click the content photo: the point | where it lands in the style photo (heat: "
+                                                 "softmax of eq. 1's similarities; confidence: eq. 2)", "coat-clicked")
     rows = [[pair[0], pair[1], pair[2], default_n]]
     photos = examples.photos("astronaut.png", "chelsea.png")
     if len(photos) == 2:
@@ -108,7 +132,20 @@ def create_demo(pipe) -> None:
     def on_transfer(content_image, style_image, n=default_n):
         return transfer(pipe, content_image, style_image, n)
 
-    gr.on([button.click, n.release], on_transfer, [content, style, n], [result, matches], api_name="transfer_appearance")
+    gr.on([button.click, n.release], on_transfer, [content, style, n], [result, matches, files], api_name="transfer_appearance")
+
+    @models.inference
+    def on_select(content_image, style_image, evt: gr.SelectData):
+        x, y = evt.index
+        return match_click(pipe, content_image, style_image, int(x), int(y))
+
+    content.select(on_select, [content, style], [clicked, clicked_text], api_visibility="private")
+
+    def first_result(content_image, style_image, n):
+        size = inputs.load_rgb(content_image, "content photo").size
+        return *transfer(pipe, content_image, style_image, n), *match_click(pipe, content_image, style_image, size[0] // 2, size[1] // 2)
+
+    opening.on_open(pipe, first_result, [content, style, n], [result, matches, files, clicked, clicked_text])
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import synthetic
+from cocosnet import matching as cocosnet_matching
 from cocosnet import openpose
 from cocosnet.encodings import FACE_PARTS as CELEBA_PARTS  # CelebAMask-HQ part ids (the authors' face models)
 from cocosnet.encodings import render_pose
 
-from . import examples, inputs, models
+from . import examples, inputs, matching, models, opening
 
 FACE_CLASSES = synthetic.category("faces").class_names
 # our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
@@ -134,7 +135,9 @@ def exemplar_map_for(pipe, exemplar_map):
 
 
 def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
-    """-> (translated image, exemplar warped onto the input's layout), at the input map's size."""
+    """-> (translated image, exemplar warped onto the input's layout, [the dense correspondence
+    as .npy]), the images at the input map's size. The flow holds, for each cell of the input map
+    at the correspondence resolution (f x f), its best match in the exemplar (pixel indices x, y)."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
@@ -143,20 +146,10 @@ def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
         progress(0.1, desc="matching and translating")
     try:
         out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
+        flow = cocosnet_matching.dense_flow(pipe, semantic, photo, extra)
     except ValueError as e:  # a check of the library the app did not make first
         raise gr.Error(f"{e}.") from None
-    return out.image, out.warped_exemplar
-
-
-def mark(image: Image.Image, x: float, y: float) -> Image.Image:
-    """A copy of `image` with a red circle and cross centred on pixel (x, y)."""
-    marked = image.convert("RGB")
-    draw = ImageDraw.Draw(marked)
-    r = max(2, round(min(marked.size) / 40))
-    draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 0), width=max(1, r // 2))
-    draw.line([x - 2 * r, y, x + 2 * r, y], fill=(255, 0, 0))
-    draw.line([x, y - 2 * r, x, y + 2 * r], fill=(255, 0, 0))
-    return marked
+    return out.image, out.warped_exemplar, [matching.save_flow(matching.out_folder(), "flow_input_to_exemplar", flow)]
 
 
 def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
@@ -171,8 +164,8 @@ def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
 
 
 def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None):
-    """Side by side: the input with a marker on pixel (x, y) | the exemplar with a marker where
-    that pixel lands (both at the exemplar's height)."""
+    """-> (the input with a marker on pixel (x, y) | the exemplar under the softmax row of that
+    point (eq. 4) with a marker on its match, the numbers as text)."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
@@ -180,17 +173,7 @@ def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None)
     shown, h, w = shown_input(pipe, semantic)
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
-    try:
-        (px, py), = pipe.correspondence(semantic, photo, [(x, y)], exemplar_map=extra).tolist()
-    except ValueError as e:
-        raise gr.Error(f"{e}.") from None
-    scale = photo.height / h
-    shown = shown.convert("RGB").resize((max(1, round(w * scale)), photo.height), Image.NEAREST)
-    left, right = mark(shown, (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5), mark(photo, px, py)
-    both = Image.new("RGB", (left.width + 4 + right.width, photo.height), (255, 255, 255))
-    both.paste(left, (0, 0))
-    both.paste(right, (left.width + 4, 0))
-    return both
+    return matching.click("cocosnet", pipe, semantic, photo, x, y, shown_a=shown, exemplar_map=extra)
 
 
 # ------------------------------------------------------------------ examples per input kind
@@ -265,14 +248,16 @@ def create_demo(pipe) -> None:
     needs_map = bool(pipe) and pipe.needs_exemplar_map
     gr.Markdown("CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
                 "the exemplar onto the map's layout, and renders the result. " + describe(pipe))
+    rows, label = example_rows(pipe)
+    first = rows[0] + [None] * (3 - len(rows[0]))
     with gr.Row():
         if kind == "pose":
             input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8, max_lines=16, elem_id="et-input")
         else:
             label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
-            input_map = inputs.ImageInput(label=label, elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
-        exemplar = inputs.ImageInput(label="Exemplar photo", elem_id="et-exemplar")
-        exemplar_map = inputs.ImageInput(label="Exemplar's own label map (required by this model)" if needs_map else "Exemplar's own map",
+            input_map = inputs.ImageInput(value=first[0], label=label, elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
+        exemplar = inputs.ImageInput(value=first[1], label="Exemplar photo", elem_id="et-exemplar")
+        exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own label map (required by this model)" if needs_map else "Exemplar's own map",
                                          visible=needs_map, elem_id="et-exemplar-map")
     if kind == "pose":
         with gr.Row():
@@ -286,8 +271,9 @@ def create_demo(pipe) -> None:
     with gr.Row():
         result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
         warped = gr.Image(label="Warped exemplar", format="png", height=256, elem_classes="pixelated", elem_id="et-warped")
-        marked = gr.Image(label="Click the input: the point and its match in the exemplar", format="png", height=256, elem_id="et-marked")
-    rows, label = example_rows(pipe)
+    files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)", file_count="multiple", elem_id="et-files")
+    marked, marked_text = matching.click_panel("Click the input map: the point | where it lands in the exemplar (heat: the softmax row of eq. 4)",
+                                               "et-marked")
     gr.Examples(rows, [input_map, exemplar, exemplar_map][: len(rows[0])], label=label)
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)
@@ -296,19 +282,26 @@ def create_demo(pipe) -> None:
     def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):
         return translate(pipe, input_map, exemplar, exemplar_map, progress)
 
-    button.click(on_translate, [input_map, exemplar, exemplar_map], [result, warped], api_name="translate")
+    button.click(on_translate, [input_map, exemplar, exemplar_map], [result, warped, files], api_name="translate")
 
     @models.inference
     def on_select(input_map, exemplar, exemplar_map, evt: gr.SelectData):
         x, y = evt.index
         return correspondence(pipe, input_map, exemplar, int(x), int(y), exemplar_map)
 
+    def first_result(input_map, exemplar, exemplar_map=None):
+        """The first example's result and the match of the input's centre."""
+        h, w = shown_input(pipe, load_input_map(pipe, input_map))[1:]
+        return *translate(pipe, input_map, exemplar, exemplar_map), *correspondence(pipe, input_map, exemplar, w // 2, h // 2, exemplar_map)
+
+    opening.on_open(pipe, first_result, [input_map, exemplar, exemplar_map], [result, warped, files, marked, marked_text])
+
     if kind == "pose":
         pose_file.upload(read_pose_file, pose_file, input_map, api_visibility="private", queue=False)
         input_map.change(lambda text: pose_preview(pipe, text), input_map, preview, api_visibility="private", queue=False)
-        preview.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
+        preview.select(on_select, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
     else:
-        input_map.select(on_select, [input_map, exemplar, exemplar_map], marked, api_visibility="private")
+        input_map.select(on_select, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
 
 
 if __name__ == "__main__":

@@ -10,21 +10,24 @@ Runs alone with `python -m demos.label_propagation`.
 
 from __future__ import annotations
 
-import tempfile
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 import synthetic
 
-from . import examples, inputs, models, structure_texture
+from coordgan import matching as coordgan_matching
+from gangealing import matching as gangealing_matching
+
+from . import examples, inputs, matching, models, opening, structure_texture
+from .video import VIDEO_SUFFIXES, VideoReader, write_like
 
 CLASS_NAMES = synthetic.category("faces").class_names  # the bundled checkpoints' classes
 NUM_CLASSES = len(CLASS_NAMES)
 MAX_LABEL_IDS = 256  # CoordGAN propagation is training-free: the classes are the label map's own (ids 0-255)
 MAX_QUERIES = 16
 MAX_EDIT_IMAGES = 16
+VIDEO_BATCH = 8  # video frames decoded, edited and encoded at a time
 
 
 # ------------------------------------------------------------------ CoordGAN
@@ -33,7 +36,9 @@ RULES = {"ours": "ours: the nearest canonical coordinate (eq. 1) at the image si
 
 
 def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, progress=None, rule="ours"):
-    """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay)."""
+    """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay,
+    [each query's labels as an index PNG at its own size, the first query's dense flow as .npy:
+    for each of its pixels, the reference pixel it matches])."""
     pipe = models.require(pipe)
     if rule not in RULES:
         raise gr.Error(f"The propagation rule must be one of {', '.join(RULES)}, got {rule!r}.")
@@ -60,7 +65,19 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     shown = [inputs.display_size(q, p) for q, p in zip(queries, predicted)]  # scaled down once, for both views
     overlays = [inputs.overlay(q, p, num_classes) for q, p in shown]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
-    return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery
+    folder = matching.out_folder()
+    files = [matching.save_index_png(folder, f"labels_query_{i + 1}", p) for i, p in enumerate(predicted)]
+    files.append(matching.save_flow(folder, "flow_query_1_to_reference", coordgan_matching.dense_flow(pipe, reference, queries[0])))
+    return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery, files
+
+
+def match_click(pipe, method: str, image_a, image_b, x: int, y: int, what=("reference image", "query image")):
+    """A clicked point of image A -> (match view with the heat map, the numbers)."""
+    pipe = models.require(pipe)
+    if method == "coordgan" and pipe.encoder is None:
+        raise gr.Error("This CoordGAN model has no encoder, so it cannot read real images to match them.")
+    a, b = inputs.load_rgb(image_a, what[0]), inputs.load_rgb(image_b, what[1])
+    return matching.click(method, pipe, a, b, x, y)
 
 
 def generate_reference(pipe, structure_seed, texture_seed):
@@ -79,9 +96,13 @@ def editor_background(reference_image):
 
 # ------------------------------------------------------------------ GANgealing
 def congeal(pipe, image):
-    """-> the congealed (aligned) image."""
+    """-> (the congealed (aligned) image, [its sampling grid as .npy: for each congealed pixel, the
+    pixel of the image it came from])."""
     pipe = models.require(pipe)
-    return pipe.congeal([inputs.load_rgb(image)]).images[0]
+    photo = inputs.load_rgb(image)
+    out = pipe.congeal([photo])
+    flow = gangealing_matching.congealing_flow(pipe, photo, out)
+    return out.images[0], [matching.save_flow(matching.out_folder(), "flow_congealed_to_image", flow)]
 
 
 def congeal_set(pipe, files, progress=None):
@@ -103,7 +124,11 @@ def congeal_set(pipe, files, progress=None):
 
 
 def propagate_edit(pipe, edit_rgba, image, more_images=None, video=None, progress=None):
-    """-> (edited image, gallery of (congealed, edited) images, edited video as an animated GIF or None)."""
+    """-> (edited image, gallery of (congealed, edited) images, edited video or None).
+
+    The video is checked from its header before anything runs, then streams: VIDEO_BATCH frames
+    are decoded, edited and encoded at a time (an MP4 comes back as an MP4 at its frame rate
+    with its audio, an animated GIF / WebP / PNG as a GIF)."""
     pipe = models.require(pipe)
     edit = inputs.load_rgba(edit_rgba, "edit")
     if np.asarray(edit)[..., 3].max() == 0:
@@ -112,25 +137,34 @@ def propagate_edit(pipe, edit_rgba, image, more_images=None, video=None, progres
     if len(extra) >= MAX_EDIT_IMAGES:
         raise gr.Error(f"At most {MAX_EDIT_IMAGES} images at once; upload fewer.")
     images = [inputs.load_rgb(image, "image")] + [inputs.load_rgb(p, f"image {i + 2}") for i, p in enumerate(extra)]
-    frames, frame_seconds = inputs.load_video_frames(video) if video else ([], 0.0)
+    reader = VideoReader(video) if video else None
     if progress is not None:
-        progress(0.1, desc="congealing and propagating")
+        progress(0.05, desc="congealing and propagating")
     edited = pipe.propagate_edit(edit, images)
     congealed = pipe.congeal(images).images
     gallery = []
     for i, (c, e) in enumerate(zip(congealed, edited)):
         gallery += [(c, f"congealed {i + 1}"), (e, f"edited {i + 1}")]
     video_out = None
-    if frames:
-        done = []
-        for k in range(0, len(frames), 8):
-            if progress is not None:
-                progress(k / len(frames), desc="video frames")
-            done += pipe.propagate_edit(edit, frames[k : k + 8])
-        video_out = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
-        done = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in done]  # 4x faster than the GIF writer's own
-        done[0].save(video_out, save_all=True, append_images=done[1:], duration=int(round(frame_seconds * 1000)), loop=0)
+    if reader is not None:
+        frames = pipe.propagate_edit(edit, reader, batch_size=VIDEO_BATCH)  # a generator: pulls VIDEO_BATCH frames at a time
+        video_out = write_like(reader, _counted(frames, reader.frames, progress))
     return edited[0], gallery, video_out
+
+
+def _counted(frames, total, progress):
+    """Pass frames through, moving the progress bar once a batch."""
+    for i, frame in enumerate(frames):
+        if progress is not None and i % VIDEO_BATCH == 0:
+            progress((i / total) if total else None, desc=f"video frame {i + 1}" + (f" of {total}" if total else ""))
+        yield frame
+
+
+def preview_video(path):
+    """The edited video in the player that shows it: an <img> for a GIF, a <video> for an MP4."""
+    gif = bool(path) and str(path).lower().endswith(".gif")
+    return (gr.Image(value=path if gif else None, visible=gif or not path),
+            gr.Video(value=None if gif else path, visible=bool(path) and not gif))
 
 
 def edit_from_editor(editor_value):
@@ -155,15 +189,17 @@ def create_demo(coordgan, gangealing=None) -> None:
     )
     with gr.Row():
         with gr.Column():
-            reference_image = inputs.ImageInput(label="Reference image", elem_id="lp-reference")
+            reference_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Reference image (click it to match a point)",
+                                                elem_classes=None, elem_id="lp-reference")  # not stretched: clicks map to pixels
             with gr.Row():
                 ref_structure = gr.Number(0, precision=0, label="Structure seed", min_width=80)
                 ref_texture = gr.Number(1, precision=0, label="Texture seed", min_width=80)
                 generate_button = gr.Button("Generate a reference")
         with gr.Column():
-            reference_labels = inputs.ImageInput(label="Reference label map (index or palette PNG)", elem_classes="pixelated", elem_id="lp-labels")
+            reference_labels = inputs.ImageInput(value=examples.path("face_0_labels_color.png"), label="Reference label map (index or palette PNG)",
+                                                 elem_classes="pixelated", elem_id="lp-labels")
         with gr.Column():
-            query_image = inputs.ImageInput(label="Query image", elem_id="lp-query")
+            query_image = inputs.ImageInput(value=examples.path("face_1.png"), label="Query image", elem_id="lp-query")
             more_queries = gr.File(file_count="multiple", file_types=["image"], label=f"More query images (up to {MAX_QUERIES - 1})")
     with gr.Accordion("Paint the label map on the reference", open=False):
         painter = inputs.LabelPainter(NUM_CLASSES, 2, elem_id="lp-painter")
@@ -174,6 +210,10 @@ def create_demo(coordgan, gangealing=None) -> None:
         overlay = gr.Image(label="Query with propagated labels", format="png", height=256, elem_classes="pixelated", elem_id="lp-overlay")
         label_map = gr.Image(label="Propagated label map", format="png", height=256, elem_classes="pixelated", elem_id="lp-label-map")
     gallery = gr.Gallery(label="All queries", columns=6, height=220, object_fit="contain", fit_columns=False, format="png")
+    label_files = gr.File(label="Take away: each query's labels (index PNG) and the first query's dense correspondence (.npy, query pixel "
+                          "-> reference pixel)", file_count="multiple", elem_id="lp-files")
+    lp_clicked, lp_clicked_text = matching.click_panel("Click the reference: the point | where it lands in the query (heat: the relaxed "
+                                                       "eq. 1 over the query's correspondence map)", "lp-clicked")
     gr.Examples(
         [[examples.path("face_0.png"), examples.path("face_0_labels_color.png"), examples.path("face_1.png")],
          [examples.path("face_2.png"), examples.path("face_2_labels_color.png"), examples.path("face_3.png")]]
@@ -195,8 +235,25 @@ def create_demo(coordgan, gangealing=None) -> None:
         return propagate_labels(coordgan, reference_image, reference_labels, query_image, more_queries, progress, rule)
 
     propagate_button.click(
-        on_propagate, [reference_image, reference_labels, query_image, more_queries, rule], [overlay, label_map, gallery], api_name="propagate_labels"
+        on_propagate, [reference_image, reference_labels, query_image, more_queries, rule], [overlay, label_map, gallery, label_files],
+        api_name="propagate_labels",
     )
+
+    @models.inference
+    def on_reference_click(reference_image, query_image, evt: gr.SelectData):
+        x, y = evt.index
+        return match_click(coordgan, "coordgan", reference_image, query_image, int(x), int(y))
+
+    reference_image.select(on_reference_click, [reference_image, query_image], [lp_clicked, lp_clicked_text], api_visibility="private")
+
+    def first_labels(reference_image, reference_labels, query_image):
+        size = inputs.load_rgb(reference_image, "reference image").size
+        return (*propagate_labels(coordgan, reference_image, reference_labels, query_image),
+                *match_click(coordgan, "coordgan", reference_image, query_image, size[0] // 2, size[1] // 2))
+
+    if coordgan and coordgan.encoder is not None:
+        opening.on_open(coordgan, first_labels, [reference_image, reference_labels, query_image],
+                        [overlay, label_map, gallery, label_files, lp_clicked, lp_clicked_text])
 
     gr.Markdown("## GANgealing: paint once on the average congealed image")
     models.missing_notice(gangealing)
@@ -206,23 +263,29 @@ def create_demo(coordgan, gangealing=None) -> None:
         f"({inputs.VIDEO_FORMATS}, at most {inputs.MAX_VIDEO_SECONDS:g} s and {inputs.MAX_VIDEO_FRAMES} frames)."
     )
     with gr.Row():
-        image_set = gr.File(file_count="multiple", file_types=["image"], label=f"Images to congeal (up to {MAX_EDIT_IMAGES})", elem_id="gg-set")
+        image_set = gr.File([examples.path(f"face_{i}.png") for i in range(6)], file_count="multiple", file_types=["image"],
+                            label=f"Images to congeal (up to {MAX_EDIT_IMAGES})", elem_id="gg-set")
         congeal_button = gr.Button("Congeal and average")
     congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height=180, object_fit="contain", fit_columns=False, format="png", elem_id="gg-congealed-set")
     with gr.Row():
         canvas = inputs.Editor("Average congealed image: paint your edit here", 2, elem_id="gg-canvas")
         edit_rgba = inputs.ImageInput(label="Edit (RGBA, transparent = unchanged)", image_mode=None, elem_id="gg-edit")
     with gr.Row():
-        edit_image = inputs.ImageInput(label="Image to edit", elem_id="gg-image")
+        edit_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Image to edit (click it to match a point)", elem_classes=None,
+                                       elem_id="gg-image")  # not stretched: clicks map to pixels
         more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit", elem_id="gg-more")
-        video = gr.File(file_types=[".gif", ".webp", ".png"], label=f"Short video ({inputs.VIDEO_FORMATS})", elem_id="gg-video-in")
+        # a gr.File, not a gr.Video: gr.Video's upload takes video/* only (no GIF) and would convert formats with a system ffmpeg
+        video = gr.File(file_types=list(VIDEO_SUFFIXES), label=f"Short video ({inputs.VIDEO_FORMATS})", elem_id="gg-video-in")
     with gr.Row():
         single_congeal = gr.Button("Congeal this image")
         edit_button = gr.Button("Propagate the edit", variant="primary")
     with gr.Row():
         congealed_image = gr.Image(label="Congealed image", format="png", height=256, elem_classes="pixelated", elem_id="gg-congealed")
         edited_image = gr.Image(label="Edited image", format="png", height=256, elem_id="gg-edited")
-        edited_video = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", height=256, elem_id="gg-video")
+        edited_gif = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", height=256, elem_id="gg-video")
+        edited_mp4 = gr.Video(label="Edited video", height=256, visible=False, elem_id="gg-video-mp4")
+    # the endpoint's video output: a file (MP4 or GIF, as the input was), previewed by the player that can show it
+    edited_video = gr.File(label="Edited video (download)", elem_id="gg-video-file")
     edited_gallery = gr.Gallery(label="Congealed and edited", columns=8, height=180, object_fit="contain", fit_columns=False, format="png")
     gr.Examples(
         [[[examples.path(f"face_{i}.png") for i in range(6)], examples.path("face_0.png"), examples.path("video.gif")]]
@@ -243,13 +306,39 @@ def create_demo(coordgan, gangealing=None) -> None:
     def on_congeal(image):
         return congeal(gangealing, image)
 
-    single_congeal.click(on_congeal, edit_image, congealed_image, api_name="congeal")
+    congeal_files = gr.File(label="Take away: the congealing's sampling grid (.npy, congealed pixel -> image pixel)", file_count="multiple",
+                            elem_id="gg-files")
+    single_congeal.click(on_congeal, edit_image, [congealed_image, congeal_files], api_name="congeal")
+
+    with gr.Row():
+        match_image = inputs.ImageInput(value=examples.path("face_3.png"), label="Second image: click the image to edit, see the point here",
+                                        elem_id="gg-match-image")
+        with gr.Column(scale=2):
+            gg_clicked, gg_clicked_text = matching.click_panel("The point | where it lands in the second image, through the congealed frame "
+                                                               "(heat: the congealed cells that sample it)", "gg-clicked")
+
+    @models.inference
+    def on_image_click(image, second, evt: gr.SelectData):
+        x, y = evt.index
+        return match_click(gangealing, "gangealing", image, second, int(x), int(y), ("image to edit", "second image"))
+
+    edit_image.select(on_image_click, [edit_image, match_image], [gg_clicked, gg_clicked_text], api_visibility="private")
+
+    def first_congealing(files, image, second):
+        size = inputs.load_rgb(image, "image to edit").size
+        return (*congeal_set(gangealing, files), *congeal(gangealing, image),
+                *match_click(gangealing, "gangealing", image, second, size[0] // 2, size[1] // 2, ("image to edit", "second image")))
+
+    opening.on_open(gangealing, first_congealing, [image_set, edit_image, match_image],
+                    [canvas, congealed_gallery, congealed_image, congeal_files, gg_clicked, gg_clicked_text])
 
     @models.inference
     def on_edit(edit_rgba, image, more_images=None, video=None, progress=gr.Progress()):
         return propagate_edit(gangealing, edit_rgba, image, more_images, video, progress)
 
-    edit_button.click(on_edit, [edit_rgba, edit_image, more_images, video], [edited_image, edited_gallery, edited_video], api_name="propagate_edit")
+    edit_button.click(
+        on_edit, [edit_rgba, edit_image, more_images, video], [edited_image, edited_gallery, edited_video], api_name="propagate_edit"
+    ).then(preview_video, edited_video, [edited_gif, edited_mp4], api_visibility="private", queue=False)
 
 
 if __name__ == "__main__":

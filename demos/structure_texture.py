@@ -9,7 +9,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from . import inputs, models
+from coordgan import matching as coordgan_matching
+
+from . import inputs, matching, models, opening
 
 MAX_GRID = 6
 
@@ -60,6 +62,29 @@ def generate(pipe, structure_seed, texture_seed, structure_seed_2=None, texture_
     return out.images[0], out.correspondence_images[0]
 
 
+def match_click(pipe, controls, resolution, x: int, y: int):
+    """A clicked pixel of the image of `controls` (the tab's seeds, mixes and truncation) -> the same
+    canonical point in the image of the second structure seed (first texture seed): (match view
+    with the heat map, the numbers). Both correspondence maps come from the generator, no encoder."""
+    pipe = models.require(pipe)
+    structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation = controls
+    size = image_size(pipe, resolution)
+    out_a = pipe.generate(
+        structure_seed=inputs.seed(structure_seed, "structure seed"), texture_seed=inputs.seed(texture_seed, "texture seed"),
+        structure_seed_2=inputs.seed(structure_seed_2, "second structure seed"), texture_seed_2=inputs.seed(texture_seed_2, "second texture seed"),
+        structure_mix=inputs.fraction(structure_mix, "structure interpolation"), texture_mix=inputs.fraction(texture_mix, "texture interpolation"),
+        truncation=inputs.fraction(truncation, "truncation"), resolution=size)
+    out_b = pipe.generate(structure_seed=int(structure_seed_2), texture_seed=int(texture_seed), truncation=float(truncation), resolution=size)
+    a, b = out_a.images[0], out_b.images[0]
+    if not (0 <= x < a.width and 0 <= y < a.height):
+        raise gr.Error(f"The point ({x}, {y}) is outside the {a.width}x{a.height} image; click inside it.")
+    m = coordgan_matching.match_maps(out_a.correspondence_maps[0], out_b.correspondence_maps[0], [(x, y)], (a.height, a.width),
+                                     (b.height, b.width), b.width)
+    (mx, my), c = m.points[0], float(m.confidence[0])
+    view = matching.match_view(a, (x, y), b, (mx, my), m.heatmaps[0])
+    return view, f"({x}, {y}) in the image -> ({mx:.1f}, {my:.1f}) in the second structure's, confidence {c:.2f}"
+
+
 def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, progress=None, resolution=None):
     """Rows share a structure code, columns a texture code; the last column shows each row's
     correspondence map. -> uint8 [rows*R, (cols+1)*R, 3]."""
@@ -103,7 +128,8 @@ def create_demo(pipe) -> None:
             sizes = pipe.generator.resolutions if pipe else []
             resolution = gr.Radio(sizes, value=sizes[-1] if sizes else None, label="Image size (px)", visible=len(sizes) > 1)
             button = gr.Button("Generate", variant="primary")
-        image = gr.Image(label="Image", format="png", height=256, elem_classes="pixelated", elem_id="st-image")
+        # no height= (Gradio 6.31's static image with a fixed height sends no clicks), not stretched: clicks map to pixels
+        image = gr.Image(label="Image (click it: the same point in the second structure)", format="png", elem_id="st-image")
         correspondence = gr.Image(label="Correspondence map", format="png", height=256, elem_classes="pixelated", elem_id="st-correspondence")
     controls = [structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation]
     gr.Examples([[0, 1, 2, 3, 0, 0, 1.0], [0, 5, 2, 3, 0, 0, 1.0], [4, 1, 2, 3, 0.5, 0, 0.7]], controls, label="Seeds")
@@ -121,6 +147,18 @@ def create_demo(pipe) -> None:
         api_name="generate",
     )
 
+    clicked, clicked_text = matching.click_panel("The point | the same canonical point in the second structure seed's image, same texture "
+                                                 "(heat: the relaxed eq. 1)", "st-clicked")
+
+    @models.inference
+    def on_select(structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation, resolution,
+                  evt: gr.SelectData):
+        x, y = evt.index
+        controls = (structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation)
+        return match_click(pipe, controls, resolution, int(x), int(y))
+
+    image.select(on_select, [*controls, resolution], [clicked, clicked_text], api_visibility="private")
+
     gr.Markdown("### Grid: rows share the structure code, columns the texture code (last column: correspondence map)")
     with gr.Row():
         rows = gr.Slider(1, MAX_GRID, value=3, step=1, label="Rows (structure seeds from the structure seed)")
@@ -133,6 +171,14 @@ def create_demo(pipe) -> None:
         return grid(pipe, structure_seed, texture_seed, rows, cols, truncation, progress, resolution)
 
     grid_button.click(on_grid, [structure_seed, texture_seed, rows, cols, truncation, resolution], grid_image, api_name="grid")
+
+    def first_result(*args):
+        *controls, resolution, rows, cols = args
+        r = pipe.generator.resolutions[-1] if resolution in (None, "") else int(resolution)
+        return (*generate(pipe, *controls, resolution=resolution), grid(pipe, controls[0], controls[1], rows, cols, controls[6], resolution=resolution),
+                *match_click(pipe, controls, resolution, r // 2, r // 2))
+
+    opening.on_open(pipe, first_result, [*controls, resolution, rows, cols], [image, correspondence, grid_image, clicked, clicked_text])
 
 
 if __name__ == "__main__":

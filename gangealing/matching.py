@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .transformer import identity_grid
+from .transformer import identity_grid, normalized_to_pixels
 
 
 @dataclass
@@ -38,7 +38,7 @@ def match_points(pipe, image_a, image_b, points, cluster: int | None = None, hea
 
     The heat map spreads the point over the congealed cells whose sampling position in A lies near
     it (weights exp(-d^2 / 2 sigma^2), sigma = one flow cell in A's model pixels) and shows where B
-    samples those cells, binned on a grid of one flow cell over the whole of B. Confidence is the
+    samples those cells, binned on a grid of about one flow cell over the whole of B. Confidence is the
     heat map's mass within one cell of the match times the coverage exp(-d_min^2 / 2 sigma^2):
     near 0 where no congealed cell samples the point (background the congealing crops away).
     """
@@ -60,15 +60,15 @@ def match_points(pipe, image_a, image_b, points, cluster: int | None = None, hea
     d2 = torch.cdist(pm, pos_a).square() if len(pts) else torch.zeros(0, f * f)  # (N, F*F)
     weights = torch.softmax(-d2 / (2 * sigma**2), 1).cpu().numpy()
     coverage = torch.exp(-d2.min(1).values / (2 * sigma**2)).cpu().numpy() if len(pts) else np.zeros(0)
-    cell = fb.side / f  # B pixels per flow cell
-    gh, gw = max(1, int(np.ceil(fb.height / cell))), max(1, int(np.ceil(fb.width / cell)))
-    bx = np.clip(((pos_b[:, 0] + 0.5) / cell).astype(np.int64), 0, gw - 1)
-    by = np.clip(((pos_b[:, 1] + 0.5) / cell).astype(np.int64), 0, gh - 1)
+    cell = fb.side / f  # B pixels per flow cell: the heat grid covers all of B with cells of about that size
+    gh, gw = max(1, round(fb.height / cell)), max(1, round(fb.width / cell))
+    bx = np.clip(np.floor((pos_b[:, 0] + 0.5) * gw / fb.width), 0, gw - 1).astype(np.int64)
+    by = np.clip(np.floor((pos_b[:, 1] + 0.5) * gh / fb.height), 0, gh - 1).astype(np.int64)
     heat = np.zeros((len(pts), gh * gw), np.float32)
     np.add.at(heat.T, by * gw + bx, weights.T)
     heat = torch.from_numpy(heat.reshape(-1, gh, gw))
-    mx = np.clip(((matched[:, 0] + 0.5) / cell).astype(np.int64), 0, gw - 1)
-    my = np.clip(((matched[:, 1] + 0.5) / cell).astype(np.int64), 0, gh - 1)
+    mx = np.clip(np.floor((matched[:, 0] + 0.5) * gw / fb.width), 0, gw - 1).astype(np.int64)
+    my = np.clip(np.floor((matched[:, 1] + 0.5) * gh / fb.height), 0, gh - 1).astype(np.int64)
     pooled = F.avg_pool2d(heat[:, None], 3, stride=1, padding=1)[:, 0] * 9
     near = pooled.flatten(1).gather(1, torch.from_numpy(my * gw + mx)[:, None])[:, 0].numpy()
     confidence = np.clip(near * coverage, 0, 1).astype(np.float32)
@@ -92,3 +92,12 @@ def dense_flow(pipe, image_a, image_b, cluster: int | None = None, max_side: int
     flow = pipe._from_model_pixels(out.flow[model[:, 1], model[:, 0]], fa)
     flow[~(inside & out.valid[model[:, 1], model[:, 0]])] = np.nan
     return flow.reshape(gh, gw, 2).astype(np.float32)
+
+
+def congealing_flow(pipe, image, output) -> np.ndarray:
+    """For every pixel of a congealed image (`output`: `pipe.congeal([image])`), where it was
+    sampled in `image`: float32 (R, R, 2) pixel indices (x, y) of the original image (its own size;
+    the congealing reads its centred square crop)."""
+    _, (frame,) = pipe.preprocess([image])
+    px = normalized_to_pixels(output.grids[0].float(), pipe.input_size).numpy()  # model pixels of the unmirrored input
+    return pipe._from_model_pixels(px.reshape(-1, 2), frame).reshape(px.shape).astype(np.float32)

@@ -1,7 +1,9 @@
 """Every named endpoint through gradio_client against the app launched in-process (conftest's
 app_server: tiny random pipelines loaded through the app's own flags), with valid and hostile input."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +58,7 @@ def test_api_lists_exactly_the_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
     assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate",
-                                           "/transfer_appearance", "/synthetic"}
+                                           "/transfer_appearance", "/synthetic", "/match_points"}
     assert not api["unnamed_endpoints"]
 
 
@@ -86,7 +88,7 @@ def test_grid_rows_share_structure_columns_share_texture(client, app_server):
 
 def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, tmp_path):
     pipe = app_server.pipelines["coordgan"]
-    overlay, label_map, gallery = client.predict(file(face["reference"]), file(face["labels"]), file(face["query"]), api_name="/propagate_labels")
+    overlay, label_map, gallery, files = client.predict(file(face["reference"]), file(face["labels"]), file(face["query"]), api_name="/propagate_labels")
     reference, query = Image.open(face["reference"]), Image.open(face["query"])
     predicted = pipe.propagate_labels(reference, face["labels_array"], [query])[0]
     n = label_propagation.NUM_CLASSES
@@ -102,17 +104,22 @@ def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, t
     pal = tmp_path / "query_p.png"
     query.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(pal)
     more = [file(cmyk), file(rgba), file(pal)]
-    overlay2, label_map2, gallery2 = client.predict(file(face["reference"]), file(colour), file(cmyk), more, api_name="/propagate_labels")
+    overlay2, label_map2, gallery2, files2 = client.predict(file(face["reference"]), file(colour), file(cmyk), more, api_name="/propagate_labels")
     expected = pipe.propagate_labels(reference, face["labels_array"], [query.convert("CMYK").convert("RGB")])[0]
     assert np.array_equal(pixels(label_map2), inputs.colorize(expected, n))
     assert len(gallery2) == 4
+    # take-away files: each query's labels as an index PNG at its own size, the first query's flow
+    names = [Path(f).name for f in files2]
+    assert names == ["labels_query_1.png", "labels_query_2.png", "labels_query_3.png", "labels_query_4.png", "flow_query_1_to_reference.npy"]
+    assert np.array_equal(np.asarray(Image.open(files2[0])), expected)
+    assert np.load(files2[-1]).shape == (48, 48, 2)
     expected_p = pipe.propagate_labels(reference, face["labels_array"], [Image.open(pal).convert("RGB")])[0]
     assert np.array_equal(pixels(gallery2[3]["image"]), inputs.overlay(Image.open(pal).convert("RGB"), expected_p, n))
     # CoordGAN is training-free: a user's own classes (here ids up to 40, e.g. a 19-part face parser's) propagate
     own = np.where(face["labels_array"] > 0, face["labels_array"] + 29, 0).astype(np.uint8)
     own_file = tmp_path / "own_classes.png"
     Image.fromarray(own, mode="L").save(own_file)
-    _, label_map3, _ = client.predict(file(face["reference"]), file(own_file), file(face["query"]), api_name="/propagate_labels")
+    _, label_map3, _, _ = client.predict(file(face["reference"]), file(own_file), file(face["query"]), api_name="/propagate_labels")
     expected_own = pipe.propagate_labels(reference, own.astype(np.int64), [query])[0]
     assert expected_own.max() > 29 and np.array_equal(pixels(label_map3), inputs.colorize(expected_own, int(own.max()) + 1))
 
@@ -146,7 +153,7 @@ def test_propagate_labels_hostile_inputs(client, face, tmp_path):
     Image.new("L", (48, 48)).save(background)
     assert "all background" in app_error(client, ref, file(background), query, api_name="/propagate_labels")
     # the server is still alive and answering
-    assert len(client.predict(ref, labels, query, api_name="/propagate_labels")) == 3
+    assert len(client.predict(ref, labels, query, api_name="/propagate_labels")) == 4
 
 
 def test_sixteen_simultaneous_calls_all_finish(client, app_server):
@@ -181,9 +188,13 @@ def loaded(app_server, name):
 
 def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
     pipe = loaded(app_server, "gangealing")
-    congealed = client.predict(file(face["reference"]), api_name="/congeal")
+    congealed, (grid_file,) = client.predict(file(face["reference"]), api_name="/congeal")
     reference = Image.open(face["reference"]).convert("RGB")
-    assert np.array_equal(pixels(congealed), np.asarray(pipe.congeal([reference]).images[0]))
+    out = pipe.congeal([reference])
+    assert np.array_equal(pixels(congealed), np.asarray(out.images[0]))
+    grid = np.load(grid_file)  # for each congealed pixel, where it was sampled in the 48 x 48 reference
+    assert grid.shape == (*pixels(congealed).shape[:2], 2) and Path(grid_file).name == "flow_congealed_to_image.npy"
+    np.testing.assert_allclose(grid, ((out.grids[0].numpy() + 1) * 48 - 1) / 2, atol=1e-4)  # square input: model frame = image
     size = pipe.congeal([reference]).images[0].size
     edit = np.zeros((size[1], size[0], 4), np.uint8)
     edit[: size[1] // 2, :, :] = [255, 0, 0, 255]
@@ -218,7 +229,7 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     if pipe.input_kind != "mask":
         pytest.skip("the test pipeline is not a mask model")
     exemplar = Image.open(examples.path("exemplar_1.png")).convert("RGB")
-    image, warped = client.predict(file(face["labels"]), file(examples.path("exemplar_1.png")), api_name="/translate")
+    image, warped, (flow_file,) = client.predict(file(face["labels"]), file(examples.path("exemplar_1.png")), api_name="/translate")
     expected = pipe.translate(face["labels_array"], exemplar, return_warped=True)
     assert np.array_equal(pixels(image), np.asarray(expected.image)) and pixels(image).shape == (48, 48, 3)
     assert np.array_equal(pixels(warped), np.asarray(expected.warped_exemplar))
@@ -226,7 +237,7 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     Image.fromarray(inputs.colorize(face["labels_array"], pipe.num_classes)).save(colour)
     cmyk = tmp_path / "exemplar.jpg"
     exemplar.convert("CMYK").save(cmyk, quality=95)
-    image2, _ = client.predict(file(colour), file(cmyk), api_name="/translate")
+    image2, _, _ = client.predict(file(colour), file(cmyk), api_name="/translate")
     expected2 = pipe.translate(face["labels_array"], Image.open(cmyk).convert("RGB"), return_warped=True)
     assert np.array_equal(pixels(image2), np.asarray(expected2.image))
     unknown = tmp_path / "unknown.png"
@@ -239,13 +250,22 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     huge = tmp_path / "huge.png"
     Image.new("RGB", (4100, 100)).save(huge)
     assert "4100x100 pixels; the limit is 4096" in app_error(client, file(face["labels"]), file(huge), api_name="/translate")
-    # clicking the input: the marker sits where the pipeline says the point lands
-    both = np.asarray(exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30))
+    from cocosnet import matching as cocosnet_matching
+
+    flow = np.load(flow_file)  # for each input cell, its match in the exemplar
+    f = pipe.correspondence_network.feature_resolution
+    assert flow.shape == (f, f, 2) and Path(flow_file).name == "flow_input_to_exemplar.npy"
+    np.testing.assert_array_equal(flow, cocosnet_matching.dense_flow(pipe, face["labels_array"], exemplar))
+    # clicking the input: the red marker on the point, the blue one where the pipeline says it lands, the numbers
+    view, text = exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30)
     (px, py), = pipe.correspondence(face["labels_array"], exemplar, [(20, 30)])
-    scale = exemplar.height / 48  # the input is shown at the exemplar's height, left of it
-    assert both.shape == (exemplar.height, round(48 * scale) + 4 + exemplar.width, 3)
-    for half, (cx, cy) in ((both[:, : round(48 * scale)], ((20.5 * scale - 0.5), (30.5 * scale - 0.5))), (both[:, -exemplar.width :], (px, py))):
-        ys, xs = np.nonzero((half[..., 0] == 255) & (half[..., 1] == 0) & (half[..., 2] == 0))
+    assert f"(20, 30) in A -> ({px:.1f}, {py:.1f}) in B, confidence" in text
+    left = round(48 * 256 / 48)
+    right = round(exemplar.width * 256 / exemplar.height)
+    assert view.shape == (256, left + 8 + right, 3)
+    for half, colour, (cx, cy) in ((view[:, :left], (255, 0, 0), (20.5 * 256 / 48 - 0.5, 30.5 * 256 / 48 - 0.5)),
+                                   (view[:, -right:], (0, 160, 255), ((px + 0.5) * 256 / exemplar.height - 0.5, (py + 0.5) * 256 / exemplar.height - 0.5))):
+        ys, xs = np.nonzero((half == colour).all(-1))
         assert abs(xs.mean() - cx) < 2 and abs(ys.mean() - cy) < 2
     with pytest.raises(Exception, match=r"outside the 48x48 input"):
         exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 60, 3)
@@ -284,7 +304,7 @@ def test_edge_model_translation_without_server(tmp_path):
     with gr.Blocks():
         exemplar_translation.create_demo(pipe)  # edge examples, no label painter
     edges = examples.path("face_0_edges.png")
-    image, warped = exemplar_translation.translate(pipe, edges, examples.path("exemplar_0.png"))
+    image, warped, _ = exemplar_translation.translate(pipe, edges, examples.path("exemplar_0.png"))
     expected = pipe.translate(Image.open(edges).convert("L"), Image.open(examples.path("exemplar_0.png")).convert("RGB"), return_warped=True)
     assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and image.size == (examples.RESOLUTION,) * 2
     assert np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
@@ -295,10 +315,15 @@ def test_transfer_appearance_matches_the_pipeline_and_refuses_bad_input(client, 
 
     pipe = loaded(app_server, "coat")
     content, style, _ = synthetic_pair()
-    result, matches = client.predict(file(content), file(style), 2, api_name="/transfer_appearance")
+    result, matches, (matches_file, flow_file) = client.predict(file(content), file(style), 2, api_name="/transfer_appearance")
     expected = pipe.transfer(Image.open(content).convert("RGB"), Image.open(style).convert("RGB"), n=2)
     assert np.array_equal(pixels(result), np.asarray(expected.image))
     assert pixels(matches).shape[0] == 256 and pixels(matches).shape[1] > 512  # content | style, 256 px high
+    data = json.loads(Path(matches_file).read_text())
+    finest = expected.matches[0]
+    assert np.allclose(data["scales_fine_to_coarse"][0]["content_points"], finest.content_points - 0.5, atol=0.01)
+    assert np.allclose(data["scales_fine_to_coarse"][0]["style_points"], finest.style_points - 0.5, atol=0.01)
+    assert np.load(flow_file).ndim == 3
     other = pixels(client.predict(file(content), file(style), 0, api_name="/transfer_appearance")[0])
     assert not np.array_equal(other, pixels(result))  # n changes which decoder layers see the content
     notes = tmp_path / "notes.png"

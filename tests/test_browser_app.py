@@ -35,12 +35,20 @@ def page(app_server):
         browser.close()
 
 
-def output_image(page, elem_id: str):
-    """Wait until the output component shows a loaded image; returns its natural size."""
-    img = page.locator(f"#{elem_id} img").first
-    img.wait_for(state="visible")
-    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle())
-    return img.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+def output_image(page, elem_id: str, size=None):
+    """Wait until the output component shows a loaded image (of `size` [w, h] when given: the
+    component may still show its example); returns its natural size. Polls the live element, as
+    Gradio may replace the <img> while it loads."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # lazy images load when near the viewport
+    page.locator(f"#{elem_id} img").first.wait_for(state="visible")
+    want = list(size) if size is not None else None
+    handle = page.wait_for_function(
+        """([sel, want]) => { const el = document.querySelector(sel);
+            if (!el || !el.complete || el.naturalWidth === 0) return null;
+            const got = [el.naturalWidth, el.naturalHeight];
+            return (want === null || (got[0] === want[0] && got[1] === want[1])) ? got : null; }""",
+        arg=[f"#{elem_id} img", want])
+    return handle.json_value()
 
 
 def upload(page, elem_id: str, path: str):
@@ -74,6 +82,38 @@ def shoot(page, name: str):
     return path
 
 
+def click_match(page, source_id: str, view_id: str) -> str:
+    """Click the image `source_id` a little up and left of its middle (the opening result is the
+    middle's match); wait for the match view (point | heat map and match, PANEL px high) in
+    `view_id`; returns the numbers shown beside it."""
+    from demos.matching import PANEL
+
+    text = page.locator(f"#{view_id}-text textarea")
+    before = text.input_value()
+    img = page.locator(f"#{source_id} img").first
+    box = img.bounding_box()
+    img.click(position={"x": box["width"] * 0.35, "y": box["height"] * 0.4})
+    page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[text.element_handle(), before])
+    assert output_image(page, view_id)[1] == PANEL
+    return text.input_value()
+
+
+def test_every_tab_shows_a_result_on_open(page, app_server):
+    """Before any click: each tab's main output and its click-to-match view already hold an example."""
+    from demos.matching import PANEL
+
+    outputs = {"Structure & texture": ["st-image", "st-grid", "st-clicked"],
+               "Label propagation": ["lp-overlay", "lp-label-map", "lp-clicked", "gg-congealed", "gg-clicked"],
+               "Exemplar translation": ["et-result", "et-warped", "et-marked"],
+               "Appearance transfer": ["coat-result", "coat-matches", "coat-clicked"]}
+    for tab, ids in outputs.items():
+        page.get_by_role("tab", name=tab).click()
+        for elem_id in ids:
+            width, height = output_image(page, elem_id)
+            assert width > 0 and (height == PANEL or not elem_id.endswith(("clicked", "marked")))
+        assert "confidence" in page.locator(f"#{ids[-1]}-text textarea").input_value()
+
+
 def test_structure_and_texture_tab(page, app_server):
     page.get_by_role("tab", name="Structure & texture").click()
     page.get_by_role("button", name="Generate", exact=True).click()
@@ -82,20 +122,22 @@ def test_structure_and_texture_tab(page, app_server):
     assert output_image(page, "st-correspondence") == [r, r]
     page.get_by_role("button", name="Grid", exact=True).click()
     assert output_image(page, "st-grid") == [5 * r, 3 * r]
+    assert "in the second structure's, confidence" in click_match(page, "st-image", "st-clicked")
     shoot(page, "structure_texture")
 
 
 def test_label_propagation_tab(page, app_server):
     page.get_by_role("tab", name="Label propagation").click()
+    assert "in B, confidence" in click_match(page, "lp-reference", "lp-clicked")  # on the example reference shown on open
     # a generated reference, a label map painted on it with the class palette, an uploaded query
     page.get_by_role("button", name="Generate a reference").click()
     r = app_server.pipelines["coordgan"].generator.resolution
-    assert output_image(page, "lp-reference") == [r, r]
+    assert output_image(page, "lp-reference", [r, r]) == [r, r]  # replaces the example shown on open
     page.get_by_text("Paint the label map on the reference").click()
     page.locator("#lp-painter canvas").first.wait_for()
     page.wait_for_timeout(500)  # the editor takes the reference as its background
     paint(page, "lp-painter")
-    assert output_image(page, "lp-labels") == [r, r]  # the painted strokes became a label map
+    assert output_image(page, "lp-labels", [r, r]) == [r, r]  # the painted strokes became a label map
     upload(page, "lp-query", examples.path("face_1.png"))
     page.get_by_role("button", name="Propagate labels").click()
     assert output_image(page, "lp-overlay") == [examples.RESOLUTION] * 2
@@ -117,6 +159,7 @@ def test_label_propagation_tab(page, app_server):
     page.locator("#gg-video-in input[type=file]").first.set_input_files(examples.path("video.gif"))
     page.get_by_role("button", name="Congeal this image").click()
     assert output_image(page, "gg-congealed") == list(size)
+    assert "in B, confidence" in click_match(page, "gg-image", "gg-clicked")
     page.get_by_role("button", name="Propagate the edit").click()
     assert output_image(page, "gg-edited") == [examples.RESOLUTION] * 2
     assert output_image(page, "gg-video") == [examples.RESOLUTION] * 2
@@ -133,8 +176,8 @@ def test_exemplar_translation_tab(page, app_server):
     page.get_by_role("button", name="Translate", exact=True).click()
     assert output_image(page, "et-result") == [examples.RESOLUTION] * 2
     assert output_image(page, "et-warped") == [examples.RESOLUTION] * 2
-    page.locator("#et-input img").first.click()  # the centre: where does this point land?
-    assert output_image(page, "et-marked") == [2 * examples.RESOLUTION + 4, examples.RESOLUTION]  # input | exemplar
+    assert "in B, confidence" in click_match(page, "et-input", "et-marked")  # where does this point land?
+    assert output_image(page, "et-marked") == [256 + 8 + 256, 256]  # input | exemplar, each 256 px high
     shoot(page, "exemplar_translation")
 
 
@@ -149,6 +192,7 @@ def test_appearance_transfer_tab(page, app_server):
     assert output_image(page, "coat-result") == [examples.RESOLUTION] * 2  # the content's size
     width, height = output_image(page, "coat-matches")
     assert height == MATCH_PANEL and width > 2 * MATCH_PANEL
+    assert "in B, confidence" in click_match(page, "coat-content", "coat-clicked")
     shoot(page, "appearance_transfer")
 
 
