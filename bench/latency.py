@@ -63,8 +63,32 @@ def mp4_of_60_frames(result) -> None:
         raise AssertionError(f"the edited video has {n} frames, not 60")
 
 
+# ---------------------------------------------------------------- /match_points: 3 points, a 256 px pair, per method
+def match_points_args(method: str) -> Callable[[Path], tuple]:
+    def make(folder: Path) -> tuple:
+        from gradio_client import handle_file
+
+        batch = synthetic.sample("faces", 2, resolution=256, seed=6, pose="medium")
+        a, b = folder / f"{method}_a.png", folder / f"{method}_b.png"
+        if method == "cocosnet":  # image A is the input label map (index PNG)
+            Image.fromarray(batch.labels[0].astype(np.uint8), "L").save(a)
+        else:
+            Image.fromarray(batch.image[0]).save(a)
+        Image.fromarray(batch.image[1]).save(b)
+        return method, handle_file(str(a)), handle_file(str(b)), "[[128, 100], [90, 140], [170, 140]]", None
+
+    return make
+
+
+def three_matches(result) -> None:
+    if len(result["points"]) != 3 or len(result["confidence"]) != 3:
+        raise AssertionError(f"expected 3 matches, got {result}")
+
+
 CASES = [
     EndpointCase("/propagate_edit", "MP4, 60 frames, 256 px, 30 fps", propagate_edit_mp4, mp4_of_60_frames, 10.0),
+    *[EndpointCase("/match_points", f"{method}: 3 points, 256 px images", match_points_args(method), three_matches, 0.3)
+      for method in ("coordgan", "gangealing", "cocosnet", "coat")],
 ]
 
 
