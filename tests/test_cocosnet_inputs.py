@@ -267,13 +267,14 @@ def test_app_tab_face_edge_model_with_exemplar_map(tmp_path):
     rows, _ = et.example_rows(pipe)
     assert len(rows[0]) == 3  # input, exemplar, the exemplar's own map
     label_map, photo, exemplar_map = rows[1]
-    image, warped = et.translate(pipe, label_map, photo, exemplar_map)
+    image, warped, (flow_file,) = et.translate(pipe, label_map, photo, exemplar_map)
     lab = inputs.load_label_map(label_map, 19)
     expected = pipe.translate(lab, Image.open(photo).convert("RGB"), exemplar_map=inputs.load_label_map(exemplar_map, 19), return_warped=True)
     assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
     assert set(np.unique(lab)) <= set(range(19)) and 9 in lab  # the nose has its CelebAMask-HQ id
-    both = et.correspondence(pipe, label_map, photo, 60, 60, exemplar_map)
-    assert both.height == Image.open(photo).height
+    assert np.load(flow_file).shape[-1] == 2
+    view, text = et.correspondence(pipe, label_map, photo, 60, 60, exemplar_map)  # the exemplar map reaches the matcher
+    assert view.shape[0] == 256 and "(60, 60) in A" in text
     # hostile: no exemplar map, ids beyond 18, a text file as the map
     with pytest.raises(gr.Error, match="also needs the exemplar's own map"):
         et.translate(pipe, label_map, photo, None)
@@ -296,14 +297,15 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
     pipe = small_pipeline(20)
     assert et.input_kind(pipe) == "pose" and not pipe.needs_exemplar_map
     photo = examples.path("exemplar_0.png")
-    image, warped = et.translate(pipe, et.EXAMPLE_POSES[1], photo)
+    image, warped, _ = et.translate(pipe, et.EXAMPLE_POSES[1], photo)
     expected = pipe.translate(json.loads(et.EXAMPLE_POSES[1]), Image.open(photo).convert("RGB"), return_warped=True)
     assert image.size == (256, 256) and np.array_equal(np.asarray(image), np.asarray(expected.image))
     preview = et.pose_preview(pipe, et.EXAMPLE_POSES[2])
     assert np.array_equal(preview, render_pose(json.loads(et.EXAMPLE_POSES[2]), (256, 256))[0]) and preview[38, 112].sum() == 0  # r_ear absent
     assert et.pose_preview(pipe, "{broken") is None
-    both = np.asarray(et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 128, 72))
-    assert both.shape[0] == Image.open(photo).height
+    view, text = et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 128, 72)  # a point of the pose canvas
+    (px, py), = pipe.correspondence(json.loads(et.EXAMPLE_POSES[0]), Image.open(photo).convert("RGB"), [(128, 72)])
+    assert view.shape[0] == 256 and f"(128, 72) in A -> ({px:.1f}, {py:.1f}) in B" in text
     with pytest.raises(gr.Error, match="outside the 256x256 input"):
         et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 300, 10)
     for bad, message in (("", "No input pose given: paste OpenPose keypoints JSON"),
@@ -327,7 +329,7 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(url, verbose=False)
-        image_path, _ = client.predict(et.EXAMPLE_POSES[1], handle_file(photo), api_name="/translate")
+        image_path, _, _ = client.predict(et.EXAMPLE_POSES[1], handle_file(photo), api_name="/translate")
         assert np.array_equal(np.asarray(Image.open(image_path).convert("RGB")), np.asarray(expected.image))
         with pytest.raises(AppError, match="has none of the 18 keypoints"):
             client.predict(json.dumps({"people": [{"pose_keypoints_2d": [0] * 54}]}), handle_file(photo), api_name="/translate")
