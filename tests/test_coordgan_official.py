@@ -310,10 +310,10 @@ def test_app_endpoints_with_the_imported_model(official_folder, tmp_path):
         labels = tmp_path / "labels.png"
         Image.fromarray(p["seg_label_maps"][0].numpy()).save(labels)  # an index PNG, the user's own classes
         n = label_propagation.NUM_CLASSES
-        _, label_map, gallery = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), None, "authors",
+        _, label_map, gallery, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), None, "authors",
                                                api_name="/propagate_labels")
         assert np.array_equal(pixels(label_map), inputs.colorize(p["P1_seg21"][0].numpy(), n)) and len(gallery) == 1
-        _, label_map, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), api_name="/propagate_labels")
+        _, label_map, _, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), api_name="/propagate_labels")
         assert pixels(label_map).shape == (128, 128, 3)  # our rule, the default
     finally:
         demo.close()
