@@ -15,6 +15,23 @@ from torch import nn
 from .correspondence import attention_chunked
 
 
+def _cached(module: nn.Module, name: str, tensors: tuple, compute):
+    """compute(), kept on `module` while every tensor of `tensors` is the same object at the same
+    version (an optimizer step, load_state_dict or .to() invalidates it). For inference only."""
+    stamp = tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors)
+    entry = module.__dict__.get(name)
+    if entry is None or entry[0] != stamp:
+        entry = (stamp, compute())
+        module.__dict__[name] = entry
+    return entry[1]
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter (inference tensors have none: weights made under
+    torch.inference_mode are only told apart by their storage)."""
+    return None if t.is_inference() else t._version
+
+
 class SNConv2d(nn.Conv2d):
     """Conv2d with spectral normalisation (Miyato et al., 2018) in the layout of
     `torch.nn.utils.spectral_norm`: parameter `weight_orig`, buffers `weight_u` / `weight_v`.
@@ -36,6 +53,11 @@ class SNConv2d(nn.Conv2d):
         self.register_buffer("weight_v", F.normalize(torch.randn(in_features), dim=0, eps=eps))
 
     def normalized_weight(self) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not self.training:  # inference: W / sigma once, until a tensor changes
+            return _cached(self, "_inference_weight", (self.weight_orig, self.weight_u, self.weight_v), self._normalized_weight)
+        return self._normalized_weight()
+
+    def _normalized_weight(self) -> torch.Tensor:
         w = self.weight_orig
         w_mat = w.reshape(w.shape[0], -1)
         u, v = self.weight_u, self.weight_v
@@ -63,9 +85,11 @@ def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int | N
 def positional_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """PONO (Li et al., 2019), the normalisation of eq. (5): (F - mu_hw) / sigma_hw with the mean
     and the (unbiased) standard deviation over channels at each position."""
-    mean = x.mean(dim=1, keepdim=True)
-    var = x.var(dim=1, keepdim=True)
-    return (x - mean) / (var + eps).sqrt()
+    # Two passes over the centred values (not torch.var): the same unbiased variance, ~2.5x faster on
+    # a CPU for NCHW tensors, where a reduction over channels is strided (bench/README.md).
+    centred = x - x.mean(dim=1, keepdim=True)
+    var = centred.square().sum(dim=1, keepdim=True) / (x.shape[1] - 1)
+    return centred / (var + eps).sqrt()
 
 
 class SPADE(nn.Module):
@@ -79,15 +103,33 @@ class SPADE(nn.Module):
         self.mlp_beta = nn.Conv2d(hidden, channels, 3, padding=1, padding_mode="reflect")
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        normalized = positional_norm(x)  # (B, C, H, W)
         condition = F.interpolate(condition, size=x.shape[-2:], mode="nearest")
-        actv = self.mlp_shared(condition)  # (B, hidden, H, W)
-        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+        return self.modulate(positional_norm(x), self.mlp_shared(condition))
+
+    def modulate(self, normalized: torch.Tensor, actv: torch.Tensor) -> torch.Tensor:
+        """normalized * (1 + gamma(actv)) + beta(actv), gamma and beta from one convolution (their
+        weights stacked: the same sums, one pass over actv)."""
+        weight, bias = _stacked(self, "_gamma_beta", [self.mlp_gamma, self.mlp_beta])
+        gamma, beta = F.conv2d(F.pad(actv, [1, 1, 1, 1], mode="reflect"), weight, bias).chunk(2, 1)  # (B, C, H, W) each
+        return torch.addcmul(beta, normalized, 1 + gamma)
+
+
+def _stacked(owner: nn.Module, name: str, convs: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights and biases of `convs` (same input, same kernel) concatenated over output channels;
+    kept on `owner` for inference, rebuilt on every call while training (so gradients flow)."""
+    tensors = tuple(t for c in convs for t in (c.weight, c.bias))
+    build = lambda: (torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]))  # noqa: E731
+    if torch.is_grad_enabled():
+        return build()
+    return _cached(owner, name, tensors, build)
 
 
 class SPADEResnetBlock(nn.Module):
     """SPADE residual block: x_s + conv_1(lrelu(norm_1(conv_0(lrelu(norm_0(x)))))), a learned
-    1x1 shortcut when the width changes; 3x3 spectral-norm convs with reflect padding."""
+    1x1 shortcut when the width changes; 3x3 spectral-norm convs with reflect padding.
+
+    The SPADE layers of a block read the same condition at the same size, so their first
+    convolutions (`mlp_shared`) run as one, and norm_0 and norm_s share the normalised input."""
 
     def __init__(self, fin: int, fout: int, condition_channels: int, hidden: int = 128):
         super().__init__()
@@ -103,9 +145,14 @@ class SPADEResnetBlock(nn.Module):
             self.norm_s = SPADE(fin, condition_channels, hidden)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x_s = self.conv_s(self.norm_s(x, condition)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, condition), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, condition), 0.2))
+        norms = [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
+        condition = F.interpolate(condition, size=x.shape[-2:], mode="nearest")
+        weight, bias = _stacked(self, "_mlp_shared", [n.mlp_shared[1] for n in norms])
+        actv = F.relu(F.conv2d(F.pad(condition, [1, 1, 1, 1], mode="reflect"), weight, bias)).chunk(len(norms), 1)
+        normalized = positional_norm(x)  # (B, fin, H, W), for norm_0 and norm_s
+        x_s = self.conv_s(self.norm_s.modulate(normalized, actv[2])) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0.modulate(normalized, actv[0]), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1.modulate(positional_norm(dx), actv[1]), 0.2))
         return x_s + dx
 
 
