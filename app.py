@@ -54,15 +54,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait in the queue before new ones are turned away")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (reaches the network)")
+    parser.add_argument("--precision", default=os.environ.get("APP_PRECISION", "auto"), choices=models.PRECISIONS,
+                        help="compute precision of the models: fp32, bf16 or fp16 autocast, or auto (a reduced one only where the "
+                             "device computes it natively and the model's measured error stays small; fp32 on CPUs without "
+                             "bf16 hardware) (default: $APP_PRECISION or auto)")
     return parser.parse_args(argv)
 
 
 def main(argv=None, block: bool = True) -> gr.Blocks:
     """Load the models once, build the app and serve it; with block=False return the running app."""
     args = parse_args(argv)
-    pipelines = models.load_all({name: getattr(args, name) for name in models.SPECS})
+    pipelines = models.load_all({name: getattr(args, name) for name in models.SPECS}, precision=args.precision)
     for name, pipe in pipelines.items():
-        print(f"{name}: {pipe.message if isinstance(pipe, models.MissingModel) else 'loaded on ' + str(models.device())}")
+        print(f"{name}: {pipe.message if isinstance(pipe, models.MissingModel) else f'loaded on {models.device()} ({pipe.precision})'}")
     app = build_app(pipelines)
     app.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     app.launch(

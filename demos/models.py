@@ -119,6 +119,75 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+# ------------------------------------------------------------------ precision (--precision)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# `auto` runs a pipeline in a reduced precision only where that is both faster (native bf16 / fp16
+# arithmetic: a GPU, or a CPU with avx512_bf16 / AMX) and close: its output within AUTO_ERROR_BOUND of
+# fp32 (max abs difference, images in [-1, 1]) on bench/fullsize.py's inputs. The measured errors are in
+# bench/README.md; the pipelines that stay within the bound are listed here, per reduced dtype.
+AUTO_ERROR_BOUND = 2 / 255
+AUTO_REDUCED = {"bf16": (), "fp16": ()}
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def native_reduced_dtypes(dev: torch.device) -> tuple:
+    """The reduced precisions this device computes natively (faster than fp32), best first."""
+    if dev.type == "cuda":
+        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+    if dev.type == "cpu":
+        flags = cpu_flags()
+        bf16 = ("bf16",) if flags & {"avx512_bf16", "amx_bf16"} else ()
+        return bf16 + (("fp16",) if flags & {"avx512_fp16", "amx_fp16"} else ())
+    return ()
+
+
+def resolve_precision(precision: str, name: str, dev: torch.device | None = None) -> str:
+    """fp32, bf16 or fp16 for pipeline `name`: an explicit choice as it is; `auto` the first reduced
+    precision that the device computes natively and that keeps this pipeline within AUTO_ERROR_BOUND,
+    else fp32 (on this project's 2-core CPU without bf16 hardware: fp32 everywhere)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    dev = device() if dev is None else dev
+    return next((p for p in native_reduced_dtypes(dev) if name in AUTO_REDUCED[p]), "fp32")
+
+
+def set_precision(pipe, precision: str, dev: torch.device | None = None):
+    """Run the pipeline's entry points (the public methods of its class) under `torch.autocast` in the
+    resolved precision; weights stay fp32. Returns the pipeline, with `.precision` set."""
+    dev = device() if dev is None else dev
+    name = type(pipe).__module__.split(".")[0]
+    resolved = resolve_precision(precision, name, dev)
+    object.__setattr__(pipe, "precision", resolved)
+    if resolved == "fp32":
+        return pipe
+    for attr, value in vars(type(pipe)).items():
+        if attr.startswith("_") or not callable(value) or isinstance(value, (staticmethod, classmethod)):
+            continue
+        object.__setattr__(pipe, attr, _autocast(getattr(pipe, attr), dev.type, DTYPES[resolved]))
+    return pipe
+
+
+def _autocast(method, device_type: str, dtype: torch.dtype):
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        with torch.autocast(device_type, dtype=dtype):
+            return method(*args, **kwargs)
+
+    return run
+
+
 def _problem(error: Exception, limit: int = 400) -> str:
     """An exception as one line. Our importers raise a ValueError whose first line names the problem
     (the second says what to pass to the library: the app says that with its own flags); other
@@ -186,10 +255,11 @@ def _load_release(spec: ModelSpec, source: str):
                             f"Run `python -m {spec.name}.convert_official --list` for the names, or pass {spec.flag} {spec.accepts}.")
 
 
-def load_all(sources: dict | None = None, env: dict | None = None) -> dict:
-    """name -> pipeline or MissingModel, for every pipeline of the app."""
+def load_all(sources: dict | None = None, env: dict | None = None, precision: str = "fp32") -> dict:
+    """name -> pipeline or MissingModel, for every pipeline of the app; `precision` as in set_precision."""
     sources = sources or {}
-    return {name: load(spec, sources.get(name), env) for name, spec in SPECS.items()}
+    pipelines = {name: load(spec, sources.get(name), env) for name, spec in SPECS.items()}
+    return {name: pipe if isinstance(pipe, MissingModel) else set_precision(pipe, precision) for name, pipe in pipelines.items()}
 
 
 def require(pipeline):
