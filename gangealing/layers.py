@@ -25,7 +25,10 @@ def make_kernel(taps=(1, 3, 3, 1)) -> torch.Tensor:
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2) -> torch.Tensor:
     """leaky_relu(x + bias) * sqrt(2): the gain keeps activations at unit variance."""
-    return F.leaky_relu(x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype), slope) * SQRT2
+    out = x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
+    if not torch.is_grad_enabled():  # inference: the same operations in place on the fresh sum
+        return F.leaky_relu_(out, slope).mul_(SQRT2)
+    return F.leaky_relu(out, slope) * SQRT2
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad=(0, 0)) -> torch.Tensor:
