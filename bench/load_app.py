@@ -80,6 +80,9 @@ def calls(f: dict):
         ("/propagate_edit", lambda: (h(str(f["edit"])), h(str(f["query"])), [], h(str(f["gif_10s"])))),
         ("/translate", lambda: (h(str(f["labels"])), h(str(f["photo_4096"])))),
         ("/synthetic", lambda: ("cats", random.randrange(100), random.randrange(100), 128, "wide")),
+        ("/transfer_appearance", lambda: (h(str(f["reference"])), h(str(f["photo_4096"])), random.randrange(9))),
+        ("/match_points", lambda: (random.choice(["coordgan", "gangealing", "coat"]), h(str(f["photo_4096"])), h(str(f["query"])),
+                                   json.dumps([[random.randrange(4096), random.randrange(4096)] for _ in range(8)]), None)),
     ]
     hostile = [
         ("/generate", lambda: (1, -5)),
@@ -89,6 +92,9 @@ def calls(f: dict):
         ("/propagate_edit", lambda: (h(str(f["edit"])), h(str(f["query"])), [], h(str(f["gif_12s"])))),
         ("/translate", lambda: (h(str(f["not_an_image"])), h(str(f["photo_4096"])))),
         ("/synthetic", lambda: ("dogs", 1, 2, 64, "aligned")),
+        ("/transfer_appearance", lambda: (h(str(f["reference"])), h(str(f["not_an_image"])), 3)),
+        ("/match_points", lambda: ("coat", h(str(f["reference"])), h(str(f["query"])), "[[1, 2], [3", None)),
+        ("/match_points", lambda: ("cocosnet", h(str(f["labels"])), h(str(f["query"])), "[[500, 2]]", None)),
     ]
     return valid, hostile
 
@@ -115,8 +121,11 @@ def running_app(start_timeout: float = 180):
 
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    # the server's output goes to a file: a pipe nobody reads fills up (64 KiB of logged tracebacks of refused calls)
+    # and the next write blocks the server's event loop, and with it every call
+    log = tempfile.NamedTemporaryFile("w+", prefix="app_server_", suffix=".log", delete=False)
     server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + start_timeout
@@ -126,12 +135,15 @@ def running_app(start_timeout: float = 180):
                 break
             except Exception:
                 if server.poll() is not None or time.time() > deadline:
-                    raise SystemExit(f"the app did not start: {server.stderr.read()[-2000:]}") from None
+                    log.seek(0)
+                    raise SystemExit(f"the app did not start: {log.read()[-2000:]}") from None
                 time.sleep(1)
         yield url, server
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
+        os.unlink(log.name)
 
 
 def main(argv=None) -> dict:
@@ -144,6 +156,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     random.seed(args.seed)
+    import httpx
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -159,8 +172,10 @@ def main(argv=None) -> dict:
         def one(item):
             bad, endpoint, make_args = item
             if not hasattr(local, "client"):
-                # a browser waits for an upload; httpx's 5 s default would count a busy server as a failure
-                local.client = Client(url, verbose=False, httpx_kwargs={"timeout": args.timeout})
+                # a browser waits for an upload; httpx's 5 s default would count a busy server as a failure. No read
+                # limit: the client's event stream is silent while its calls wait in the queue, and a read timeout
+                # there ends the stream thread and leaves every later call of that client without an answer
+                local.client = Client(url, verbose=False, httpx_kwargs={"timeout": httpx.Timeout(args.timeout, read=None)})
             start = time.perf_counter()
             try:
                 local.client.submit(*make_args(), api_name=endpoint).result(timeout=args.timeout)

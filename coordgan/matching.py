@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .correspondence import nearest_source_index
+
 
 @dataclass
 class PointMatches:
@@ -96,11 +98,17 @@ def match_maps(map_a: torch.Tensor, map_b: torch.Tensor, points, size_a: tuple[i
     return PointMatches(matched, confidence.astype(np.float32), heat)
 
 
-def dense_flow(pipe, image_a, image_b, max_side: int = 256) -> np.ndarray:
+@torch.no_grad()
+def dense_flow(pipe, image_a, image_b, max_side: int = 256, resolution: int | None = None) -> np.ndarray:
     """For every pixel of `image_b` (at most `max_side` per side; larger images are sampled on a
-    grid of that size), its match in `image_a`: float32 (H', W', 2) pixel indices (x, y) of A."""
-    hb, wb = _image_size(image_b)
+    grid of that size), its match in `image_a`, as `match_points` from B to A would give it:
+    float32 (H', W', 2) pixel indices (x, y) of A. Tiled (`correspondence.nearest_source_index`)."""
+    size_a, (hb, wb) = _image_size(image_a), _image_size(image_b)
     gh, gw = min(hb, max_side), min(wb, max_side)
-    ys, xs = (np.arange(gh) + 0.5) * hb / gh - 0.5, (np.arange(gw) + 0.5) * wb / gw - 0.5
-    grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-    return match_points(pipe, image_b, image_a, grid, heatmaps=False).points.reshape(gh, gw, 2)
+    maps = pipe.encode([image_a, image_b]).correspondence_maps.float()
+    r = resolution or pipe.generator.resolution
+    source = F.interpolate(maps[:1], size=(r, r), mode="bilinear", align_corners=False)
+    target = F.interpolate(maps[1:], size=(gh, gw), mode="bilinear", align_corners=False)  # C_B at the grid's pixel centres
+    j = nearest_source_index(source, target)[0].cpu().numpy()  # (gh, gw) flat indices into A's r x r grid
+    ha, wa = size_a
+    return np.stack([(j % r + 0.5) * wa / r - 0.5, (j // r + 0.5) * ha / r - 0.5], -1).astype(np.float32)
