@@ -106,7 +106,7 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             # sum_{i,k} w^2 s_i^2 = (s^2) @ (sum_k w^2)^T  -> (B, out)
             demod = torch.rsqrt(style.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)
-            out = out * demod[:, :, None, None]
+            out = out * demod[:, :, None, None] if torch.is_grad_enabled() else out.mul_(demod[:, :, None, None])
         return out
 
 
