@@ -330,7 +330,8 @@ def fixture_errors(precisions: list, threads: int) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=None, choices=list(CASES), help="default: all but coordgan-512-generate")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
+                   help="CPU autocast dtypes (fp16 only where the CPU has fp16 hardware: elsewhere its convolutions are ~250x slower)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row (after one warm-up call)")
     p.add_argument("--quick", action="store_true",

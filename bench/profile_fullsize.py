@@ -5,6 +5,7 @@
         [--threads 1 2] [--rows 15] [--modules]
 
 The cases are bench/fullsize.py's (same inputs, same calls). `--flops` counts the floating-point operations instead (the floor any fp32 code has to pay).
+`--baseline GIT_REF` profiles that commit's packages (the "before" of bench/README.md).
 `--modules` also prints the time of
 each top-level child module (forward hooks), which is how bench/README.md's breakdown was made.
 """
@@ -23,7 +24,7 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bench.fullsize import CASES, build_case  # noqa: E402
+from bench.fullsize import CASES, build_case, load_baseline  # noqa: E402
 
 
 def module_times(roots: dict, call) -> dict:
@@ -52,15 +53,20 @@ def main(argv=None) -> None:
     p.add_argument("--modules", action="store_true", help="also time each top-level child module")
     p.add_argument("--shapes", action="store_true", help="group the operators by input shape")
     p.add_argument("--flops", action="store_true", help="only count the call's floating-point operations (FlopCounterMode)")
+    p.add_argument("--baseline", default=None, metavar="GIT_REF", help="profile the packages of this commit instead")
     args = p.parse_args(argv)
+    packages = load_baseline(args.baseline) if args.baseline else None
     for name in args.cases:
-        case = build_case(name, "fp32")
+        case = build_case(name, "fp32", packages)
         if args.flops:
             with FlopCounterMode(display=False) as counter:
                 case.call()
             top = sorted(counter.get_flop_counts()["Global"].items(), key=lambda kv: -kv[1])[:4]
+            with FlopCounterMode(display=False) as again:
+                case.call()  # the same call again: what caches (CoCosNet's exemplar side) save
             print(f"{name}: {counter.get_total_flops() / 1e9:.1f} GFLOP ("
-                  + ", ".join(f"{str(op).split('.')[1]} {n / 1e9:.1f}" for op, n in top) + ")")
+                  + ", ".join(f"{str(op).split('.')[1]} {n / 1e9:.1f}" for op, n in top)
+                  + f"); repeated call {again.get_total_flops() / 1e9:.1f} GFLOP")
             continue
         for threads in args.threads:
             torch.set_num_threads(threads)
