@@ -128,3 +128,41 @@ def match_supervision_loss(content_features: list, style_features: list, target_
                 count += int(m.sum())
     return total / max(count, 1)
 
+
+
+# ------------------------------------------------------------------ colour terms (not in the paper)
+
+
+def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
+    """Differentiable sRGB -> CIELAB (D65): (B, 3, H, W) in [-1, 1] -> (B, 3, H, W) L*, a*, b*
+    (the same formulas as coat.evaluate.rgb_to_lab, in float32)."""
+    x = ((images.float() + 1) / 2).clamp(0, 1)
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    matrix = linear.new_tensor([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                                [0.0193339, 0.1191920, 0.9503041]])
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / linear.new_tensor([0.95047, 1.0, 1.08883])[:, None, None]
+    eps = (6 / 29) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def part_colour_loss(output: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Not in the paper (an extra term of eq. 7, next to L_rec): the area-weighted Delta E 1976
+    between the mean CIELAB colours of output and target over each object part (labels > 0) of
+    an exact part map, divided by 100 (so a 1-unit Delta E costs 0.01). The same quantity as the
+    evaluation's part-colour error, on training pairs. output / target (B, 3, H, W) in [-1, 1],
+    labels (B, H, W) int part ids (0 = background, left out)."""
+    lab_o, lab_t = rgb_to_lab(output), rgb_to_lab(target)
+    parts = int(labels.max()) + 1
+    onehot = F.one_hot(labels.long(), parts).permute(0, 3, 1, 2)[:, 1:].float()  # (B, K, H, W), objects only
+    area = onehot.sum((2, 3))  # (B, K)
+    mean_o = torch.einsum("bkhw,bchw->bkc", onehot, lab_o) / area.clamp_min(1)[..., None]
+    mean_t = torch.einsum("bkhw,bchw->bkc", onehot, lab_t) / area.clamp_min(1)[..., None]
+    delta = ((mean_o - mean_t).pow(2).sum(-1) + 1e-6).sqrt()  # (B, K); eps: a finite gradient at 0
+    return (delta * area).sum() / area.sum().clamp_min(1) / 100
+
+
+def lowpass_colour_loss(output: torch.Tensor, target: torch.Tensor, cells: int = 8) -> torch.Tensor:
+    """Not in the paper (an extra term of eq. 7, for data without part maps): MSE between output and
+    target average-pooled to cells x cells, i.e. L_rec's MSE on the low frequencies only."""
+    return F.mse_loss(F.adaptive_avg_pool2d(output.float(), cells), F.adaptive_avg_pool2d(target.float(), cells))

@@ -1,6 +1,7 @@
 """The bundled checkpoints/coat-faces on fixed unseen synthetic pairs, against the exact answer
-render(sA, tB): its PSNR beats every non-oracle baseline by a margin (coat/README.md has the full
-table on 200 pairs, `python -m coat.evaluate --checkpoint checkpoints/coat-faces`)."""
+render(sA, tB): its PSNR beats every non-oracle baseline by a margin, and so does its part-colour
+error, its own match warp included (coat/README.md has the full table on 200 pairs,
+`python -m coat.evaluate --checkpoint checkpoints/coat-faces`)."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from coat import COATPipeline
 from coat.evaluate import make_pairs, method_outputs, part_colour_error, psnr
 
+COLOUR_MARGIN = 0.15  # Delta E
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "coat-faces"
 pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model_index.json").is_file(), reason="checkpoints/coat-faces is not bundled")
 
@@ -36,10 +38,11 @@ def test_bundled_coat_is_below_the_oracle(scores):
     assert scores[model][0] < scores["oracle warp (exact correspondence)"][0]
 
 
-def test_bundled_coat_part_colours_beat_the_colour_transfer_and_copy_baselines(scores):
-    """Not yet below its own match warp (no decoder), whose part colours are nearly exact: the
-    issue's colour bar is open, see coat/README.md."""
+def test_bundled_coat_part_colours_beat_every_non_oracle_baseline(scores):
+    """The issue's colour bar. Measured on these 32 pairs (step 7,320): COAT 2.02 Delta E, its own
+    match warp (no decoder) 2.33, the next best 13.34; the margin is half the measured gap."""
     model = next(name for name in scores if name.startswith("COAT"))
-    for name in ("copy content", "copy style", "Reinhard (whole image)", "Reinhard (object only, exact masks)",
-                 "Reinhard (object and background, exact masks)"):
-        assert scores[model][1] < scores[name][1], (name, scores[model], scores[name])
+    baselines = {name: s for name, s in scores.items() if name != model and not name.startswith("oracle")}
+    assert "warp by COAT matches (no decoder)" in baselines
+    best = min(baselines, key=lambda name: baselines[name][1])
+    assert scores[model][1] < baselines[best][1] - COLOUR_MARGIN, (scores[model], best, baselines[best])

@@ -51,3 +51,38 @@ def test_pseudo_pairs_and_known_correspondence():
     fg = np.isfinite(b.coords[..., 0]).reshape(2, 8, 4, 8, 4).mean((2, 4)).reshape(2, 64)
     keep = torch.from_numpy((fg > 0.5) | (fg == 0))
     assert valid[keep].all() and torch.equal(index[keep], torch.arange(64).expand(2, -1)[keep])
+
+
+def test_colour_terms_flag_and_losses(tmp_path, monkeypatch):
+    """--colour-weight (not in the paper): the per-part Delta E term with exact pairs, the low-pass term
+    otherwise; the part term equals the evaluation's part-colour error / 100 on one image."""
+    import pytest
+
+    import synthetic
+    from coat.evaluate import part_colour_error
+    from coat.losses import lowpass_colour_loss, part_colour_loss
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    a, b = synthetic.sample("faces", 1, 64, seed=1), synthetic.sample("faces", 1, 64, seed=2)
+    t = lambda x: torch.from_numpy(x).float().permute(0, 3, 1, 2) / 127.5 - 1  # noqa: E731
+    output = t(b.image).requires_grad_()
+    loss = part_colour_loss(output, t(a.image), torch.from_numpy(a.labels))
+    assert abs(100 * loss.item() - part_colour_error(b.image, a.image, a.labels)[0]) < 0.05
+    loss.backward()
+    assert torch.isfinite(output.grad).all() and output.grad.abs().sum() > 0
+    assert part_colour_loss(t(a.image), t(a.image), torch.from_numpy(a.labels)) < 1e-4
+    assert lowpass_colour_loss(t(a.image), t(a.image)) == 0 and lowpass_colour_loss(t(b.image), t(a.image)) > 0
+    assert parse_args([*COMMON, "--output", "x"]).colour_weight == 0  # the paper's loss by default
+    assert parse_args([*COMMON, "--output", "x", "--exact-pairs"]).colour_term == "parts"
+    assert parse_args([*COMMON, "--output", "x"]).colour_term == "lowpass"
+    with pytest.raises(SystemExit):
+        parse_args([*COMMON, "--output", "x", "--colour-term", "parts"])  # no part map without exact pairs
+    for name, extra in (("parts", ["--exact-pairs"]), ("lowpass", [])):
+        main(parse_args([*COMMON, "--output", str(tmp_path / name), "--steps", "1", "--colour-weight", "1", *extra]))
+        logs = [json.loads(line) for line in (tmp_path / name / "logs.jsonl").read_text().splitlines()]
+        assert logs[-1]["colour"] > 0
+    # a fine-tune from a saved state at a lower --lr: the given lr replaces the saved one
+    main(parse_args([*COMMON, "--output", str(tmp_path / "parts"), "--steps", "2", "--exact-pairs", "--resume", "--lr", "1e-4"]))
+    saved = torch.load(tmp_path / "parts" / "state" / "step-0000002" / "optimizer.bin", weights_only=False)
+    assert [g["lr"] for g in saved["param_groups"]] == [1e-4]

@@ -17,6 +17,12 @@ Pairs (the paper does not say how it pairs images; PROPOSALS, see coat/README.md
   -> render(sA, tB), the known correspondence from the renderer's canonical coordinates.
 L_CCL is computed on the transfer outputs of these pairs (re-encoded, eq. 6).
 
+NOT IN THE PAPER, off by default (`--colour-weight 0`): `--colour-weight W` adds W L_colour to eq. 7,
+a colour term next to L_rec. With --exact-pairs it is the per-part one (coat.losses.part_colour_loss:
+Delta E 1976 between the mean Lab colours of output and answer over each part of the answer's exact
+part map, / 100); otherwise, or with `--colour-term lowpass`, the MSE of the 8x8 average-pooled
+output and target (coat.losses.lowpass_colour_loss).
+
 The EMA of the three networks is exported with `save_pretrained` to OUTPUT/pipeline (a
 COATPipeline folder: `python -m coat.evaluate --checkpoint OUTPUT/pipeline`). `--decoder PATH`
 loads D from a COATPipeline or COATDecoder folder and freezes it (the paper's frozen pretrained
@@ -37,8 +43,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from coat import COATDecoder, COATPipeline, build_pipeline, coat_forward  # noqa: E402
-from coat.losses import (correspondence_contrastive_loss, latent_regularizer, match_supervision_loss, perceptual_network,  # noqa: E402
-                         reconstruction_loss)
+from coat.losses import (correspondence_contrastive_loss, latent_regularizer, lowpass_colour_loss, match_supervision_loss,  # noqa: E402
+                         part_colour_loss, perceptual_network, reconstruction_loss)
 from train.common import add_training_args, data_loader, ema_beta, fail, parse_training_args, resume, run, setup, update  # noqa: E402
 from train.data import image_to_tensor, tensor_to_image  # noqa: E402
 
@@ -55,7 +61,7 @@ RECIPES = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, RECIPES, pose="aligned", save_every=250)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's; with --resume it replaces the saved one)")
     p.add_argument("--content-layers", type=int, default=None, help="n of eq. 4: decoder layers modulated by content features (default: the config's)")
     p.add_argument("--decoder", default=None, metavar="PATH", help="load D from this COATPipeline/COATDecoder folder and freeze it")
     p.add_argument("--exact-pairs", action="store_true", help="synthetic data only: train on render(sA,tA), render(sB,tB) -> render(sA,tB)")
@@ -63,9 +69,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ccl-scales", default="all", choices=["all", "single"], help="CCL at every scale or only the coarsest (ablation)")
     p.add_argument("--beta", type=float, default=None, help="weight of L_CCL (0 = no CCL; default: the recipe's)")
     p.add_argument("--match-weight", type=float, default=None, help="weight of the known-correspondence InfoNCE (PROPOSAL; 0 = off)")
+    p.add_argument("--colour-weight", type=float, default=0.0,
+                   help="NOT IN THE PAPER: weight of a colour term added to eq. 7 (default 0 = the paper's loss)")
+    p.add_argument("--colour-term", default=None, choices=["parts", "lowpass"],
+                   help="the colour term: 'parts' = Delta E of per-part mean Lab colours on the exact part map "
+                        "(needs --exact-pairs; its default there), 'lowpass' = MSE of 8x8 average-pooled images (default otherwise)")
     args = parse_training_args(p, argv)
     if args.exact_pairs and not args.data.startswith("synthetic:"):
         p.error("--exact-pairs needs --data synthetic:CATEGORY (it renders the exact answers)")
+    if args.colour_term is None:
+        args.colour_term = "parts" if args.exact_pairs else "lowpass"
+    if args.colour_term == "parts" and not args.exact_pairs:
+        p.error("--colour-term parts needs --exact-pairs (the exact part map of the answer)")
+    if args.colour_weight < 0:
+        p.error(f"--colour-weight must be at least 0, got {args.colour_weight}")
     return args
 
 
@@ -163,7 +180,7 @@ class ExactPairs:
         t_a, t_b = sy.sample_textures(cat, n, seed=(self.seed, *key, 2)), sy.sample_textures(cat, n, seed=(self.seed, *key, 3))
         a, b = sy.render(cat, s_a, t_a, self.resolution), sy.render(cat, s_b, t_b, self.resolution)
         target = sy.render(cat, s_a, t_b, self.resolution).image
-        return image_to_tensor(a.image), image_to_tensor(b.image), image_to_tensor(target), a.coords, b.coords
+        return image_to_tensor(a.image), image_to_tensor(b.image), image_to_tensor(target), a.coords, b.coords, a.labels
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -207,6 +224,9 @@ def main(args) -> None:
     if train_decoder:
         decoder = networks[2]
     state = resume(accelerator, args, *[a.to(device) for a in averages])
+    if args.lr is not None:  # load_state restored the saved param_groups' lr: a fine-tune may lower it
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr
     ema_pipe = COATPipeline(averages[0], averages[1], averages[2] if train_decoder else decoder)
 
     batch = args.batch_size or recipe["batch_size"]
@@ -221,7 +241,7 @@ def main(args) -> None:
 
     def loss_fn(micro, step):
         if exact:
-            content, style, target, coords_a, coords_b = exact((accelerator.process_index, step, micro))
+            content, style, target, coords_a, coords_b, labels = exact((accelerator.process_index, step, micro))
             known = [canonical_correspondence(coords_a, coords_b, s) for s in sizes]  # content cell -> style cell
         else:
             content, style, target, grid = pseudo_pairs(next(loader)["image"], generator, recipe["self_fraction"])
@@ -240,10 +260,15 @@ def main(args) -> None:
             index, valid = [k[0].to(device) for k in known], [k[1].to(device) for k in known]
             a, b = (out.content_keys, out.style_keys) if exact else (out.style_keys, out.content_keys)
             losses["match"] = match_supervision_loss(a, b, index, valid, recipe["tau"])
+        if args.colour_weight:  # NOT IN THE PAPER (coat/README.md): part colours / low frequencies of the answer
+            if args.colour_term == "parts":  # the answer render(sA, tB) has the content's part map
+                losses["colour"] = part_colour_loss(out.image, target, torch.from_numpy(labels).to(device))
+            else:
+                losses["colour"] = lowpass_colour_loss(out.image, target)
         losses["matched"] = torch.stack([m.mask.float().mean() for m in out.matches]).mean().detach()
         logs.update({k: v.detach() for k, v in losses.items()})
         return (losses["rec"] + recipe["alpha"] * losses["reg"] + beta * losses.get("ccl", 0.0)
-                + match_weight * losses.get("match", 0.0))
+                + match_weight * losses.get("match", 0.0) + args.colour_weight * losses.get("colour", 0.0))
 
     logs = {}
     fixed = ExactPairs(args.data.partition(":")[2], resolution, 8, 4321, args.pose)((0, 0, 0)) if args.data.startswith("synthetic:") else None
@@ -253,7 +278,7 @@ def main(args) -> None:
 
     def training_step(step: int) -> dict:
         loss = update(accelerator, args, lambda micro: loss_fn(micro, step), [optimizer], networks)
-        return {"loss": loss, **logs}
+        return {"loss": loss.detach(), **logs}
 
     run(accelerator, args, state, training_step, steps=args.steps or recipe["steps"], desc="coat",
         ema=list(zip(averages, networks)), beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
