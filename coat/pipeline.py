@@ -10,7 +10,8 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from .correspondence import ScaleMatches, align_features, confident_matches, match_statistics
+from .correspondence import ScaleMatches, align_features, confident_matches
+from .matching import PointMatches, match_points
 from .model import COATDecoder, COATEncoder, COATModulationEncoder, network_configs
 
 
@@ -52,8 +53,8 @@ class ScaleCorrespondences:
     """The confident matches of one scale, as points in the input images (pixels, x right, y down;
     pixel (r, c) spans [c, c + 1) x [r, r + 1), so a cell centre is at +0.5)."""
 
-    content_points: np.ndarray  # float32 (N, 2) in the content image
-    style_points: np.ndarray  # float32 (N, 2) in the style image
+    content_points: np.ndarray  # float32 (N, 2) in the content image (pixel indices x, y)
+    style_points: np.ndarray  # float32 (N, 2) in the style image (pixel indices x, y)
     size: tuple  # (h, w) of the feature map of this scale
 
 
@@ -62,12 +63,6 @@ class TransferOutput:
     image: Image.Image  # I_{2->1} at the content image's size
     matches: list  # one ScaleCorrespondences per scale, fine to coarse
     n: int  # content layers used
-
-
-@dataclass
-class MatchOutput:
-    points: np.ndarray  # float32 (N, 2): where the points land in image B (pixels, x, y)
-    confidence: np.ndarray  # float32 (N,) in [0, 1]: Q of eq. 2 at the match; 1 = mutual nearest neighbours
 
 
 def _open(x):
@@ -79,10 +74,11 @@ def _open(x):
 
 
 def _cell_centres(index: np.ndarray, size: tuple, image_size: tuple) -> np.ndarray:
-    """Flat cell indices of an (h, w) map -> (N, 2) pixel points (x, y) in an image of (H, W)."""
+    """Flat cell indices of an (h, w) map -> (N, 2) points (x, y) at the cells' centres in an image of
+    (H, W), as pixel indices (the centre of pixel (i, j) is (i, j), as in `matching`)."""
     h, w = size
     H, W = image_size
-    return np.stack([(index % w + 0.5) * W / w, (index // w + 0.5) * H / h], 1).astype(np.float32)
+    return np.stack([(index % w + 0.5) * W / w - 0.5, (index // w + 0.5) * H / h - 0.5], 1).astype(np.float32)
 
 
 class COATPipeline(DiffusionPipeline):
@@ -190,32 +186,11 @@ class COATPipeline(DiffusionPipeline):
 
     __call__ = transfer
 
-    @torch.inference_mode()
-    def match_points(self, image_a, image_b, points, scale: int = 0) -> MatchOutput:
-        """Where points of image A land in image B, and how sure the model is.
-
-        points: (N, 2) pixels (x, y) in A. Each point takes the cell of the `scale`-th feature map
-        (0 = finest) it lies in; its match is the cell of B with the highest S (eq. 1), returned as
-        that cell's centre in B's pixels; confidence is Q (eq. 2) of the pair, 1 for a mutual
-        nearest neighbour (a match that eq. 3 would swap).
-        """
-        pts = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
-        x, (h, w) = self.preprocess(image_a)
-        y, size_b = self.preprocess(image_b)
-        if len(pts) and ((pts < 0).any() or (pts[:, 0] > w).any() or (pts[:, 1] > h).any()):
-            raise ValueError(f"points must lie inside image A: 0 <= x <= {w}, 0 <= y <= {h}")
-        n_scales = len(self.encoder.config.feature_strides)
-        if not 0 <= scale < n_scales:
-            raise ValueError(f"scale must be in 0..{n_scales - 1}, got {scale}")
-        keys = self.encoder(torch.cat([x, y]), with_matching=True)[1][scale]
-        stats = match_statistics(keys[:1], keys[1:])
-        fh, fw = keys.shape[-2:]
-        col = np.clip(np.floor(pts[:, 0] * fw / w), 0, fw - 1).astype(np.int64)
-        row = np.clip(np.floor(pts[:, 1] * fh / h), 0, fh - 1).astype(np.int64)
-        index = torch.from_numpy(row * fw + col).to(keys.device)
-        j = stats.row_argmax[0, index].cpu().numpy()
-        confidence = stats.confidence[0, index].float().cpu().numpy()
-        return MatchOutput(_cell_centres(j, (fh, fw), size_b), confidence.astype(np.float32))
+    def match_points(self, image_a, image_b, points, scale: int = 0) -> PointMatches:
+        """Where points (x, y) of image A land in image B, and how sure the model is: the cell of B
+        with the highest S (eq. 1) at feature scale `scale` (0 = finest), confidence Q (eq. 2), and
+        a heat map over B's cells (`matching.match_points`; points are pixel indices)."""
+        return match_points(self, image_a, image_b, points, scale)
 
 
 def build_pipeline(config: str | dict = "tiny", content_layers: int | None = None) -> COATPipeline:

@@ -35,8 +35,8 @@ def transfer(pipe, content_image, style_image, n=None):
         raise gr.Error(f"n (content layers) must be a whole number from 0 to {pipe.num_layers}.")
     out = pipe.transfer(content, style, n=int(n))
     folder = matching.out_folder()
-    scales = [{"feature_map_size": list(m.size), "content_points": np.round(m.content_points - 0.5, 2).tolist(),
-               "style_points": np.round(m.style_points - 0.5, 2).tolist()} for m in out.matches]
+    scales = [{"feature_map_size": list(m.size), "content_points": np.round(m.content_points, 2).tolist(),
+               "style_points": np.round(m.style_points, 2).tolist()} for m in out.matches]
     data = {"n": out.n, "content_size": [content.width, content.height], "style_size": [style.width, style.height],
             "convention": matching.CONVENTION, "scales_fine_to_coarse": scales}
     files = [matching.save_json(folder, "matches", data),
@@ -68,7 +68,7 @@ def matches_view(content: Image.Image, style: Image.Image, matches) -> np.ndarra
     a, b = matches.content_points, matches.style_points
     keep = np.linspace(0, len(a) - 1, min(len(a), MAX_LINES)).round().astype(int) if len(a) else []
     for i in keep:
-        (xa, ya), (xb, yb) = a[i] * scales[0], b[i] * scales[1]
+        (xa, ya), (xb, yb) = (a[i] + 0.5) * scales[0] - 0.5, (b[i] + 0.5) * scales[1] - 0.5
         xb += panels[0].width + gap
         u, v = xa / panels[0].width, ya / MATCH_PANEL  # colour by where the match starts
         colour = (int(255 * u), int(255 * v), int(255 * (1 - u)))

@@ -321,8 +321,8 @@ def test_transfer_appearance_matches_the_pipeline_and_refuses_bad_input(client, 
     assert pixels(matches).shape[0] == 256 and pixels(matches).shape[1] > 512  # content | style, 256 px high
     data = json.loads(Path(matches_file).read_text())
     finest = expected.matches[0]
-    assert np.allclose(data["scales_fine_to_coarse"][0]["content_points"], finest.content_points - 0.5, atol=0.01)
-    assert np.allclose(data["scales_fine_to_coarse"][0]["style_points"], finest.style_points - 0.5, atol=0.01)
+    assert np.allclose(data["scales_fine_to_coarse"][0]["content_points"], finest.content_points, atol=0.01)
+    assert np.allclose(data["scales_fine_to_coarse"][0]["style_points"], finest.style_points, atol=0.01)
     assert np.load(flow_file).ndim == 3
     other = pixels(client.predict(file(content), file(style), 0, api_name="/transfer_appearance")[0])
     assert not np.array_equal(other, pixels(result))  # n changes which decoder layers see the content

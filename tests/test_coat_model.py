@@ -85,15 +85,16 @@ def test_transfer_and_match_points(pipe):
     assert out.image.size == (70, 50) and out.n == 2 and len(out.matches) == 3
     for m in out.matches:
         assert m.content_points.shape == m.style_points.shape and m.content_points.shape[1] == 2
-    pts = np.array([[0.0, 0.0], [69.9, 49.9], [35.0, 20.0]])
+    pts = np.array([[0.0, 0.0], [69.0, 49.0], [35.0, 20.0]])  # pixel indices
     same = pipe.match_points(content, content, pts)
-    assert same.points.shape == (3, 2) and same.confidence.shape == (3,)
+    assert same.points.shape == (3, 2) and same.confidence.shape == (3,) and same.heatmaps.shape == (3, 32, 32)
     assert np.allclose(same.confidence, 1.0)  # an image against itself: every cell is its own MNN
-    cells = np.floor(pts * [32 / 70, 32 / 50])  # the point's own cell centre comes back
-    assert np.allclose(same.points, (cells + 0.5) * [70 / 32, 50 / 32], atol=1e-4)
+    cells = np.floor((pts + 0.5) * [32 / 70, 32 / 50])  # the point's own cell centre comes back
+    assert np.allclose(same.points, (cells + 0.5) * [70 / 32, 50 / 32] - 0.5, atol=1e-4)
+    assert (same.heatmaps.reshape(3, -1).argmax(1) == cells[:, 1] * 32 + cells[:, 0]).all()  # the heat peaks there too
     other = pipe.match_points(content, style, pts)
     assert ((other.confidence >= 0) & (other.confidence <= 1)).all()
-    assert ((other.points >= 0) & (other.points <= 64)).all()
+    assert ((other.points >= -0.5) & (other.points <= 63.5)).all()
 
 
 def test_bad_inputs(pipe):
