@@ -53,7 +53,7 @@ def match_points(pipe, input_map, exemplar, points, exemplar_map=None, alpha: fl
     if pipe.needs_exemplar_map and y_map is None:
         raise ValueError("this model also needs the exemplar's own map: pass exemplar_map= (same kind as input_map)")
     net = pipe.correspondence_network
-    query, key = net.correlation_vectors(*net.shared_features(x, y), x, y_map)  # (1, f*f, C) each
+    _, _, query, key = net.correlation(x, y, y_map)  # (1, f*f, C) each; the exemplar's side cached per exemplar
     f = net.feature_resolution
     col = np.clip(np.floor((pts[:, 0] + 0.5) * f / w), 0, f - 1).astype(np.int64)
     row = np.clip(np.floor((pts[:, 1] + 0.5) * f / h), 0, f - 1).astype(np.int64)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from .correspondence import best_match
+from .matching import match_points
 from .encodings import FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, pose_channels, resize_channels
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, CorrespondenceOutput, network_configs
 from .openpose import keypoints_and_canvas
@@ -249,26 +249,10 @@ class CoCosNetPipeline(DiffusionPipeline):
 
         points: (N, 2) pixel coordinates (x, y) in the input map. Returns float32 (N, 2) pixel
         coordinates (x, y) in the exemplar at its own size: the centre of the exemplar cell of
-        highest M(u, v) (eq. 3) at the correspondence resolution (R/4).
+        highest M(u, v) (eq. 3) at the correspondence resolution (R/4). `matching.match_points` also
+        gives each point's confidence and heat map (the softmax row of eq. 4).
         """
-        pts = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
-        x, (h, w) = self.encode_input_map(input_map)
-        exemplar = _open(exemplar)
-        ex_w, ex_h = exemplar.size if isinstance(exemplar, Image.Image) else np.asarray(exemplar).shape[1::-1]
-        if len(pts) and ((pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)).any():
-            raise ValueError(f"points must lie inside the input map: 0 <= x <= {w - 1}, 0 <= y <= {h - 1}")
-        y = self.encode_exemplar(exemplar)
-        y_map = self.encode_input_map(exemplar_map)[0] if (self.needs_exemplar_map and exemplar_map is not None) else None
-        if self.needs_exemplar_map and y_map is None:
-            raise ValueError("this model also needs the exemplar's own map: pass exemplar_map= (same kind as input_map)")
-        _, _, query, key = self.correspondence_network.correlation(x, y, y_map)
-        f = self.correspondence_network.feature_resolution
-        col = np.clip(np.floor((pts[:, 0] + 0.5) * f / w), 0, f - 1).astype(np.int64)
-        row = np.clip(np.floor((pts[:, 1] + 0.5) * f / h), 0, f - 1).astype(np.int64)
-        index = torch.from_numpy(row * f + col).to(query.device)
-        match = best_match(query[:, index], key)[0].cpu().numpy()  # (N,) exemplar cells
-        mx, my = match % f, match // f
-        return np.stack([(mx + 0.5) * ex_w / f - 0.5, (my + 0.5) * ex_h / f - 0.5], 1).astype(np.float32)
+        return match_points(self, input_map, exemplar, points, exemplar_map, heatmaps=False).points
 
 
 def build_pipeline(config: str | dict = "tiny", **overrides) -> CoCosNetPipeline:
