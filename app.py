@@ -11,6 +11,10 @@ import argparse
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Two requests at once (--concurrency 2) on a 2-core Space: OpenMP threads that spin at barriers
+# while the other request holds a core made calls 5x slower; passive waiting costs 10-25 % alone
+# (bench/README.md, "Threads on a shared machine"). Read once, before torch starts; set it to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 
