@@ -128,7 +128,7 @@ def create_demo(pipe) -> None:
             sizes = pipe.generator.resolutions if pipe else []
             resolution = gr.Radio(sizes, value=sizes[-1] if sizes else None, label="Image size (px)", visible=len(sizes) > 1)
             button = gr.Button("Generate", variant="primary")
-        # no height= (Gradio 6.31's static image with a fixed height sends no clicks), not stretched: clicks map to pixels
+        # at its own size: Gradio 6.31's static image sends no clicks when given a height or enlarged by CSS
         image = gr.Image(label="Image (click it: the same point in the second structure)", format="png", elem_id="st-image")
         correspondence = gr.Image(label="Correspondence map", format="png", height=256, elem_classes="pixelated", elem_id="st-correspondence")
     controls = [structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation]

@@ -70,9 +70,14 @@ def paint(page, elem_id: str, length: int = 40):
     page.mouse.up()
 
 
-def shoot(page, name: str):
-    """A small PNG of the current viewport (palette-quantised to stay well under 300 KB)."""
+def shoot(page, name: str, top: str | None = None):
+    """A small PNG of the viewport (palette-quantised to stay well under 300 KB), with the element
+    `top` at its top edge when given."""
     from PIL import Image
+
+    if top is not None:
+        page.locator(f"#{top}").evaluate("el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -123,7 +128,7 @@ def test_structure_and_texture_tab(page, app_server):
     page.get_by_role("button", name="Grid", exact=True).click()
     assert output_image(page, "st-grid") == [5 * r, 3 * r]
     assert "in the second structure's, confidence" in click_match(page, "st-image", "st-clicked")
-    shoot(page, "structure_texture")
+    shoot(page, "structure_texture", top="st-image")
 
 
 def test_label_propagation_tab(page, app_server):
@@ -178,7 +183,7 @@ def test_exemplar_translation_tab(page, app_server):
     assert output_image(page, "et-warped") == [examples.RESOLUTION] * 2
     assert "in B, confidence" in click_match(page, "et-input", "et-marked")  # where does this point land?
     assert output_image(page, "et-marked") == [256 + 8 + 256, 256]  # input | exemplar, each 256 px high
-    shoot(page, "exemplar_translation")
+    shoot(page, "exemplar_translation", top="et-result")
 
 
 def test_appearance_transfer_tab(page, app_server):
@@ -193,7 +198,7 @@ def test_appearance_transfer_tab(page, app_server):
     width, height = output_image(page, "coat-matches")
     assert height == MATCH_PANEL and width > 2 * MATCH_PANEL
     assert "in B, confidence" in click_match(page, "coat-content", "coat-clicked")
-    shoot(page, "appearance_transfer")
+    shoot(page, "appearance_transfer", top="coat-result")
 
 
 def test_synthetic_data_tab(page):
