@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .pipeline import crop_frame
 from .transformer import identity_grid, normalized_to_pixels
 
 
@@ -80,7 +81,7 @@ def dense_flow(pipe, image_a, image_b, cluster: int | None = None, max_side: int
     grid of that size), its match in `image_a` through congealed space: float32 (H', W', 2) pixel
     indices (x, y) of A, NaN where B's pixel is outside the congealed frame's reach."""
     out = pipe.dense_correspondence(image_a, image_b, cluster=cluster)  # model frames, (S, S, 2)
-    _, (fa, fb) = pipe.preprocess([image_a, image_b])
+    fa, fb = crop_frame(image_a), crop_frame(image_b)
     s = pipe.input_size
     hb, wb = fb.height, fb.width
     gh, gw = min(hb, max_side), min(wb, max_side)
@@ -98,6 +99,6 @@ def congealing_flow(pipe, image, output) -> np.ndarray:
     """For every pixel of a congealed image (`output`: `pipe.congeal([image])`), where it was
     sampled in `image`: float32 (R, R, 2) pixel indices (x, y) of the original image (its own size;
     the congealing reads its centred square crop)."""
-    _, (frame,) = pipe.preprocess([image])
+    frame = crop_frame(image)
     px = normalized_to_pixels(output.grids[0].float(), pipe.input_size).numpy()  # model pixels of the unmirrored input
     return pipe._from_model_pixels(px.reshape(-1, 2), frame).reshape(px.shape).astype(np.float32)

@@ -62,6 +62,14 @@ class _Frame:
     height: int
 
 
+def crop_frame(image) -> _Frame:
+    """Where the model's S x S input lies in `image` (PIL, or an array [H, W, ...]): its centred
+    square crop. Needs only the size: nothing is decoded or resized."""
+    w, h = image.size if isinstance(image, Image.Image) else np.asarray(image).shape[1::-1]
+    side = min(w, h)
+    return _Frame((w - side) // 2, (h - side) // 2, side, w, h)
+
+
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
@@ -151,12 +159,11 @@ class GANgealingPipeline(DiffusionPipeline):
         tensors, frames = [], []
         for im in _as_list(images):
             im = _to_pil(im)
-            w, h = im.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((s, s), Image.BICUBIC, reducing_gap=3.0)
+            frame = crop_frame(im)
+            box = (frame.left, frame.top, frame.left + frame.side, frame.top + frame.side)
+            im = im.crop(box).resize((s, s), Image.BICUBIC, reducing_gap=3.0)
             tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
-            frames.append(_Frame(left, top, side, w, h))
+            frames.append(frame)
         device = self.transformer.device
         return torch.stack(tensors).to(device, self.transformer.dtype), frames
 
