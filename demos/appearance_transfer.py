@@ -20,6 +20,7 @@ from coat import matching as coat_matching
 from . import examples, inputs, matching, models, opening
 
 MATCH_PANEL = 256  # each photo's height in the matches view
+PHOTOS = ("content photo", "style photo")  # the two inputs, as error messages name them
 MAX_LINES = 160  # matches drawn (a spread subsample of the finest scale's)
 
 
@@ -42,14 +43,6 @@ def transfer(pipe, content_image, style_image, n=None):
     files = [matching.save_json(folder, "matches", data),
              matching.save_flow(folder, "flow_content_to_style", coat_matching.dense_flow(pipe, content, style))]
     return out.image, matches_view(content, style, out.matches[0]), files
-
-
-def match_click(pipe, content_image, style_image, x: int, y: int):
-    """A point of the content photo -> (match view with the heat map, the numbers)."""
-    pipe = models.require(pipe)
-    content = inputs.load_rgb(content_image, "content photo")
-    style = inputs.load_rgb(style_image, "style photo")
-    return matching.click("coat", pipe, content, style, x, y)
 
 
 def matches_view(content: Image.Image, style: Image.Image, matches) -> np.ndarray:
@@ -136,14 +129,12 @@ def create_demo(pipe) -> None:
 
     @models.inference
     def on_select(content_image, style_image, evt: gr.SelectData):
-        x, y = evt.index
-        return match_click(pipe, content_image, style_image, int(x), int(y))
+        return matching.click_photos("coat", pipe, content_image, style_image, evt.index, PHOTOS)
 
     content.select(on_select, [content, style], [clicked, clicked_text], api_visibility="private")
 
     def first_result(content_image, style_image, n):
-        size = inputs.load_rgb(content_image, "content photo").size
-        return *transfer(pipe, content_image, style_image, n), *match_click(pipe, content_image, style_image, size[0] // 2, size[1] // 2)
+        return *transfer(pipe, content_image, style_image, n), *matching.click_photos("coat", pipe, content_image, style_image, None, PHOTOS)
 
     opening.on_open(pipe, first_result, [content, style, n], [result, matches, files, clicked, clicked_text])
 

@@ -163,14 +163,16 @@ def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
     return semantic, semantic.height, semantic.width
 
 
-def correspondence(pipe, input_map, exemplar, x: int, y: int, exemplar_map=None):
-    """-> (the input with a marker on pixel (x, y) | the exemplar under the softmax row of that
-    point (eq. 4) with a marker on its match, the numbers as text)."""
+def correspondence(pipe, input_map, exemplar, x: int | None, y: int | None, exemplar_map=None):
+    """-> (the input with a marker on pixel (x, y) (None: the input's centre) | the exemplar under
+    the softmax row of that point (eq. 4) with a marker on its match, the numbers as text)."""
     pipe = models.require(pipe)
     semantic = load_input_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
     extra = exemplar_map_for(pipe, exemplar_map)
     shown, h, w = shown_input(pipe, semantic)
+    if x is None or y is None:
+        x, y = w // 2, h // 2
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
     return matching.click("cocosnet", pipe, semantic, photo, x, y, shown_a=shown, exemplar_map=extra)
@@ -291,8 +293,7 @@ def create_demo(pipe) -> None:
 
     def first_result(input_map, exemplar, exemplar_map=None):
         """The first example's result and the match of the input's centre."""
-        h, w = shown_input(pipe, load_input_map(pipe, input_map))[1:]
-        return *translate(pipe, input_map, exemplar, exemplar_map), *correspondence(pipe, input_map, exemplar, w // 2, h // 2, exemplar_map)
+        return *translate(pipe, input_map, exemplar, exemplar_map), *correspondence(pipe, input_map, exemplar, None, None, exemplar_map)
 
     opening.on_open(pipe, first_result, [input_map, exemplar, exemplar_map], [result, warped, files, marked, marked_text])
 

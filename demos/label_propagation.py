@@ -71,15 +71,6 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery, files
 
 
-def match_click(pipe, method: str, image_a, image_b, x: int, y: int, what=("reference image", "query image")):
-    """A clicked point of image A -> (match view with the heat map, the numbers)."""
-    pipe = models.require(pipe)
-    if method == "coordgan" and pipe.encoder is None:
-        raise gr.Error("This CoordGAN model has no encoder, so it cannot read real images to match them.")
-    a, b = inputs.load_rgb(image_a, what[0]), inputs.load_rgb(image_b, what[1])
-    return matching.click(method, pipe, a, b, x, y)
-
-
 def generate_reference(pipe, structure_seed, texture_seed):
     pipe = models.require(pipe)
     out = pipe.generate(structure_seed=inputs.seed(structure_seed, "structure seed"), texture_seed=inputs.seed(texture_seed, "texture seed"))
@@ -241,15 +232,13 @@ def create_demo(coordgan, gangealing=None) -> None:
 
     @models.inference
     def on_reference_click(reference_image, query_image, evt: gr.SelectData):
-        x, y = evt.index
-        return match_click(coordgan, "coordgan", reference_image, query_image, int(x), int(y))
+        return matching.click_photos("coordgan", coordgan, reference_image, query_image, evt.index, ("reference image", "query image"))
 
     reference_image.select(on_reference_click, [reference_image, query_image], [lp_clicked, lp_clicked_text], api_visibility="private")
 
     def first_labels(reference_image, reference_labels, query_image):
-        size = inputs.load_rgb(reference_image, "reference image").size
         return (*propagate_labels(coordgan, reference_image, reference_labels, query_image),
-                *match_click(coordgan, "coordgan", reference_image, query_image, size[0] // 2, size[1] // 2))
+                *matching.click_photos("coordgan", coordgan, reference_image, query_image, None, ("reference image", "query image")))
 
     if coordgan and coordgan.encoder is not None:
         opening.on_open(coordgan, first_labels, [reference_image, reference_labels, query_image],
@@ -319,15 +308,13 @@ def create_demo(coordgan, gangealing=None) -> None:
 
     @models.inference
     def on_image_click(image, second, evt: gr.SelectData):
-        x, y = evt.index
-        return match_click(gangealing, "gangealing", image, second, int(x), int(y), ("image to edit", "second image"))
+        return matching.click_photos("gangealing", gangealing, image, second, evt.index, ("image to edit", "second image"))
 
     edit_image.select(on_image_click, [edit_image, match_image], [gg_clicked, gg_clicked_text], api_visibility="private")
 
     def first_congealing(files, image, second):
-        size = inputs.load_rgb(image, "image to edit").size
         return (*congeal_set(gangealing, files), *congeal(gangealing, image),
-                *match_click(gangealing, "gangealing", image, second, size[0] // 2, size[1] // 2, ("image to edit", "second image")))
+                *matching.click_photos("gangealing", gangealing, image, second, None, ("image to edit", "second image")))
 
     opening.on_open(gangealing, first_congealing, [image_set, edit_image, match_image],
                     [canvas, congealed_gallery, congealed_image, congeal_files, gg_clicked, gg_clicked_text])

@@ -20,7 +20,7 @@ from cocosnet import matching as cocosnet_matching
 from coordgan import matching as coordgan_matching
 from gangealing import matching as gangealing_matching
 
-from . import models
+from . import inputs, models
 
 METHODS = ("coordgan", "gangealing", "cocosnet", "coat")
 MAX_POINTS = 1024  # points per /match_points call
@@ -128,6 +128,15 @@ def click(method: str, pipe, a, b, x: int, y: int, shown_a: Image.Image | None =
     (mx, my), c = m.points[0], float(m.confidence[0])
     view = match_view(shown_a if shown_a is not None else a, (x, y), b, (mx, my), m.heatmaps[0])
     return view, f"({x}, {y}) in A -> ({mx:.1f}, {my:.1f}) in B, confidence {c:.2f}"
+
+
+def click_photos(method: str, pipe, image_a, image_b, point=None, what=("image A", "image B")):
+    """Two photos (files as the tabs receive them) and a clicked `point` (x, y) of the first, or its
+    centre when None (a tab's opening result) -> (match view, the numbers as text)."""
+    pipe = models.require(pipe)
+    a, b = inputs.load_rgb(image_a, what[0]), inputs.load_rgb(image_b, what[1])
+    x, y = point if point is not None else (a.width // 2, a.height // 2)
+    return click(method, pipe, a, b, int(x), int(y))
 
 
 # ------------------------------------------------------------------ files to take away
