@@ -9,6 +9,7 @@ edge map); image B is the other image (CoCosNet: the exemplar photo).
 from __future__ import annotations
 
 import gradio as gr
+import numpy as np
 
 from . import exemplar_translation, inputs, matching, models
 
@@ -23,7 +24,7 @@ def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map
     if method == "cocosnet":
         a = exemplar_translation.load_input_map(pipe, image_a, "image A (the input map)")
         extra = exemplar_translation.exemplar_map_for(pipe, exemplar_map)
-        size_a = exemplar_translation.shown_input(pipe, a)[1:]
+        size_a = a.shape[:2] if isinstance(a, np.ndarray) else (a.height, a.width)  # a label map, or an edge image
     else:
         a = inputs.load_rgb(image_a, "image A")
         size_a = (a.height, a.width)
