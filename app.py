@@ -18,7 +18,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 
-from demos import appearance_transfer, exemplar_translation, label_propagation, match_api, models, structure_texture, synthetic_data  # noqa: E402
+from demos import (  # noqa: E402
+    appearance_transfer,
+    compare,
+    congealing,
+    exemplar_translation,
+    label_propagation,
+    match_api,
+    models,
+    structure_texture,
+    synthetic_data,
+)
 
 TITLE = "Dense correspondence: CoordGAN, GANgealing, CoCosNet, COAT"
 CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -29,15 +39,19 @@ def build_app(pipelines: dict | None = None) -> gr.Blocks:
     """The tabbed app over `pipelines` (name -> pipeline or MissingModel; default: models.load_all())."""
     pipelines = models.load_all() if pipelines is None else pipelines
     with gr.Blocks(title=TITLE) as app:
-        gr.Markdown(f"# {TITLE}")
-        with gr.Tab("Structure & texture"):
+        gr.Markdown(f"## {TITLE}")
+        with gr.Tab("Structure & texture · CoordGAN"):
             structure_texture.create_demo(pipelines.get("coordgan"))
-        with gr.Tab("Label propagation"):
-            label_propagation.create_demo(pipelines.get("coordgan"), pipelines.get("gangealing"))
-        with gr.Tab("Exemplar translation"):
+        with gr.Tab("Label propagation · CoordGAN"):
+            label_propagation.create_demo(pipelines.get("coordgan"))
+        with gr.Tab("Congealing & edits · GANgealing"):
+            congealing.create_demo(pipelines.get("gangealing"))
+        with gr.Tab("Exemplar translation · CoCosNet"):
             exemplar_translation.create_demo(pipelines.get("cocosnet"))
-        with gr.Tab("Appearance transfer"):
+        with gr.Tab("Appearance transfer · COAT"):
             appearance_transfer.create_demo(pipelines.get("coat"))
+        with gr.Tab("Compare"):
+            compare.create_demo(pipelines)
         with gr.Tab("Synthetic data"):
             synthetic_data.create_demo()
         match_api.create(pipelines)  # /match_points (hidden: an API for scripts; each tab has its own clicks)

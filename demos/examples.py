@@ -37,6 +37,14 @@ def folder() -> Path:
     frames = synthetic.render(CATEGORY, s[:1] * (1 - steps) + s[1:] * steps, np.repeat(t, 8, 0), RESOLUTION).image
     ims = [Image.fromarray(f) for f in frames]
     ims[0].save(out / "video.gif", save_all=True, append_images=ims[1:], duration=120, loop=0)
+    # an edit on the congealed frame (RGBA, any size: it is sampled in normalised coordinates): a pair of
+    # translucent blue glasses across the eye line, where the congealed faces put their eyes
+    edit = np.zeros((RESOLUTION, RESOLUTION, 4), np.uint8)
+    y0, y1 = int(0.36 * RESOLUTION), int(0.47 * RESOLUTION)
+    for x0, x1 in ((0.22, 0.46), (0.54, 0.78)):
+        edit[y0:y1, int(x0 * RESOLUTION):int(x1 * RESOLUTION)] = (40, 90, 230, 200)
+    edit[y0 + 2:y0 + 5, int(0.46 * RESOLUTION):int(0.54 * RESOLUTION)] = (20, 20, 20, 255)
+    Image.fromarray(edit, "RGBA").save(out / "edit_glasses.png")
     # a real photo bundled with scikit-image (no download)
     try:
         import skimage.data

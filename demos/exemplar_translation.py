@@ -26,7 +26,7 @@ from cocosnet import openpose
 from cocosnet.encodings import FACE_PARTS as CELEBA_PARTS  # CelebAMask-HQ part ids (the authors' face models)
 from cocosnet.encodings import render_pose
 
-from . import examples, inputs, matching, models, opening
+from . import events, examples, inputs, matching, models
 
 FACE_CLASSES = synthetic.category("faces").class_names
 # our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
@@ -175,7 +175,7 @@ def correspondence(pipe, input_map, exemplar, x: int | None, y: int | None, exem
         x, y = w // 2, h // 2
     if not (0 <= x < w and 0 <= y < h):
         raise gr.Error(f"The point ({x}, {y}) is outside the {w}x{h} input; click inside it.")
-    return matching.click("cocosnet", pipe, semantic, photo, x, y, shown_a=shown, exemplar_map=extra)
+    return matching.click(pipe, semantic, photo, x, y, shown_a=shown, exemplar_map=extra)
 
 
 # ------------------------------------------------------------------ examples per input kind
@@ -280,29 +280,26 @@ def create_demo(pipe) -> None:
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)
 
-    @models.inference
+    @events.handler
     def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):
         return translate(pipe, input_map, exemplar, exemplar_map, progress)
 
     button.click(on_translate, [input_map, exemplar, exemplar_map], [result, warped, files], api_name="translate")
 
-    @models.inference
-    def on_select(input_map, exemplar, exemplar_map, evt: gr.SelectData):
-        x, y = evt.index
-        return correspondence(pipe, input_map, exemplar, int(x), int(y), exemplar_map)
+    @events.handler
+    def on_click(input_map, exemplar, exemplar_map, evt: gr.SelectData = None):
+        x, y = evt.index if evt is not None else (None, None)
+        return correspondence(pipe, input_map, exemplar, x, y, exemplar_map)
 
-    def first_result(input_map, exemplar, exemplar_map=None):
-        """The first example's result and the match of the input's centre."""
-        return *translate(pipe, input_map, exemplar, exemplar_map), *correspondence(pipe, input_map, exemplar, None, None, exemplar_map)
-
-    opening.on_open(pipe, first_result, [input_map, exemplar, exemplar_map], [result, warped, files, marked, marked_text])
+    events.on_open(pipe, on_translate, [input_map, exemplar, exemplar_map], [result, warped, files])
+    events.on_open(pipe, on_click, [input_map, exemplar, exemplar_map], [marked, marked_text])
 
     if kind == "pose":
         pose_file.upload(read_pose_file, pose_file, input_map, api_visibility="private", queue=False)
         input_map.change(lambda text: pose_preview(pipe, text), input_map, preview, api_visibility="private", queue=False)
-        preview.select(on_select, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
+        preview.select(on_click, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
     else:
-        input_map.select(on_select, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
+        input_map.select(on_click, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
 
 
 if __name__ == "__main__":

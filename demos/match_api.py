@@ -11,12 +11,12 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from . import exemplar_translation, inputs, matching, models
+from . import events, exemplar_translation, inputs, matching, models
 
 
 def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map=None) -> dict:
-    if method not in matching.METHODS:
-        raise gr.Error(f"Unknown method {method!r}: choose one of {', '.join(matching.METHODS)}.")
+    if method not in pipelines:
+        raise gr.Error(f"Unknown method {method!r}: choose one of {', '.join(pipelines)}.")
     pipe = models.require(pipelines.get(method))
     pts = matching.parse_points(points)
     b = inputs.load_rgb(image_b, "image B (the exemplar photo)" if method == "cocosnet" else "image B")
@@ -28,14 +28,14 @@ def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map
     else:
         a = inputs.load_rgb(image_a, "image A")
         size_a = (a.height, a.width)
-    out = matching.run(method, pipe, a, b, pts, extra)
+    out = matching.run(pipe, a, b, pts, **({} if extra is None else {'exemplar_map': extra}))
     return matching.as_json(method, out, size_a, (b.height, b.width))
 
 
 def create(pipelines: dict) -> None:
     """The endpoint's components, hidden: the API is for scripts (each tab has its own clicks)."""
     with gr.Group(visible=False):
-        method = gr.Textbox("coat", label=f"method: {', '.join(matching.METHODS)}")
+        method = gr.Textbox("coat", label=f"method: {', '.join(pipelines)}")
         image_a = inputs.ImageInput(label="image A")
         image_b = inputs.ImageInput(label="image B")
         points = gr.Textbox(label="points (JSON [[x, y], ...], pixel indices of image A)")
@@ -43,7 +43,7 @@ def create(pipelines: dict) -> None:
         result = gr.JSON(label="matches")
         button = gr.Button("Match")
 
-    @models.inference
+    @events.handler
     def on_match(method, image_a, image_b, points, exemplar_map=None):
         return match_points(pipelines, method, image_a, image_b, points, exemplar_map)
 

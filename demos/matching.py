@@ -15,14 +15,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from coat import matching as coat_matching
-from cocosnet import matching as cocosnet_matching
-from coordgan import matching as coordgan_matching
-from gangealing import matching as gangealing_matching
-
 from . import inputs, models
 
-METHODS = ("coordgan", "gangealing", "cocosnet", "coat")
 MAX_POINTS = 1024  # points per /match_points call
 PANEL = 256  # each image's height in the match view
 GAP = 8
@@ -55,22 +49,15 @@ def parse_points(points) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the methods
-def run(method: str, pipe, a, b, points, exemplar_map=None):
-    """The package's `match_points` on already loaded inputs (CoCosNet: `a` is the input map as
-    the pipeline reads it); a ValueError of the library becomes a gr.Error."""
+def run(pipe, a, b, points, **options):
+    """`pipe.match_points(a, b, points, **options)`: every pipeline answers the same way (CoCosNet:
+    `a` is the input map as the pipeline reads it, `exemplar_map=` its exemplar's map). A ValueError
+    of the library becomes a gr.Error with its message."""
     pipe = models.require(pipe)
     try:
-        if method == "coordgan":
-            return coordgan_matching.match_points(pipe, a, b, points)
-        if method == "gangealing":
-            return gangealing_matching.match_points(pipe, a, b, points)
-        if method == "cocosnet":
-            return cocosnet_matching.match_points(pipe, a, b, points, exemplar_map=exemplar_map)
-        if method == "coat":
-            return coat_matching.match_points(pipe, a, b, points)
+        return pipe.match_points(a, b, points, **options)
     except ValueError as e:
-        raise gr.Error(f"{e}.") from None
-    raise gr.Error(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+        raise gr.Error(f"{str(e).rstrip('.')}.") from None
 
 
 def as_json(method: str, matches, size_a: tuple[int, int], size_b: tuple[int, int]) -> dict:
@@ -122,21 +109,54 @@ def match_view(image_a: Image.Image, point, image_b: Image.Image, match, heat: n
     return np.asarray(canvas)
 
 
-def click(method: str, pipe, a, b, x: int, y: int, shown_a: Image.Image | None = None, exemplar_map=None):
+def lines_view(image_a: Image.Image, image_b: Image.Image, points_a, points_b, max_lines: int = 160,
+               truth=None) -> np.ndarray:
+    """A (left) and B (right) side by side at PANEL px high, a line and a dot of one colour per match
+    (colour = position in A; a spread subsample of at most `max_lines`); with `truth` (the exact
+    matches in B), a white ring on each true match."""
+    panels, scales = [], []
+    for im in (image_a, image_b):
+        scale = PANEL / im.height
+        panels.append(im.convert("RGB").resize((max(1, round(im.width * scale)), PANEL),
+                                               Image.NEAREST if im.height < PANEL else Image.BILINEAR))
+        scales.append(scale)
+    gap = 2 * GAP
+    canvas = Image.new("RGB", (panels[0].width + gap + panels[1].width, PANEL), (255, 255, 255))
+    canvas.paste(panels[0], (0, 0))
+    canvas.paste(panels[1], (panels[0].width + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    a, b = np.asarray(points_a, np.float64).reshape(-1, 2), np.asarray(points_b, np.float64).reshape(-1, 2)
+    keep = np.linspace(0, len(a) - 1, min(len(a), max_lines)).round().astype(int) if len(a) else []
+    for i in keep:
+        (xa, ya), (xb, yb) = (a[i] + 0.5) * scales[0] - 0.5, (b[i] + 0.5) * scales[1] - 0.5
+        xb += panels[0].width + gap
+        u, v = xa / panels[0].width, ya / PANEL  # colour by where the match starts
+        colour = (int(255 * np.clip(u, 0, 1)), int(255 * np.clip(v, 0, 1)), int(255 * np.clip(1 - u, 0, 1)))
+        draw.line([(xa, ya), (xb, yb)], fill=colour, width=1)
+        for x, y in ((xa, ya), (xb, yb)):
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        if truth is not None:
+            xt, yt = (np.asarray(truth[i], np.float64) + 0.5) * scales[1] - 0.5
+            xt += panels[0].width + gap
+            draw.ellipse([xt - 4, yt - 4, xt + 4, yt + 4], outline=(255, 255, 255), width=1)
+    return np.asarray(canvas)
+
+
+def click(pipe, a, b, x: int, y: int, shown_a: Image.Image | None = None, **options):
     """One clicked point -> (match view, the numbers as text)."""
-    m = run(method, pipe, a, b, [(x, y)], exemplar_map)
+    m = run(pipe, a, b, [(x, y)], **options)
     (mx, my), c = m.points[0], float(m.confidence[0])
     view = match_view(shown_a if shown_a is not None else a, (x, y), b, (mx, my), m.heatmaps[0])
     return view, f"({x}, {y}) in A -> ({mx:.1f}, {my:.1f}) in B, confidence {c:.2f}"
 
 
-def click_photos(method: str, pipe, image_a, image_b, point=None, what=("image A", "image B")):
+def click_photos(pipe, image_a, image_b, point=None, what=("image A", "image B")):
     """Two photos (files as the tabs receive them) and a clicked `point` (x, y) of the first, or its
     centre when None (a tab's opening result) -> (match view, the numbers as text)."""
     pipe = models.require(pipe)
     a, b = inputs.load_rgb(image_a, what[0]), inputs.load_rgb(image_b, what[1])
     x, y = point if point is not None else (a.width // 2, a.height // 2)
-    return click(method, pipe, a, b, int(x), int(y))
+    return click(pipe, a, b, int(x), int(y))
 
 
 # ------------------------------------------------------------------ files to take away

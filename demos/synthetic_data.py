@@ -10,7 +10,7 @@ import numpy as np
 
 import synthetic
 
-from . import opening
+from . import events
 
 MAX_SEED = 2**31 - 1
 
@@ -63,7 +63,7 @@ def create_demo() -> None:
     inputs = [category, structure_seed, texture_seed, resolution, pose]
     gr.Examples([["faces", 0, 1, 128, "aligned"], ["cats", 3, 7, 128, "aligned"], ["faces", 5, 5, 128, "wide"]], inputs)
     gr.on([c.change for c in inputs], render_example, inputs, [image, overlay, coords], api_name="synthetic")
-    opening.on_open(True, render_example, inputs, [image, overlay, coords])  # no model: always an example on open
+    events.on_open(True, render_example, inputs, [image, overlay, coords])  # no model: always an example on open
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""How a tab binds its actions: one handler per action, used by its button (or click) and by the
+tab's opening example.
+
+`handler` runs a model call: `torch.inference_mode` (and ZeroGPU where it exists, through
+`models.inference`), and a ValueError of a library (a check the tab did not make first) becomes a
+gr.Error with the library's own message. `on_open` fills a tab's outputs when the page loads: the
+first load computes the example, every later visitor gets the same result from memory, so a Space
+never opens on blank boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import gradio as gr
+from gradio.context import Context
+
+from . import models
+
+
+def handler(fn):
+    """`fn` under models.inference, its ValueErrors shown as gr.Error; signature kept (Gradio reads
+    gr.Progress defaults and gr.SelectData annotations from it, and the API its defaults)."""
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            raise gr.Error(f"{str(e).rstrip('.')}.") from None
+
+    return models.inference(checked)
+
+
+def on_open(pipe, fn, inputs, outputs):
+    """Run `fn(*inputs)` into `outputs` when the page loads (once per app; then from memory) and
+    return the event, to chain `.then` on; without a loaded `pipe`, or outside a gr.Blocks, None."""
+    root = Context.root_block
+    if root is None or not pipe:
+        return None
+    memo, lock = {}, threading.Lock()
+
+    @handler
+    def opened(*args):
+        with lock:
+            if "result" not in memo:
+                memo["result"] = fn(*args)
+        return memo["result"]
+
+    return root.load(opened, inputs, outputs, api_visibility="private", show_progress="minimal")
