@@ -18,19 +18,29 @@ from .transformer import total_variation
 _TRUNK_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
+# Copied from coordgan.losses.lpips_quietly
+def lpips_quietly(**kwargs):
+    """`lpips.LPIPS(**kwargs)` without the two torchvision deprecation warnings its own
+    `pretrained=` call raises on every construction (lpips' code, nothing a user can act on)."""
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The parameter 'pretrained' is deprecated", UserWarning)
+        warnings.filterwarnings("ignore", "Arguments other than a weight enum", UserWarning)
+        return lpips.LPIPS(**kwargs)
+
+
 def perceptual_network(net: str = "vgg"):
     """Frozen LPIPS. Its ImageNet trunk comes through torchvision (downloaded once on a machine
     with network access). Without cached weights and without network (or with HF_HUB_OFFLINE=1
     and nothing cached) it warns once and uses a seeded random trunk with the learned LPIPS
     heads: it still compares local structure, so congealing trains, but the loss is not the
     calibrated LPIPS and alignment quality is expected to be lower than with real weights."""
-    import lpips
-
     weights = os.path.join(torch.hub.get_dir(), "checkpoints", _TRUNK_FILES[net])
     problem = None
     if os.path.isfile(weights) or os.environ.get("HF_HUB_OFFLINE") != "1":
         try:
-            model = lpips.LPIPS(net=net, verbose=False)
+            model = lpips_quietly(net=net, verbose=False)
         except Exception as error:  # offline machine: no trunk weights to download
             problem = f"{type(error).__name__}: {error}"
     else:
@@ -41,7 +51,7 @@ def perceptual_network(net: str = "vgg"):
                       "online) for the real LPIPS.", stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+            model = lpips_quietly(net=net, pnet_rand=True, verbose=False)
     return model.eval().requires_grad_(False)
 
 

@@ -146,7 +146,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
 def update(accelerator: Accelerator, args, loss_fn, optimizers: list, models: list):
     """One optimizer step of `models`: `loss_fn(micro)` for each of the --grad-accum micro-batches
     (it draws its own data), gradients averaged over them, then every optimizer steps. Returns
-    the last micro-batch's loss. The only backward pass of the training scripts."""
+    the last micro-batch's loss, detached (a number to log, not a graph to keep). The only backward
+    pass of the training scripts."""
     n = args.grad_accum
     for micro in range(n):
         with contextlib.ExitStack() as stack:
@@ -159,7 +160,7 @@ def update(accelerator: Accelerator, args, loss_fn, optimizers: list, models: li
         optimizer.step()
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss.detach()
 
 
 # ---------------------------------------------------------------------------------------------- resumable state
@@ -190,10 +191,6 @@ def complete_states(folder: str) -> list[str]:
     return [os.path.join(folder, name) for _, name in sorted(found)]
 
 
-def _is_accelerate_state(folder: str) -> bool:
-    return os.path.isdir(folder) and any(f.startswith("random_states_") for f in os.listdir(folder))
-
-
 def resume(accelerator: Accelerator, args, *tracked, folder: str = "state") -> TrainState:
     """The step counter, registered with `tracked` (EMA copies) for accelerate's save_state; with
     --resume, loaded from the newest complete state in OUTPUT/<folder>. Sets `state.folder`."""
@@ -203,9 +200,7 @@ def resume(accelerator: Accelerator, args, *tracked, folder: str = "state") -> T
     if not args.resume:
         return state
     candidates = complete_states(state.folder)
-    # the layout before step-N folders: OUTPUT/state itself (or state.old, left by a kill mid-rename)
-    legacy = [f for f in (state.folder, state.folder + ".old") if _is_accelerate_state(f)]
-    source = candidates[-1] if candidates else (legacy[0] if legacy else None)
+    source = candidates[-1] if candidates else None
     if source is None:
         partial = [n for n in os.listdir(state.folder) if n.endswith(".tmp")] if os.path.isdir(state.folder) else []
         if partial:
@@ -263,8 +258,14 @@ def export_folder(accelerator: Accelerator, model, output: str, name: str, push_
 # ---------------------------------------------------------------------------------------------- the loop
 
 
+def scalar_values(scalars: dict) -> dict:
+    """{name: float}: tensors detached first (a loss term still holds its graph; converting it
+    directly makes torch warn about requires_grad on every log)."""
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in scalars.items()}
+
+
 def log_scalars(accelerator: Accelerator, path: str, step: int, scalars: dict) -> None:
-    scalars = {k: float(v) for k, v in scalars.items()}
+    scalars = scalar_values(scalars)
     if accelerator.is_main_process:
         with open(path, "a") as f:
             f.write(json.dumps({"step": step, **{k: round(v, 5) for k, v in scalars.items()}}) + "\n")
@@ -288,7 +289,7 @@ def run(accelerator: Accelerator, args, state: TrainState, training_step, *, ste
         state.step += 1
         step = state.step
         if step % args.log_every == 0 or step == steps:
-            scalars = {k: float(v) for k, v in scalars.items()}
+            scalars = scalar_values(scalars)
             if not all(math.isfinite(v) for v in scalars.values()):
                 accelerator.print(f"warning: non-finite loss at step {step}: {scalars}")
             log_scalars(accelerator, log_path, step, scalars)
