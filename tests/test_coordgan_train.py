@@ -65,9 +65,10 @@ def test_training_output_has_no_warning(tmp_path):
     log), and lpips' own torchvision deprecations are silenced. The offline random-trunk notice for
     LPIPS is the one warning left: it names a consequence and its fix."""
     env = {k: v for k, v in ENV.items() if k != "PYTHONWARNINGS"}
-    cmd = [sys.executable, "-W", "error:Converting a tensor with requires_grad:UserWarning", str(ROOT / "train" / "coordgan.py"),
-           *COMMON, "--output", str(tmp_path), "--steps", "2"]
+    strict = ["-W", "error:Converting a tensor with requires_grad:UserWarning"]
+    cmd = [sys.executable, *strict, str(ROOT / "train" / "coordgan.py"), *COMMON, "--output", str(tmp_path), "--steps", "2"]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    warned = [line for line in (result.stdout + result.stderr).splitlines() if "Warning" in line and "LPIPS-alex: ImageNet" not in line]
+    lines = (result.stdout + result.stderr).splitlines()
+    warned = [line for line in lines if "Warning" in line and "LPIPS-alex: ImageNet" not in line]
     assert warned == [], warned
