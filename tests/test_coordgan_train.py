@@ -66,7 +66,8 @@ def test_training_output_has_no_warning(tmp_path):
     LPIPS is the one warning left: it names a consequence and its fix."""
     env = {k: v for k, v in ENV.items() if k != "PYTHONWARNINGS"}
     strict = ["-W", "error:Converting a tensor with requires_grad:UserWarning"]
-    cmd = [sys.executable, *strict, str(ROOT / "train" / "coordgan.py"), *COMMON, "--output", str(tmp_path), "--steps", "2"]
+    script = str(ROOT / "train" / "coordgan.py")
+    cmd = [sys.executable, *strict, script, *COMMON, "--output", str(tmp_path), "--steps", "2"]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
