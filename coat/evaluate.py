@@ -234,7 +234,9 @@ def method_outputs(pipe, pairs: EvalPairs, n_values: list) -> dict:
 
 
 def evaluate(pipe, pairs: EvalPairs, n_values: list | None = None, perceptual=None) -> dict:
-    """{method: {stratum: {psnr, lpips, part_colour_error, count}}} over strata all / small / medium / large pose gap."""
+    """{method: {stratum: {psnr, lpips, part_colour_error, part_colour_to_content, count}}} over strata all /
+    small / medium / large pose gap. part_colour_error is the part-colour distance to the answer (the style's
+    colours on the content's parts), part_colour_to_content the same distance to the content image."""
     n_values = n_values or [pipe.default_content_layers]
     if perceptual is None:
         from .losses import perceptual_network
@@ -246,7 +248,8 @@ def evaluate(pipe, pairs: EvalPairs, n_values: list | None = None, perceptual=No
     results = {}
     for name, images in method_outputs(pipe, pairs, n_values).items():
         scores = {"psnr": psnr(images, pairs.target), "lpips": lpips_scores(images, pairs.target, perceptual),
-                  "part_colour_error": part_colour_error(images, pairs.target, pairs.content_labels)}
+                  "part_colour_error": part_colour_error(images, pairs.target, pairs.content_labels),
+                  "part_colour_to_content": part_colour_error(images, pairs.content, pairs.content_labels)}
         results[name] = {s: {k: float(v[m].mean()) for k, v in scores.items()} | {"count": int(m.sum())}
                          for s, m in strata.items() if m.any()}
     return results
@@ -262,6 +265,85 @@ def markdown_table(results: dict, pose_gap_edges: tuple | None = None) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ the n sweep
+
+MAX_STEP_FRACTION = 0.5  # issue #25: no single step of n makes more than half of the whole change
+MIN_LEAD_DB = 2.0  # at the default n, PSNR to the answer at least this far above the best non-oracle baseline
+
+
+def sweep_range(pipe) -> list:
+    """The n values of `--n-sweep`: the range the checkpoint was trained over (the decoder's
+    `content_layers_range`, train/coat.py --n-range) or, when it does not record one, 0..num_layers."""
+    trained = pipe.decoder.config.get("content_layers_range")
+    lo, hi = (int(trained[0]), int(trained[1])) if trained else (0, pipe.num_layers)
+    return list(range(lo, hi + 1))
+
+
+def n_trade_off(results: dict, n_values: list, default_n: int) -> dict:
+    """The n sweep's trade-off (issue #25) from `evaluate` results over the strata "all".
+
+    Per n: PSNR to the answer, part-colour distance to the style (to the answer render(sA, tB): the
+    style's colours on the content's parts) and to the content render(sA, tA). Over the range, the
+    output should move from the style's colours (small n) to the content's (large n): distance to
+    the style non-decreasing and to the content non-increasing step by step (`monotone`), with no
+    single step more than MAX_STEP_FRACTION of that series' whole change (`max_step_fraction`, the
+    larger of the two series). At the default n: PSNR lead over the best non-oracle baseline."""
+    n_values = sorted(n_values)
+    if len(n_values) < 2 or n_values != list(range(n_values[0], n_values[-1] + 1)):
+        raise ValueError(f"the n sweep needs consecutive n values (at least two), got {n_values}")
+    if default_n not in n_values:
+        raise ValueError(f"the default n = {default_n} is not among the swept values {n_values}")
+    keys = ("psnr", "part_colour_error", "part_colour_to_content")
+    rows = [{"n": n, **{k: results[f"COAT (n={n})"]["all"][k] for k in keys}} for n in n_values]
+    to_style = np.array([r["part_colour_error"] for r in rows])
+    to_content = np.array([r["part_colour_to_content"] for r in rows])
+    steps_style, steps_content = np.diff(to_style), -np.diff(to_content)  # > 0: towards the content
+    whole_style, whole_content = to_style[-1] - to_style[0], to_content[0] - to_content[-1]
+    fractions = [steps_style / whole_style if whole_style > 0 else np.full(len(steps_style), np.inf),
+                 steps_content / whole_content if whole_content > 0 else np.full(len(steps_content), np.inf)]
+    for r, fs, fc in zip(rows[1:], *fractions):
+        r["step_fraction_style"], r["step_fraction_content"] = float(fs), float(fc)
+    baselines = {k: v["all"]["psnr"] for k, v in results.items() if not k.startswith(("COAT", "oracle"))}
+    best = max(baselines, key=baselines.get)
+    default_psnr = results[f"COAT (n={default_n})"]["all"]["psnr"]
+    summary = {
+        "rows": rows, "default_n": default_n,
+        "whole_change_style": float(whole_style), "whole_change_content": float(whole_content),
+        "monotone": bool((steps_style >= 0).all() and (steps_content >= 0).all()),
+        "ends": bool(to_style[0] < to_content[0] and to_content[-1] < to_style[-1]),
+        "max_step_fraction": float(max(np.max(f) for f in fractions)),
+        "best_baseline": best, "best_baseline_psnr": float(baselines[best]), "default_psnr": float(default_psnr),
+        "lead_db": float(default_psnr - baselines[best]),
+    }
+    summary["bars"] = {"monotone": summary["monotone"] and summary["ends"],
+                       "max_step_fraction": summary["max_step_fraction"] <= MAX_STEP_FRACTION,
+                       "lead": summary["lead_db"] >= MIN_LEAD_DB}
+    return summary
+
+
+def trade_off_table(summary: dict) -> str:
+    lines = ["| n | PSNR to answer | part colour dE to style | to content | step to style (fraction of the change) "
+             "| step to content |", "|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        steps = "- | -"
+        if "step_fraction_style" in r:
+            steps = f"{r['step_fraction_style']:+.2f} | {r['step_fraction_content']:+.2f}"
+        mark = " (default)" if r["n"] == summary["default_n"] else ""
+        lines.append(f"| {r['n']}{mark} | {r['psnr']:.2f} | {r['part_colour_error']:.2f} | "
+                     f"{r['part_colour_to_content']:.2f} | {steps} |")
+    b, s = summary["bars"], summary
+    ok = lambda x: "met" if x else "NOT met"  # noqa: E731
+    lines += ["",
+              f"monotone from the style's part colours to the content's: {ok(b['monotone'])} (whole change "
+              f"{s['whole_change_style']:.2f} dE to style, {s['whole_change_content']:.2f} dE to content)",
+              f"largest single step: {s['max_step_fraction']:.2f} of the whole change (bar <= {MAX_STEP_FRACTION}): "
+              f"{ok(b['max_step_fraction'])}",
+              f"default n = {s['default_n']}: PSNR {s['default_psnr']:.2f} dB, best non-oracle baseline "
+              f"{s['best_baseline']} {s['best_baseline_psnr']:.2f} dB, lead {s['lead_db']:+.2f} dB "
+              f"(bar >= {MIN_LEAD_DB}): {ok(b['lead'])}"]
+    return "\n".join(lines)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a COATPipeline save_pretrained folder (or Hub repo id)")
@@ -270,7 +352,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=200, help="number of unseen triplets")
     p.add_argument("--seed", type=int, default=10_000, help="seed of the triplets")
     p.add_argument("--n", type=int, nargs="+", default=None, help="content layers to evaluate (default: the trained n)")
-    p.add_argument("--n-sweep", action="store_true", help="evaluate every n from 0 to the number of decoder layers")
+    p.add_argument("--n-sweep", action="store_true",
+                   help="every n of the trained range (0..layers when none is recorded), and the trade-off bars")
+    p.add_argument("--check", action="store_true", help="with --n-sweep: exit 1 when a trade-off bar is not met")
     p.add_argument("--json", default=None, help="write the results here")
     return p.parse_args(argv)
 
@@ -281,7 +365,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(0)
     pipe = COATPipeline.from_pretrained(args.checkpoint)
-    n_values = list(range(pipe.num_layers + 1)) if args.n_sweep else (args.n or [pipe.default_content_layers])
+    n_values = sweep_range(pipe) if args.n_sweep else (args.n or [pipe.default_content_layers])
     for n in n_values:
         pipe.check_n(n)
     pairs = make_pairs(args.category, args.pairs, args.seed, pipe.resolution, args.pose)
@@ -289,9 +373,17 @@ def main(argv=None) -> dict:
     print(f"{args.pairs} unseen {args.category} pairs ({args.pose} poses, seed {args.seed}), {pipe.resolution} px; "
           f"PSNR / LPIPS / part-colour error against render(sA, tB)")
     print(markdown_table(results))
+    summary = None
+    if args.n_sweep:
+        summary = n_trade_off(results, n_values, pipe.default_content_layers)
+        print(f"\nn sweep over {n_values[0]}..{n_values[-1]} (part-colour dE over the content's parts, to the answer "
+              "render(sA, tB) = the style's colours, and to the content render(sA, tA)):")
+        print(trade_off_table(summary))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=1)
+            json.dump({"args": vars(args), "results": results, "n_sweep": summary}, f, indent=1)
+    if args.check and summary is not None and not all(summary["bars"].values()):
+        raise SystemExit(1)
     return results
 
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from coat import tiny_random_pipeline
-from coat.evaluate import (evaluate, lab_to_rgb, make_pairs, markdown_table, oracle_warp, part_colour_error, psnr, reinhard, rgb_to_lab,
-                           run_model, warp_by_matches)
+from coat.evaluate import (evaluate, lab_to_rgb, make_pairs, markdown_table, n_trade_off, oracle_warp,
+                           part_colour_error, psnr, reinhard, rgb_to_lab, run_model, sweep_range, trade_off_table,
+                           warp_by_matches)
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +64,49 @@ def test_model_rows_and_match_warp(pairs):
     assert results["oracle warp (exact correspondence)"]["all"]["psnr"] > results["copy style"]["all"]["psnr"]
     assert sum(r["count"] for k, r in results["copy style"].items() if k != "all") == 6
     assert "| copy style |" in markdown_table(results)
+
+
+def _sweep_results(to_style, to_content, psnrs, baselines):
+    """An `evaluate`-shaped dict from per-n numbers (n = 3, 4, ...) and baseline PSNRs."""
+    rows = {f"COAT (n={3 + i})": {"all": {"psnr": p, "part_colour_error": s, "part_colour_to_content": c}}
+            for i, (s, c, p) in enumerate(zip(to_style, to_content, psnrs))}
+    return rows | {name: {"all": {"psnr": p}} for name, p in baselines.items()}
+
+
+def test_n_trade_off_bars():
+    baselines = {"copy content": 10.0, "warp by COAT matches (no decoder)": 18.6,
+                 "oracle warp (exact correspondence)": 30.0}
+    gradual = _sweep_results([2, 6, 10, 14, 18], [18, 14, 10, 6, 2], [23, 20, 17, 14, 11], baselines)
+    s = n_trade_off(gradual, [3, 4, 5, 6, 7], default_n=3)
+    assert s["bars"] == {"monotone": True, "max_step_fraction": True, "lead": True}
+    assert s["max_step_fraction"] == pytest.approx(0.25) and s["whole_change_style"] == pytest.approx(16)
+    assert s["best_baseline"] == "warp by COAT matches (no decoder)"  # not the oracle
+    assert s["lead_db"] == pytest.approx(4.4)
+    assert [r["step_fraction_content"] for r in s["rows"][1:]] == pytest.approx([0.25] * 4)
+    assert "| 3 (default) | 23.00 | 2.00 | 18.00 | - | - |" in trade_off_table(s)
+    # the old checkpoint's shape: flat, then a cliff at one step; and a step back towards the style
+    n_values = [3, 4, 5, 6, 7]
+    cliff = _sweep_results([2, 2, 15, 18, 18], [18, 18, 5, 2, 2], [23, 23, 13, 11, 11], baselines)
+    cliff = n_trade_off(cliff, n_values, 3)
+    assert cliff["bars"]["monotone"] and not cliff["bars"]["max_step_fraction"]
+    assert cliff["max_step_fraction"] == pytest.approx(13 / 16)
+    back = _sweep_results([2, 8, 7, 12, 18], [18, 12, 13, 8, 2], [20, 17, 17, 14, 11], baselines)
+    back = n_trade_off(back, n_values, 3)
+    assert not back["bars"]["monotone"] and back["bars"]["max_step_fraction"] and not back["bars"]["lead"]
+    assert "NOT met" in trade_off_table(back)
+    with pytest.raises(ValueError, match="consecutive"):
+        n_trade_off(gradual, [3, 5, 7], 3)
+    with pytest.raises(ValueError, match="default n"):
+        n_trade_off(gradual, [4, 5, 6], 3)
+
+
+def test_sweep_distances_and_range(pairs):
+    pipe = tiny_random_pipeline(seed=0)
+    assert sweep_range(pipe) == list(range(10))  # no trained range recorded: every n
+    pipe.decoder.register_to_config(content_layers_range=[3, 9])
+    assert sweep_range(pipe) == list(range(3, 10))
+    results = evaluate(pipe, pairs, [3, 4])
+    assert results["copy content"]["all"]["part_colour_to_content"] == 0
+    assert results["copy style"]["all"]["part_colour_to_content"] > 5
+    s = n_trade_off(results, [3, 4], 3)
+    assert set(s["bars"]) == {"monotone", "max_step_fraction", "lead"} and len(s["rows"]) == 2
