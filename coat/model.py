@@ -286,11 +286,13 @@ class COATDecoder(ModelMixin, ConfigMixin):
     """D of eq. (4), StyleGAN2-type: a learned constant at `start_resolution`, one modulated conv
     there and two per doubling (each layer's own modulation from E_mod), skip ToRGB outputs
     (modulated by the style of the layer they follow). Output (B, 3, R, R), unbounded (trained in
-    [-1, 1]). `content_layers` only records the n the model was trained with (the pipeline's default)."""
+    [-1, 1]). `content_layers` only records the n the model was trained with (the pipeline's default);
+    `content_layers_range` [LO, HI], when set, the range of n it was trained over (train/coat.py --n-range)."""
 
     @register_to_config
     def __init__(self, resolution: int = 64, style_dim: int = 64, channels: tuple = (128, 128, 96, 64, 32),
-                 start_resolution: int = 4, spatial_modulation: bool = True, content_layers: int | None = None):
+                 start_resolution: int = 4, spatial_modulation: bool = True, content_layers: int | None = None,
+                 content_layers_range: list | None = None):
         super().__init__()
         resolutions = decoder_layer_resolutions(resolution, start_resolution)
         levels = int(math.log2(resolution // start_resolution)) + 1

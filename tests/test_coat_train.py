@@ -86,3 +86,42 @@ def test_colour_terms_flag_and_losses(tmp_path, monkeypatch):
     main(parse_args([*COMMON, "--output", str(tmp_path / "parts"), "--steps", "2", "--exact-pairs", "--resume", "--lr", "1e-4"]))
     saved = torch.load(tmp_path / "parts" / "state" / "step-0000002" / "optimizer.bin", weights_only=False)
     assert [g["lr"] for g in saved["param_groups"]] == [1e-4]
+
+
+def test_n_range_draws_blends_and_records(tmp_path, monkeypatch):
+    """--n-range (PROPOSAL): n per step in LO..HI (LO on --n-low-share of the steps), the target blended
+    from the answer (LO) to the content (HI); --init starts from an export; D's config records the range."""
+    import pytest
+
+    from coat import COATPipeline, tiny_random_pipeline
+    from train.coat import blended_target, draw_n
+
+    draws = [draw_n(0, step, (3, 9), 0.25) for step in range(2000)]
+    assert draws == [draw_n(0, step, (3, 9), 0.25) for step in range(2000)]  # a resume draws the same n
+    counts = np.bincount(draws, minlength=10)
+    assert counts[:3].sum() == 0 and (counts[4:] > 0).all()
+    assert abs(counts[3] / 2000 - (0.25 + 0.75 / 7)) < 0.04 and abs(counts[9] / 2000 - 0.75 / 7) < 0.03
+    target, content = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), -0.5)
+    assert torch.equal(blended_target(target, content, 3, (3, 9)), target)
+    assert torch.equal(blended_target(target, content, 9, (3, 9)), content)
+    torch.testing.assert_close(blended_target(target, content, 5, (3, 9)), torch.full((1, 3, 4, 4), 0.5 - 1 / 3))
+    with pytest.raises(ValueError, match="outside"):
+        blended_target(target, content, 2, (3, 9))
+    for bad in (["--n-range", "5", "5"], ["--n-range", "3", "9", "--content-layers", "2"], ["--n-low-share", "2"]):
+        with pytest.raises(SystemExit):
+            parse_args([*COMMON, "--output", "x", *bad])
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    source = tiny_random_pipeline(seed=5)
+    source.save_pretrained(tmp_path / "init")
+    main(parse_args([*COMMON, "--output", str(tmp_path / "n"), "--steps", "2", "--exact-pairs", "--n-range", "3", "9",
+                     "--init", str(tmp_path / "init"), "--lr", "1e-9"]))
+    logs = [json.loads(line) for line in (tmp_path / "n" / "logs.jsonl").read_text().splitlines()]
+    assert [r["n"] for r in logs] == [draw_n(0, step, (3, 9), 0.25) for step in (0, 1)]
+    pipe = COATPipeline.from_pretrained(tmp_path / "n" / "pipeline")
+    assert pipe.default_content_layers == 3 and list(pipe.decoder.config.content_layers_range) == [3, 9]
+    for a, b in zip(pipe.encoder.state_dict().values(), source.encoder.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # started from --init (lr ~ 0: still there)
+    with pytest.raises(SystemExit):
+        main(parse_args([*COMMON, "--output", str(tmp_path / "m"), "--steps", "1", "--n-range", "3", "10"]))

@@ -17,6 +17,14 @@ Pairs (the paper does not say how it pairs images; PROPOSALS, see coat/README.md
   -> render(sA, tB), the known correspondence from the renderer's canonical coordinates.
 L_CCL is computed on the transfer outputs of these pairs (re-encoded, eq. 6).
 
+n per step (PROPOSAL, `--n-range LO HI`; the paper trains one n and picks n at test time, Fig. 4): each
+step draws n in LO..HI (LO, the default n, on `--n-low-share` of the steps, otherwise uniformly), and the
+target at n is the pair's target blended towards the content image by (n - LO) / (HI - LO)
+(`blended_target`): at LO the full transfer, at HI the content itself, each step of n an equal share
+in between. The decoder here has no pretrained StyleGAN2 whose coarse and fine layers would give the
+trade-off by themselves, so without this target n past the trained one is a cliff (coat/README.md).
+`--init PATH` starts the networks from a COATPipeline folder (a fine-tune of an export).
+
 NOT IN THE PAPER, off by default (`--colour-weight 0`): `--colour-weight W` adds W L_colour to eq. 7,
 a colour term next to L_rec. With --exact-pairs it is the per-part one (coat.losses.part_colour_loss:
 Delta E 1976 between the mean Lab colours of output and answer over each part of the answer's exact
@@ -63,6 +71,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_training_args(p, RECIPES, pose="aligned", save_every=250)
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's; with --resume it replaces the saved one)")
     p.add_argument("--content-layers", type=int, default=None, help="n of eq. 4: decoder layers modulated by content features (default: the config's)")
+    p.add_argument("--n-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="PROPOSAL: n per step in LO..HI, the target blended to the content by (n - LO) / (HI - LO)")
+    p.add_argument("--n-low-share", type=float, default=0.25,
+                   help="with --n-range: share of steps at n = LO (the rest uniform over LO..HI)")
+    p.add_argument("--init", default=None, metavar="PATH", help="start E, E_mod and D from this COATPipeline folder")
     p.add_argument("--decoder", default=None, metavar="PATH", help="load D from this COATPipeline/COATDecoder folder and freeze it")
     p.add_argument("--exact-pairs", action="store_true", help="synthetic data only: train on render(sA,tA), render(sB,tB) -> render(sA,tB)")
     p.add_argument("--negatives", default="hard", choices=["hard", "random"], help="CCL negatives: eq. 5 (hard) or random (CUT ablation)")
@@ -83,6 +96,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--colour-term parts needs --exact-pairs (the exact part map of the answer)")
     if args.colour_weight < 0:
         p.error(f"--colour-weight must be at least 0, got {args.colour_weight}")
+    if args.n_range is not None:
+        lo, hi = args.n_range
+        if not 0 <= lo < hi:
+            p.error(f"--n-range needs 0 <= LO < HI, got {lo} {hi}")
+        if args.content_layers is not None and not lo <= args.content_layers <= hi:
+            p.error(f"--content-layers {args.content_layers} lies outside --n-range {lo} {hi}")
+    if not 0 <= args.n_low_share <= 1:
+        p.error(f"--n-low-share must be in [0, 1], got {args.n_low_share}")
     return args
 
 
@@ -183,6 +204,26 @@ class ExactPairs:
         return image_to_tensor(a.image), image_to_tensor(b.image), image_to_tensor(target), a.coords, b.coords, a.labels
 
 
+# ---------------------------------------------------------------------------------------------- n per step
+
+
+def draw_n(seed: int, step: int, n_range: tuple, low_share: float) -> int:
+    """The step's n (the same in every process and micro-batch, and after a resume): LO with
+    probability `low_share`, otherwise uniform over LO..HI."""
+    lo, hi = n_range
+    rng = np.random.default_rng((seed, step, 25))
+    return lo if rng.random() < low_share else int(rng.integers(lo, hi + 1))
+
+
+def blended_target(target: torch.Tensor, content: torch.Tensor, n: int, n_range: tuple) -> torch.Tensor:
+    """PROPOSAL: the target at n, (1 - a) target + a content with a = (n - LO) / (HI - LO): the full
+    transfer at LO, the content at HI, linear in between (target and content share the structure)."""
+    lo, hi = n_range
+    if not lo <= n <= hi:
+        raise ValueError(f"n = {n} lies outside the trained range {lo}..{hi}")
+    return torch.lerp(target, content, (n - lo) / (hi - lo))
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -197,9 +238,23 @@ def main(args) -> None:
     recipe = RECIPES[args.config]
     accelerator = setup(args, "coat")
     device = accelerator.device
-    pipe = build_pipeline(args.config, content_layers=args.content_layers)
+    n_range = tuple(args.n_range) if args.n_range else None
+    default_n = args.content_layers if args.content_layers is not None or not n_range else n_range[0]
+    pipe = build_pipeline(args.config, content_layers=default_n)
     n = pipe.default_content_layers
     pipe.check_n(n)
+    if n_range:
+        if n_range[1] > pipe.num_layers:
+            fail(f"--n-range {n_range[0]} {n_range[1]}: the {args.config} decoder has {pipe.num_layers} layers "
+                 f"(n <= {pipe.num_layers})")
+        pipe.decoder.register_to_config(content_layers_range=list(n_range))
+    if args.init:
+        try:
+            source = COATPipeline.from_pretrained(args.init)
+            for name in ("encoder", "modulation_encoder", "decoder"):
+                getattr(pipe, name).load_state_dict(getattr(source, name).float().state_dict())
+        except (OSError, ValueError, RuntimeError) as error:
+            fail(f"--init {args.init}: not a COATPipeline of the {args.config} config ({str(error).splitlines()[0]})")
     encoder, modulation_encoder, decoder = pipe.encoder, pipe.modulation_encoder, pipe.decoder
     train_decoder = args.decoder is None
     if not train_decoder:
@@ -210,7 +265,7 @@ def main(args) -> None:
             fail(f"--decoder {args.decoder}: not a COATPipeline or COATDecoder folder ({error})")
         if decoder.num_layers != pipe.decoder.num_layers:
             fail(f"--decoder has {decoder.num_layers} layers, the {args.config} config needs {pipe.decoder.num_layers}")
-        decoder.register_to_config(content_layers=n)
+        decoder.register_to_config(content_layers=n, content_layers_range=list(n_range) if n_range else None)
         decoder.requires_grad_(False).eval()
     perceptual = perceptual_network().to(device)
     networks = [encoder, modulation_encoder] + ([decoder] if train_decoder else [])
@@ -247,7 +302,11 @@ def main(args) -> None:
             content, style, target, grid = pseudo_pairs(next(loader)["image"], generator, recipe["self_fraction"])
             known = [grid_correspondence(grid, s) for s in sizes]  # style cell -> content cell
         content, style, target = content.to(device), style.to(device), target.to(device)
-        out = coat_forward(encoder, modulation_encoder, decoder, content, style, n)
+        step_n = draw_n(args.seed, step, n_range, args.n_low_share) if n_range else n
+        if n_range:
+            target = blended_target(target, content, step_n, n_range)
+            logs["n"] = torch.tensor(float(step_n))
+        out = coat_forward(encoder, modulation_encoder, decoder, content, style, step_n)
         losses = {"rec": reconstruction_loss(out.image, target, perceptual, recipe["mse"], recipe["lpips"]),
                   "reg": latent_regularizer(out.styles)}
         if beta:
