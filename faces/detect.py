@@ -1,0 +1,203 @@
+"""Faces and their 68 landmarks: dlib's HOG detector and its 68-point shape predictor.
+
+The detector (HOG features + a linear SVM, `dlib.get_frontal_face_detector()`, no model file) and
+the predictor (`shape_predictor_68_face_landmarks.dat` from the `face-recognition-models`
+package) are loaded once, on first use, under a lock. Landmarks follow iBUG 300-W: 0-16 jaw,
+17-26 brows, 27-35 nose, 36-41 / 42-47 the image-left / image-right eye, 48-59 outer lip (48 and
+54 the mouth corners), 60-67 inner lip. All points are pixel indices (x, y): the centre of pixel
+(i, j) is (i, j).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+from . import warp
+
+WORK_SIDE = 800  # detect on a copy whose longer side is at most this (landmarks use the full photo)
+UPSAMPLE_BELOW = 600  # ...and upsample it once when it is smaller, for faces under 80 px
+RETRY_ANGLES = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)  # degrees, tried in order when none is upright
+ROLL_LIMIT = 8.0  # degrees of roll above which landmarks are predicted again on an upright patch
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+
+_lock = threading.Lock()
+_models: tuple | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face: the eye and mouth centres `align` needs, and what the detector gave.
+
+    eye_left / eye_right: centres of the image-left / image-right eye; mouth: the midpoint of the
+    mouth corners (pixel indices). landmarks: float (68, 2) or None for a face built from points;
+    box: (x0, y0, x1, y1) bounds of the detection; score: the detector's SVM margin; angle: the
+    turn (degrees, counter-clockwise) the photo needed before the detector found the face.
+    """
+
+    eye_left: tuple[float, float]
+    eye_right: tuple[float, float]
+    mouth: tuple[float, float]
+    landmarks: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None
+    score: float = 0.0
+    angle: float = 0.0
+
+    @classmethod
+    def from_landmarks(cls, landmarks, box=None, score: float = 0.0, angle: float = 0.0) -> "Face":
+        """A face from 68 iBUG landmarks (x, y): eye centres from 36-41 and 42-47, mouth from 48 and 54."""
+        lm = np.asarray(landmarks, np.float64)
+        if lm.shape != (68, 2) or not np.isfinite(lm).all():
+            raise ValueError(f"landmarks must be 68 finite (x, y) points in iBUG 300-W order, got shape {lm.shape}")
+        if box is None:
+            box = (*lm.min(0), *lm.max(0))
+        point = lambda p: (float(p[0]), float(p[1]))  # noqa: E731
+        return cls(point(lm[36:42].mean(0)), point(lm[42:48].mean(0)), point((lm[48] + lm[54]) / 2),
+                   lm, tuple(float(v) for v in box), float(score), float(angle))
+
+    @property
+    def area(self) -> float:
+        if self.box is None:
+            return 0.0
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+    def transformed(self, matrix: np.ndarray) -> "Face":
+        """The same face after an affine map (3x3, pixel indices), e.g. into an aligned crop."""
+        move = lambda p: tuple(float(v) for v in warp.apply(matrix, p))  # noqa: E731
+        lm = None if self.landmarks is None else warp.apply(matrix, self.landmarks)
+        box = None
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            corners = warp.apply(matrix, [(x0, y0), (x1, y0), (x0, y1), (x1, y1)])
+            box = (*corners.min(0), *corners.max(0))
+        return replace(self, eye_left=move(self.eye_left), eye_right=move(self.eye_right), mouth=move(self.mouth),
+                       landmarks=lm, box=None if box is None else tuple(float(v) for v in box))
+
+
+def predictor_path() -> str:
+    """Where `face-recognition-models` keeps the 68-point model (found without importing the package,
+    whose __init__ needs pkg_resources, which recent setuptools no longer ship)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the 68-point landmark model is missing: pip install face-recognition-models==0.3.0")
+    return os.path.join(spec.submodule_search_locations[0], "models", PREDICTOR_FILE)
+
+
+def models():
+    """(detector, predictor), loaded once per process, thread-safe."""
+    global _models
+    if _models is None:
+        with _lock:
+            if _models is None:
+                try:
+                    import dlib
+                except ImportError as e:
+                    raise RuntimeError("face detection needs dlib: pip install dlib-bin==20.0.1.post1") from e
+                _models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path()))
+    return _models
+
+
+def as_rgb_array(image) -> np.ndarray:
+    """A PIL image or uint8 array (H, W), (H, W, 3|4) -> contiguous uint8 (H, W, 3)."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"expected a PIL image or a uint8 array (H, W[, 3]), got {array.dtype} {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, 2)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def _landmarks(predictor, image: np.ndarray, box) -> np.ndarray:
+    import dlib
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    shape = predictor(image, dlib.rectangle(x0, y0, x1, y1))
+    return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
+
+def _upright_landmarks(predictor, photo: np.ndarray, center, half: float, turn: float) -> np.ndarray:
+    """Landmarks predicted on a full-resolution patch of the photo turned by `turn` degrees around
+    `center`, where the detection square of half-side `half` sits upright, mapped back to the photo."""
+    side = int(np.ceil(4 * half))
+    patch_to_photo = warp.rotation(-turn, center) @ warp.translation(*(np.asarray(center) - (side - 1) / 2))
+    patch = warp.resample(Image.fromarray(photo), patch_to_photo, (side, side))
+    c = (side - 1) / 2
+    return warp.apply(patch_to_photo, _landmarks(predictor, np.asarray(patch), (c - half, c - half, c + half, c + half)))
+
+
+def roll(landmarks: np.ndarray) -> float:
+    """The eye line's angle, degrees counter-clockwise on screen (0 for an upright face)."""
+    dx, dy = landmarks[42:48].mean(0) - landmarks[36:42].mean(0)
+    return float(np.degrees(np.arctan2(-dy, dx)))
+
+
+def _faces_at(photo: np.ndarray, work: np.ndarray, work_to_photo: np.ndarray, angle: float, upsample: int):
+    """Faces found in `work` (the photo turned by `angle` and scaled), landmarks from the full photo.
+
+    The 68-point predictor, like the detector, expects an upright face: when the landmarks show
+    a roll of more than ROLL_LIMIT degrees, they are predicted again on a patch turned upright.
+    """
+    detector, predictor = models()
+    rects, scores, _ = detector.run(work, upsample, 0.0)
+    faces = []
+    for rect, score in zip(rects, scores):
+        corners = [(rect.left(), rect.top()), (rect.right(), rect.top()), (rect.left(), rect.bottom()),
+                   (rect.right(), rect.bottom())]
+        in_photo = warp.apply(work_to_photo, corners)
+        box = (*in_photo.min(0), *in_photo.max(0))
+        center, half = in_photo.mean(0), np.hypot(*(in_photo[1] - in_photo[0])) / 2
+        if angle == 0.0:
+            landmarks = _landmarks(predictor, photo, box)
+        else:
+            landmarks = _upright_landmarks(predictor, photo, center, half, angle)
+        for _ in range(2):
+            if abs(roll(landmarks)) <= ROLL_LIMIT:
+                break
+            landmarks = _upright_landmarks(predictor, photo, center, half, -roll(landmarks))
+        faces.append(Face.from_landmarks(landmarks, box, score, angle))
+    return faces
+
+
+def detect(image, *, angles=RETRY_ANGLES) -> list[Face]:
+    """Faces in a photo with 68 landmarks each, the largest first; [] when there is none.
+
+    dlib's HOG detector finds upright faces only (about +-15 degrees of roll). When it finds none,
+    the photo is turned by each of `angles` in turn (degrees, counter-clockwise) and searched
+    again; the first turn that finds faces wins, and their landmarks are predicted on an upright
+    patch of the full-resolution photo and mapped back, so a tilted face gets the same landmarks
+    as an upright one. Detection runs on a copy whose longer side is at most 800 px (upsampled once
+    when under 600 px, to find faces down to ~40 px).
+
+    Args:
+        image: PIL image or uint8 array (H, W[, 3]).
+        angles: the turns to try when no upright face is found; () for none.
+    Returns:
+        list of `Face`, largest box first.
+    """
+    photo = as_rgb_array(image)
+    h, w = photo.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    upsample = 1 if max(size) < UPSAMPLE_BELOW else 0
+    # work pixel q -> photo pixel (q + 0.5) / scale - 0.5 (the exact map of a resize to `size`)
+    work_to_photo = np.diag([w / size[0], h / size[1], 1.0])
+    work_to_photo[:2, 2] = 0.5 * np.array([w / size[0], h / size[1]]) - 0.5
+    work = Image.fromarray(photo).resize(size, Image.BILINEAR, reducing_gap=2.0) if scale < 1 else Image.fromarray(photo)
+    faces = _faces_at(photo, np.asarray(work), work_to_photo, 0.0, upsample)
+    for angle in () if faces else angles:
+        # The turned copy: a canvas big enough for the whole turned photo, centred on it.
+        side = int(np.ceil(np.hypot(*work.size)))
+        turned_to_work = warp.rotation(-angle, ((work.size[0] - 1) / 2, (work.size[1] - 1) / 2)) @ warp.translation(
+            (work.size[0] - side) / 2, (work.size[1] - side) / 2)
+        turned = warp.resample(work, turned_to_work, (side, side))
+        faces = _faces_at(photo, np.asarray(turned), work_to_photo @ turned_to_work, angle, upsample)
+        if faces:
+            break
+    return sorted(faces, key=lambda f: -f.area)
