@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,23 +80,6 @@ class CoCosNetPipeline(DiffusionPipeline):
     def __init__(self, correspondence_network: CoCosNetCorrespondence, generator: CoCosNetGenerator):
         super().__init__()
         self.register_modules(correspondence_network=correspondence_network, generator=generator)
-
-    @classmethod
-    def from_official_checkpoint(cls, path: str | os.PathLike, **options) -> "CoCosNetPipeline":
-        """The authors' released CoCosNet v1 model (microsoft/CoCosNet): a pair of files.
-
-        Args:
-            path: the authors' checkpoint folder holding `latest_net_G.pth` and `latest_net_Corr.pth`,
-                or the `latest_net_G.pth` file (its `latest_net_Corr.pth` sibling is used).
-            **options: `config` (ade20k, celebahq, celebahqedge or deepfashion; default: recognised
-                from the input channels), `correspondence` (the Corr file when it is elsewhere).
-
-        Returns:
-            The pipeline, in eval mode. Files that are not such a pair raise ValueError.
-        """
-        from .convert_official import official_components  # the converter builds on this module, not the reverse
-
-        return cls(**official_components(path, **options))
 
     # ------------------------------------------------------------- what the model expects
     @property

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from .correspondence import AUTHORS_TEMPERATURE, RULES, authors_transfer
-from .correspondence import propagate_labels as propagate_label_map
+from . import matching
+from .correspondence import OUR_RULE, propagate
 from .encoder import CoordGANEncoder, CoordGANOfficialEncoder
+from .matching import PointMatches, image_size
 from .model import CoordGANGenerator
 from .visualize import correspondence_colors
 
@@ -38,20 +39,45 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def to_label_array(labels) -> np.ndarray:
-    """An int array [H, W], a PIL index/greyscale image or a path to one -> int64 [H, W]."""
+def to_label_array(labels, num_classes: int | None = None) -> np.ndarray:
+    """An int array [H, W], a PIL index/greyscale image (mode 1, L, P or I) or a path to one ->
+    int64 [H, W] class ids, each in 0..num_classes-1 (None: any non-negative id)."""
     if isinstance(labels, (str, bytes)) or hasattr(labels, "__fspath__"):
-        labels = Image.open(labels)
+        with Image.open(labels) as im:
+            im.load()
+            labels = im.copy()
     if isinstance(labels, Image.Image):
-        if labels.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"a label image must hold class ids (mode L, P or I), got mode {labels.mode}")
-        labels = np.asarray(labels)
+        if labels.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+            raise ValueError(f"a label map image must hold class ids (mode L, P or I, e.g. an index PNG), "
+                             f"got mode {labels.mode}")
+        labels = np.asarray(labels).astype(np.int64)
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be an integer array [H, W], got {labels.dtype} {labels.shape}")
-    if labels.min() < 0:
-        raise ValueError("labels must be non-negative class ids")
+        raise ValueError(f"a label map must be an integer array [H, W] of class ids, got {labels.dtype} {labels.shape}")
+    if labels.size == 0:
+        raise ValueError("the label map is empty")
+    bad = np.unique(labels[(labels < 0) | (labels >= (num_classes if num_classes is not None else np.inf))])
+    if bad.size:
+        known = f"ids 0..{num_classes - 1}" if num_classes is not None else "non-negative ids"
+        raise ValueError(f"unknown class ids {bad[:10].tolist()} in the label map: this model knows {known}")
     return labels.astype(np.int64)
+
+
+def to_pil(image) -> Image.Image:
+    """A PIL image, a uint8 array [H, W] or [H, W, 3|4], or a path to an image file -> RGB PIL image."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        with Image.open(image) as im:
+            im.load()
+            image = im.copy()
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        image = Image.fromarray(image[..., :3])
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"expected a PIL image, a uint8 array or a path, got {type(image).__name__}")
+    return image.convert("RGB")
 
 
 class CoordGANPipeline(DiffusionPipeline):
@@ -70,24 +96,6 @@ class CoordGANPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(generator=generator, encoder=encoder)
 
-    @classmethod
-    def from_official_checkpoint(cls, path, **options) -> "CoordGANPipeline":
-        """Import the authors' CoordGAN checkpoint (NVlabs/CoordGAN train.py / train-encoder.py).
-
-        Args:
-            path: the .pt file (its `g_ema` is the generator; a train-encoder.py file also gives `e`).
-            **options: `encoder` (a separate train-encoder.py file for the encoder), `config` (one
-                of convert_official.OFFICIAL_CONFIGS; default: read from the file), `code_means`.
-
-        Returns:
-            The pipeline, in eval mode; without an encoder it generates, and `encode` /
-            `propagate_labels` say that real images need the encoder checkpoint. A file that is not
-            such a checkpoint raises ValueError.
-        """
-        from .convert_official import official_components  # the converter builds on this module, not the reverse
-
-        return cls(**official_components(path, **options))
-
     # ------------------------------------------------------------- helpers
     def _z(self, seeds) -> torch.Tensor:
         """One latent per seed, drawn on the CPU so a seed means the same image on every device."""
@@ -99,30 +107,30 @@ class CoordGANPipeline(DiffusionPipeline):
         """The size images are resized to before encoding."""
         return self.encoder.config.resolution if self.encoder is not None else self.generator.resolution
 
-    def preprocess(self, images) -> torch.Tensor:
-        """PIL images / uint8 arrays of any size -> (B, 3, R, R) in [-1, 1] at the encoder's size.
-        The authors' encoder gets their resize (PIL bilinear, as torchvision's), ours bicubic."""
+    def preprocess(self, images) -> tuple[torch.Tensor, list]:
+        """PIL images / uint8 arrays / paths of any size -> ((B, 3, R, R) in [-1, 1] at the encoder's
+        size, [(H, W) of each original]): every pipeline's `preprocess` answers this way. The
+        authors' encoder gets their resize (PIL bilinear, as torchvision's), ours bicubic."""
         size = self.encoder_resolution
         resample = Image.BILINEAR if isinstance(self.encoder, CoordGANOfficialEncoder) else Image.BICUBIC
         gap = None if resample == Image.BILINEAR else 3.0
-        out = []
+        tensors, sizes = [], []
         for im in _as_list(images):
-            if isinstance(im, np.ndarray):
-                if im.ndim == 2:
-                    im = np.stack([im] * 3, -1)
-                if im.ndim != 3 or im.shape[-1] not in (3, 4):
-                    raise ValueError(f"an image array must be [H, W, 3], got shape {im.shape}")
-                im = Image.fromarray(im[..., :3].astype(np.uint8))
-            if not isinstance(im, Image.Image):
-                raise ValueError(f"images must be PIL images or uint8 arrays, got {type(im).__name__}")
-            im = im.convert("RGB").resize((size, size), resample, reducing_gap=gap)
-            out.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
-        return torch.stack(out).to(self.generator.device)
+            im = to_pil(im)
+            sizes.append((im.height, im.width))
+            im = im.resize((size, size), resample, reducing_gap=gap)
+            tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
+        return torch.stack(tensors).to(self.generator.device), sizes
 
     @staticmethod
-    def postprocess(images: torch.Tensor) -> list:
-        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a) for a in arr]
+    def to_images(images: torch.Tensor, size: tuple[int, int] | None = None) -> list:
+        """(B, 3, h, w) in [-1, 1] -> PIL images, resized (bicubic) to size (H, W) when given."""
+        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        arr = arr.permute(0, 2, 3, 1).cpu().numpy()
+        out = [Image.fromarray(a) for a in arr]
+        if size is not None and tuple(size) != arr.shape[1:3]:
+            out = [im.resize((size[1], size[0]), Image.BICUBIC) for im in out]
+        return out
 
     def correspondence_image(self, correspondence_maps: torch.Tensor, size: int | None = None) -> list:
         """Colour renderings (PIL) of correspondence maps, upsampled (nearest) to `size`."""
@@ -171,67 +179,71 @@ class CoordGANPipeline(DiffusionPipeline):
             raise ValueError(f"{len(w_s)} structure codes but {len(w_t)} texture codes")
         out = g(structure_code=w_s, texture_code=w_t, randomize_noise=False, resolution=resolution)
         size = out.image.shape[-1]
-        return GenerateOutput(self.postprocess(out.image), out.correspondence_map, self.correspondence_image(out.correspondence_map, size),
+        maps = out.correspondence_map
+        return GenerateOutput(self.to_images(out.image), maps, self.correspondence_image(maps, size),
                               out.structure_code, out.texture_code)
 
     __call__ = generate
 
-    @torch.no_grad()
-    def encode(self, images) -> EncodeOutput:
-        """Structure code, W+ texture code and correspondence map of each image (any size)."""
+    def run(self, x: torch.Tensor) -> EncodeOutput:
+        """The tensor pass: a batch (B, 3, R, R) in [-1, 1] (`preprocess`) -> the encoder's
+        structure and W+ texture codes and the correspondence map of the structure code."""
         if self.encoder is None:
-            raise ValueError("this pipeline has no encoder, so it cannot read real images (encoding, reconstruction, label "
-                             "propagation); convert the authors' encoder checkpoint too (python -m coordgan.convert_official "
-                             "CKPT.pt --encoder ENC.pt --output DIR: train-encoder.py's file, which holds 'e')")
-        w_s, w_t = self.encoder(self.preprocess(images))
+            raise ValueError("this pipeline has no encoder, so it cannot read real images (encoding, label "
+                             "propagation, point matching); convert the authors' encoder checkpoint too (python -m "
+                             "coordgan.convert_official CKPT.pt --encoder ENC.pt --output DIR: train-encoder.py's "
+                             "file, which holds 'e')")
+        w_s, w_t = self.encoder(x)
         return EncodeOutput(w_s, w_t, self.generator.correspondence_map(w_s))
 
     @torch.no_grad()
-    def reconstruct(self, images) -> list:
-        """G(E(x)): how the model sees each image."""
-        enc = self.encode(images)
-        g = self.generator
-        stages = (enc.texture_codes.shape[1] - 2 - 2 * g.config.num_pairs) // 2  # the authors' 12-entry W+ stops at 128 px
-        resolution = g.resolutions[max(0, min(stages, len(g.resolutions) - 1))]
-        return self.postprocess(g.synthesize(enc.correspondence_maps, enc.texture_codes, randomize_noise=False, resolution=resolution))
+    def encode(self, images) -> EncodeOutput:
+        """Structure code, W+ texture code and correspondence map of each image (any size)."""
+        return self.run(self.preprocess(images)[0])
+
+    def match_points(self, image_a, image_b, points, **options) -> PointMatches:
+        """Where points (x, y) of image A land in image B, and how sure the model is.
+
+        Args:
+            image_a, image_b: PIL images, uint8 arrays [H, W, 3] or paths, any size.
+            points: (N, 2) pixel indices (x, y) of A (the centre of pixel (i, j) is (i, j)).
+            **options: `temperature`, `resolution`, `heatmaps` of `matching.match_points`.
+
+        Returns:
+            PointMatches: B's pixel with the nearest canonical coordinate (eq. 1) for each point,
+            the heat map of the relaxed eq. (1) over B's map cells, and its mass near the match.
+        """
+        return matching.match_points(self, image_a, image_b, points, **options)
+
+    def dense_flow(self, image_a, image_b, **options) -> np.ndarray:
+        """For every pixel of image B (at most `max_side` a side), its match in image A: float32
+        (H', W', 2) pixel indices (x, y) of A (`matching.dense_flow`; options `max_side`, `resolution`)."""
+        return matching.dense_flow(self, image_a, image_b, **options)
 
     @torch.no_grad()
-    def propagate_labels(self, reference_image, reference_labels, query_images, temperature: float | None = None, resolution: int | None = None,
-                         rule: str = "ours") -> list:
-        """Labels of the reference image carried to each query by eq. (1), at each query's size.
+    def propagate_labels(self, reference_image, reference_labels, query_images, temperature: float | None = None,
+                         resolution: int | None = None, rule: str = OUR_RULE) -> list:
+        """Labels of the reference image carried to each query (eq. 1), at each query's size.
 
-        rule "ours": both correspondence maps are upsampled (bilinear: they are smooth coordinate
-        fields) to `resolution` (default: the image resolution); each query pixel takes the label
-        of the reference pixel with the nearest canonical coordinate (temperature None), or the
-        argmax of the affinity-weighted label average (the relaxed rule, temperature > 0).
-        rule "authors": their evaluation (eval_corr.get_seg_transfer_img, soft mode): the one-hot
-        labels resized bilinearly to the correspondence maps' size, `correspondence.authors_transfer`
-        there (temperature None: their 0.01), the argmax, then a nearest resize to each query.
+        Args:
+            reference_image, query_images: PIL images or uint8 arrays [H, W, 3], any size (one
+                query or a list).
+            reference_labels: the reference's class ids (`to_label_array`: int array [H, W], index
+                PNG or its path), any size.
+            temperature, rule: see `correspondence.propagate` and its RULES (OUR_RULE: the nearest
+                canonical coordinate; AUTHORS_RULE: the authors' evaluation).
+            resolution: OUR_RULE: the side both correspondence maps are upsampled to (default: the
+                generator's resolution).
+
+        Returns:
+            One int64 array [H, W] per query.
         """
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-        labels = to_label_array(reference_labels)
+        labels = torch.from_numpy(to_label_array(reference_labels))[None]  # (1, H, W)
         queries = _as_list(query_images)
-        query_sizes = [(q.size[1], q.size[0]) if isinstance(q, Image.Image) else np.asarray(q).shape[:2] for q in queries]
         maps = self.encode([reference_image, *queries]).correspondence_maps.float()
-        num_classes = int(labels.max()) + 1
-        if rule == "authors":
-            one_hot = F.one_hot(torch.from_numpy(labels), num_classes).permute(2, 0, 1)[None].float().to(maps.device)
-            soft = F.interpolate(one_hot, size=maps.shape[-2:], mode="bilinear")  # (1, K, h, w), as the authors' loaders
-        else:
-            resolution = resolution or self.generator.resolution
-            maps = F.interpolate(maps, size=(resolution, resolution), mode="bilinear", align_corners=False)
-            ref = torch.from_numpy(labels)[None, None].float()
-            ref = F.interpolate(ref, size=(resolution, resolution), mode="nearest")[:, 0].long().to(maps.device)
-        results = []
-        for i, size in enumerate(query_sizes):
-            if rule == "authors":
-                pred = authors_transfer(soft, maps[:1], maps[i + 1 : i + 2], temperature or AUTHORS_TEMPERATURE).argmax(1)
-            else:
-                pred = propagate_label_map(ref, maps[:1], maps[i + 1 : i + 2], num_classes, temperature=temperature)
-            pred = F.interpolate(pred[:, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
-            results.append(pred.cpu().numpy())
-        return results
+        resolution = resolution or self.generator.resolution
+        return [propagate(labels, maps[:1], maps[i + 1 : i + 2], rule, image_size(query), temperature,
+                          resolution)[0].cpu().numpy() for i, query in enumerate(queries)]
 
 
 # Micro configurations for tests and demos without a checkpoint: 16x16 images, a few thousand weights.

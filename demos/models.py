@@ -213,7 +213,7 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
     path = Path(source).expanduser()
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
-    importer = getattr(cls, "from_official_checkpoint", None) if spec.official_files else None
+    importer = _importer(spec) if spec.official_files else None
     authors_folder = bool(spec.official_folder_file) and (path / spec.official_folder_file).is_file() and not (path / "model_index.json").is_file()
     official = path.is_file() or authors_folder
     if official and importer is None:
@@ -231,6 +231,14 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
         advice = f"Pass {spec.flag} {spec.accepts} (or set {spec.env})." if official else f"Check it, or {how}."
         return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_problem(e)}\n{advice}")
     return pipe
+
+
+def _importer(spec: ModelSpec):
+    """The package's `convert_official.from_official_checkpoint(path, **options)`, or None without one."""
+    try:
+        return importlib.import_module(f"{spec.name}.convert_official").from_official_checkpoint
+    except (ImportError, AttributeError):
+        return None
 
 
 def _ready(pipe):

@@ -2,24 +2,28 @@
 
     python -m gangealing.convert_official cat.pt --output checkpoints/gangealing-cat
     python -m gangealing.convert_official car.pt --output checkpoints/gangealing-car --category car
-    python -m gangealing.convert_official official:cat --output DIR      (a named release: downloads once)
-    python -m gangealing.convert_official --list                         (the named releases)
+    python -m gangealing.convert_official official:cat [--output DIR]   (a named release: downloaded and converted once)
+    python -m gangealing.convert_official --list                        (the named releases and where they come from)
+
+In Python, `from_official_checkpoint(path, **options)` returns a GANgealingPipeline (this module
+builds on pipeline.py; the pipeline never imports it).
 
 The file is read with `torch.load(weights_only=True)`, allowing only `argparse.Namespace`
-(the pickled training arguments): no arbitrary code runs. A file that is not such a release
-(missing, not a checkpoint, truncated, another model's, wrong keys or shapes) is a ValueError
-of one or two lines, the problem and what to pass instead; the command prints it and exits 2. Our networks keep the official
-state_dict key names, so every tensor maps by name; shapes are checked, and an unknown or
-missing key is a ValueError that names it (the authors' loader silently drops keys; we only
-skip the constant buffers it skips: input-downsample kernels, `one_hot`, the obsolete `rebias`).
-The authors' test-time settings (padding mode, similarity iterations, number of clusters,
-target inject index) come from their table of pretrained hyperparameters, keyed by category
-(given, or taken from the file name), and are stored in our configs.
+(the pickled training arguments): no arbitrary code runs. Our networks keep the official
+state_dict key names, so every tensor maps by name; shapes are checked, and unknown or missing
+keys are named (the authors' loader silently drops keys; we only skip the constant buffers it
+skips: input-downsample kernels, `one_hot`, the obsolete `rebias`). The layout (resolution, widths,
+heads) is read from the keys, the authors' defaults standing in for a missing key so that every
+missing key is named. The authors' test-time settings (padding mode, similarity iterations, target
+inject index) come from their table of pretrained hyperparameters, keyed by category (given, or
+taken from the file name), and are stored in our configs.
 
-Named releases (`official:NAME`, RELEASES below) download from the authors' server (the URL of
-their utils/download.py, RELEASE_URL: unverified here, no network) into the torch hub cache;
-`load_release` converts them once into CONVERTED_CACHE/gangealing/NAME and loads that folder
-afterwards. With HF_HUB_OFFLINE=1 (this project's offline switch) nothing is downloaded.
+A bad file is a ValueError of one or two lines, said the same way by the three converters (see
+coordgan/convert_official.py); the command prints it and exits 2. Helpers marked `# Copied from`
+are copies kept identical on purpose (tests/test_copies.py).
+
+Named releases (`official:NAME`, releases.py) download from the authors' server; `load_release`
+converts one once into CONVERTED_CACHE/gangealing/NAME and loads that folder afterwards.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ from pathlib import Path
 import torch
 from huggingface_hub import constants
 
+from . import releases
 from .layers import stylegan_channels
 from .pipeline import GANgealingPipeline
 from .stylegan2 import StyleGAN2Generator
 from .target import LearnedTarget
 from .transformer import ClusterClassifier, SpatialTransformer
 
-# The authors' test-time settings per released model (README of the fixtures, section 3).
+# The authors' test-time settings per released model (their PRETRAINED_TEST_HYPERPARAMS; the STN's
+# heads come from the file) and the mixing cutoff of the cars and celeba targets (fixtures README, section 3).
 PRETRAINED_TEST_SETTINGS = {
     "bicycle": dict(padding_mode="reflection", similarity_iters=3),
     "car": dict(padding_mode="reflection", similarity_iters=3, inject_index=6),
@@ -58,64 +64,112 @@ MODEL_KEYS = {"g_ema", "t_ema", "ll", "classifier"}
 TRAINING_STATE_KEYS = {"g", "d", "t", "t_optim", "t_sched", "ll_optim", "ll_sched", "cls_optim", "cls_sched", "args"}
 # constant buffers the authors' loader drops before loading (ours are built by the constructor)
 _SKIPPED = re.compile(r"(^|\.)input_downsample\.kernel_(horz|vert)$|(^|\.)warp_head\.(rebias|one_hot)$")
+# the layout of the authors' networks where a file does not say (train.py's and the applications' defaults)
+AUTHORS_GENERATOR = dict(resolution=256, style_dim=512, n_mlp=8, channel_multiplier=2.0)
+AUTHORS_STN = dict(flow_size=128, channel_multiplier=0.5, num_heads=1)
+EXPECTED = "one of the authors' GANgealing releases"
 WHAT_TO_PASS = ("pass one of the authors' released GANgealing files (cat.pt, car.pt, ...: a dict with g_ema, t_ema, ll "
                 "[, classifier, args]), or load a converted folder with GANgealingPipeline.from_pretrained")
-
-
-# ----------------------------------------------------------------------------- named releases
-# The eight released models (../shared/reference/gangealing.md) and where the authors' downloader
-# fetches them. UNVERIFIED: the URL is recalled from their utils/download.py, not read here.
-RELEASES = ("bicycle", "car", "cat", "celeba", "cub", "dog", "horse", "tvmonitor")
-RELEASE_URL = "https://efrosgans.eecs.berkeley.edu/gangealing/pretrained/{name}.pt"
-DOWNLOAD_CACHE = Path(torch.hub.get_dir()) / "checkpoints" / "gangealing"  # the released .pt files, as downloaded
 CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/gangealing/NAME
 
 
-def download_url(url: str, path: Path) -> None:
-    """Download `url` to `path` (torch.hub's downloader: a temporary file renamed when complete)."""
-    torch.hub.download_url_to_file(url, str(path), progress=False)
+# ----------------------------------------------------------------------------- reading a file (copies)
+# Copied from coordgan.convert_official._shorten
+def _shorten(items, limit: int = 4) -> str:
+    """A few items, then the count: "a, b, c, d, ... (12 in all)"."""
+    items = [str(item) for item in items]
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def release_name(source) -> str | None:
-    """NAME for "official:NAME" (checked against RELEASES), None for anything else."""
-    if not str(source).startswith("official:"):
-        return None
-    name = str(source).split(":", 1)[1]
-    if name not in RELEASES:
-        raise ValueError(f"unknown GANgealing release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}")
-    return name
-
-
-def download_release(name: str) -> Path:
-    """The released .pt of `name` in DOWNLOAD_CACHE, downloaded when missing (not when HF_HUB_OFFLINE=1)."""
-    path = DOWNLOAD_CACHE / f"{name}.pt"
-    if path.is_file():
-        return path
-    url = RELEASE_URL.format(name=name)
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        raise ValueError(f"official:{name} is not in the cache ({path}) and this machine is offline (HF_HUB_OFFLINE=1); "
-                         f"run once with network access: python -m gangealing.convert_official official:{name} --output DIR")
-    path.parent.mkdir(parents=True, exist_ok=True)
+# Copied from coordgan.convert_official._torch_load
+def _torch_load(path: Path):
+    """torch.load(weights_only=True) allowing argparse.Namespace only (memory-mapped when the file is a
+    zip archive); every failure is a one-line ValueError naming the problem."""
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder, not a checkpoint file")
+    with path.open("rb") as f:
+        head = f.read(10)
+    if not head:
+        raise ValueError(f"{str(path)!r} is empty")
+    if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
+        raise ValueError(f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
+                         "checkpoint; load the folder that holds it with from_pretrained")
     try:
-        download_url(url, path)
-    except Exception as error:  # URLError, HTTPError, socket errors: the message says what to do
-        raise ValueError(f"official:{name}: downloading {url} failed ({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}); "
-                         f"run once with network access: python -m gangealing.convert_official official:{name} --output DIR "
-                         "(the URL is unverified: if it moved, download the file by hand and convert it by path)") from None
-    return path
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(b"PK"))
+    except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
+        unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
+        if unsafe and not unsafe.group(1).startswith("torch."):
+            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
+                             "they are not loaded, since unpickling them could run code") from None
+        if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
+            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
+            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
+        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)") from None
 
 
-def load_release(name_or_source: str, cache_dir=None) -> GANgealingPipeline:
-    """The pipeline of a named release ("cat" or "official:cat"): converted once into
-    `cache_dir`/gangealing/NAME (default CONVERTED_CACHE) and loaded from there afterwards."""
-    name = release_name(name_or_source if str(name_or_source).startswith("official:") else f"official:{name_or_source}")
-    folder = Path(cache_dir or CONVERTED_CACHE) / "gangealing" / name
-    if not (folder / "model_index.json").is_file():
-        _save_atomic(load_official_checkpoint(f"official:{name}"), folder)
-    return GANgealingPipeline.from_pretrained(folder)
+# Copied from coordgan.convert_official.looks_like
+def looks_like(ckpt) -> str | None:
+    """What a loaded checkpoint is, from its keys, when it is one of the authors' files of CoordGAN,
+    GANgealing, CoCosNet or StyleGAN2 (or one network of them); None when the keys say nothing."""
+    if not isinstance(ckpt, dict):
+        return None
+    keys = {str(k) for k in ckpt}
+    if {"t_ema", "ll"} <= keys:
+        return "a GANgealing release (g_ema, t_ema, ll)"
+    if {"g_ema", "e"} <= keys:
+        return "a CoordGAN train-encoder.py checkpoint (g, e, g_ema, g_optim)"
+    if {"g_ema", "d_patch"} <= keys:
+        return "a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch)"
+    if {"g_ema", "d"} <= keys:
+        coordgan = isinstance(ckpt["g_ema"], dict) and "foldnet.conv1_1.weight" in ckpt["g_ema"]
+        return "a CoordGAN train.py checkpoint (g, d, g_ema, ...)" if coordgan else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+    if any(isinstance(v, dict) for v in ckpt.values()):
+        return None
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    for test, what in ((has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
+                       (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
+                       ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
+                       (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
+                       (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
+                       (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
+                       ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
+                       ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)")):
+        if test:
+            return what
+    return None
 
 
-def _save_atomic(pipe: GANgealingPipeline, output) -> None:
+# Copied from coordgan.convert_official.key_problems
+def key_problems(expected: dict, state: dict) -> list[str]:
+    """Unknown, missing and mis-shaped keys of `state` against {key: shape}, as short phrases
+    ("unknown keys: a, b", "missing keys: c, ... (40 in all)", "wrong shapes: ..."); empty: a match."""
+    unknown = sorted(str(k) for k in set(state) - set(expected))
+    missing = [k for k in expected if k not in state]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})" for k, shape in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(shape)]
+    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+
+
+# Copied from coordgan.convert_official.load_into
+def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
+    """Copy `state` into `model` name for name; unknown, missing or mis-shaped keys are a ValueError
+    naming them. A model built on the meta device takes the file's tensors as they are (no copy)."""
+    ours = model.state_dict()
+    problems = key_problems({k: tuple(v.shape) for k, v in ours.items()}, state)
+    if problems:
+        raise ValueError(f"'{name}' does not match the network this importer builds: " + "; ".join(problems))
+    state = {k: v.to(ours[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=any(t.is_meta for t in ours.values()))
+
+
+# Copied from coordgan.convert_official.save_atomic
+def save_atomic(pipe, output) -> None:
     """save_pretrained into a temporary sibling, then rename: a reader never sees half a folder."""
     output = Path(output)
     tmp = output.with_name(output.name + f".tmp{os.getpid()}")
@@ -125,34 +179,7 @@ def _save_atomic(pipe: GANgealingPipeline, output) -> None:
     os.replace(tmp, output)
 
 
-def _shorten(items: list, limit: int = 4) -> str:
-    return ", ".join(map(str, items[:limit])) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
-
-
-def _torch_load(path: Path):
-    """torch.load(weights_only=True) allowing argparse.Namespace only; every failure is a one-line ValueError."""
-    if not path.exists():
-        raise ValueError(f"{str(path)!r} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a folder, not a checkpoint file")
-    with path.open("rb") as f:
-        head = f.read(8)
-    if not head:
-        raise ValueError(f"{str(path)!r} is empty")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
-        unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
-        if unsafe and not unsafe.group(1).startswith("torch."):
-            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
-                             "they are not loaded, since unpickling them could run code") from None
-        if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
-            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
-            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
-        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head!r}, not a torch.save header)") from None
-
-
+# Copied from coordgan.convert_official._check_state_dict
 def _check_state_dict(state, name: str, path: Path) -> dict:
     if not isinstance(state, dict):
         raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}")
@@ -162,6 +189,7 @@ def _check_state_dict(state, name: str, path: Path) -> dict:
     return state
 
 
+# ----------------------------------------------------------------------------- GANgealing's files
 def read_checkpoint(path) -> dict:
     """The checkpoint dict of a released .pt, read with torch.load(weights_only=True) (allowing
     argparse.Namespace only) and checked: the top-level keys and that each network is a state_dict.
@@ -171,14 +199,14 @@ def read_checkpoint(path) -> dict:
         ckpt = _torch_load(path)
         if not isinstance(ckpt, dict):
             raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a dict of state_dicts (g_ema, t_ema, ll, ...)")
-        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            raise ValueError(f"{str(path)!r} is a single state_dict ({_shorten(list(map(str, ckpt)))}), not GANgealing's dict of "
-                             "g_ema / t_ema / ll: another model's weights (e.g. CoCosNet's latest_net_G.pth)")
+        what = looks_like(ckpt)
+        if what is not None and not what.startswith("a GANgealing release"):
+            raise ValueError(f"{str(path)!r} looks like {what}, not {EXPECTED}")
         unknown = sorted(str(k) for k in set(ckpt) - MODEL_KEYS - TRAINING_STATE_KEYS)
-        missing = sorted({"g_ema", "t_ema", "ll"} - set(ckpt))
+        missing = [k for k in ("g_ema", "t_ema", "ll") if k not in ckpt]
         if unknown or missing:
-            found = "a generator-only training checkpoint (StyleGAN2 or CoordGAN)" if "g_ema" in ckpt and "t_ema" not in ckpt else "not a GANgealing checkpoint"
-            raise ValueError(f"{str(path)!r} is {found}: missing top-level keys {missing}, unknown top-level keys {unknown}")
+            found = "; ".join(f"{w}: {_shorten(k)}" for w, k in (("unknown top-level keys", unknown), ("missing top-level keys", missing)) if k)
+            raise ValueError(f"{str(path)!r} is not {EXPECTED}: {found}")
         for name in MODEL_KEYS & set(ckpt):
             _check_state_dict(ckpt[name], name, path)
     except ValueError as error:
@@ -186,27 +214,43 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
-def key_problems(model: torch.nn.Module, state: dict) -> list[str]:
-    """Unknown, missing and mis-shaped keys of `state` for `model` (the constant buffers the authors
-    skip are ignored), as short phrases with a few names and the counts; empty: a match."""
-    ours = model.state_dict()
-    theirs = {k: v for k, v in state.items() if not _SKIPPED.search(k)}
-    unknown = sorted(set(theirs) - set(ours))
-    missing = sorted(k for k in set(ours) - set(theirs) if not _SKIPPED.search(k))
-    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(ours[k].shape)})" for k, v in theirs.items() if k in ours and v.shape != ours[k].shape]
-    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+def load_authors_state(model: torch.nn.Module, state: dict, name: str) -> None:
+    """load_into, as the authors' loader does it: the constant buffers it drops (_SKIPPED) keep the
+    constructor's values whether or not the file has them."""
+    constants_ = {k: v for k, v in model.state_dict().items() if _SKIPPED.search(k)}
+    load_into(model, {**constants_, **{k: v for k, v in state.items() if not _SKIPPED.search(k)}}, name)
 
 
-def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
-    """Copy `state` into `model` name for name; unknown/missing keys and shape mismatches are a ValueError naming them."""
-    problems = key_problems(model, state)
-    if problems:
-        raise ValueError(f"'{name}' does not match the network this importer builds: " + "; ".join(problems))
-    ours = model.state_dict()
-    with torch.no_grad():
-        for k, v in state.items():
-            if not _SKIPPED.search(k):
-                ours[k].copy_(v.to(ours[k].dtype))
+def _tensor(sd: dict, key: str, dim: int):
+    """sd[key] when it is a tensor of `dim` dimensions, else None (the layout falls back to the authors' default)."""
+    value = sd.get(key)
+    return value if isinstance(value, torch.Tensor) and value.dim() == dim else None
+
+
+def _generator_config(sd: dict) -> dict:
+    """StyleGAN2Generator's arguments read from g_ema's keys, AUTHORS_GENERATOR where a key is missing."""
+    noises = len([k for k in sd if k.startswith("noises.noise_")])
+    resolution = 2 ** ((noises - 1) // 2 + 2) if noises else AUTHORS_GENERATOR["resolution"]
+    if not 8 <= resolution <= 4096:
+        raise ValueError(f"'g_ema': cannot read the generator layout ({noises} noise buffers give no resolution in 8..4096)")
+    style = _tensor(sd, "style.1.weight", 2)
+    last = _tensor(sd, f"to_rgbs.{resolution.bit_length() - 4}.conv.weight", 5)  # (1, 3, channels at `resolution`, 1, 1)
+    cm = last.shape[2] / stylegan_channels(resolution, 1.0) if last is not None and resolution > 32 else AUTHORS_GENERATOR["channel_multiplier"]
+    return dict(resolution=resolution, style_dim=style.shape[0] if style is not None else AUTHORS_GENERATOR["style_dim"],
+                n_mlp=len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)]) or AUTHORS_GENERATOR["n_mlp"], channel_multiplier=cm)
+
+
+def _stn_config(sd: dict) -> dict:
+    """SpatialTransformer's layout read from t_ema's keys, AUTHORS_STN where a key is missing."""
+    linear, stem = _tensor(sd, "stns.0.warp_head.linear.weight", 2), _tensor(sd, "stns.0.convs.0.0.weight", 4)
+    num_heads = linear.shape[0] // 4 if linear is not None else AUTHORS_STN["num_heads"]
+    stages = len({k.split(".")[3] for k in sd if k.startswith("stns.0.convs.")})
+    flow_size = 4 * 2 ** (stages - 1) if stages else AUTHORS_STN["flow_size"]
+    if (stages and not 2 <= stages <= 9) or num_heads < 1:
+        raise ValueError(f"'t_ema': cannot read the transformer layout ({stages} conv stages, {num_heads} heads)")
+    cm = stem.shape[0] / stylegan_channels(flow_size, 1.0) if stem is not None and flow_size > 32 else AUTHORS_STN["channel_multiplier"]
+    has_down = any(k.startswith("stns.0.input_downsample") for k in sd) or flow_size == 128
+    return dict(flow_size=flow_size, input_size=2 * flow_size if has_down else flow_size, channel_multiplier=cm, num_heads=num_heads)
 
 
 def _build(name: str, cls, **kwargs):
@@ -218,47 +262,15 @@ def _build(name: str, cls, **kwargs):
                          f"is not one {cls.__name__} builds ({error})") from None
 
 
-def _generator_config(sd: dict) -> dict:
-    try:
-        num_layers = len([k for k in sd if k.startswith("noises.noise_")])
-        n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
-        style_dim = sd["style.1.weight"].shape[0]
-        resolution = 2 ** ((num_layers - 1) // 2 + 2)
-        last = sd[f"to_rgbs.{(num_layers - 1) // 2 - 1}.conv.weight"].shape[2]
-    except (KeyError, IndexError) as error:
-        found = f"missing {error}" if isinstance(error, KeyError) else "tensors of unexpected rank"
-        raise ValueError(f"'g_ema': cannot read the generator layout ({found})") from None
-    if not 8 <= resolution <= 4096:
-        raise ValueError(f"'g_ema': cannot read the generator layout ({num_layers} noise buffers give no resolution in 8..4096)")
-    cm = last / stylegan_channels(resolution, 1.0) if resolution > 32 else 2.0
-    return dict(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm)
-
-
-def _stn_config(sd: dict) -> dict:
-    try:
-        num_heads = sd["stns.0.warp_head.linear.weight"].shape[0] // 4
-        blocks = len({k.split(".")[3] for k in sd if k.startswith("stns.0.convs.")}) - 1
-        stem = sd["stns.0.convs.0.0.weight"].shape[0]
-    except (KeyError, IndexError) as error:
-        found = f"missing {error}" if isinstance(error, KeyError) else "tensors of unexpected rank"
-        raise ValueError(f"'t_ema': cannot read the transformer layout ({found})") from None
-    if not 1 <= blocks <= 8 or num_heads < 1:
-        raise ValueError(f"'t_ema': cannot read the transformer layout ({blocks + 1} conv stages, {num_heads} heads)")
-    flow_size = 4 * 2**blocks
-    has_down = any(k.startswith("stns.0.input_downsample") for k in sd) or flow_size == 128
-    cm = stem / stylegan_channels(flow_size, 1.0) if flow_size > 32 else 0.5
-    return dict(flow_size=flow_size, input_size=2 * flow_size if has_down else flow_size, channel_multiplier=cm, num_heads=num_heads)
-
-
 def official_components(path, category: str | None = None, **overrides) -> dict:
     """The networks of a released .pt as GANgealingPipeline components (generator, transformer,
     target, classifier), in eval mode. `category` picks the authors' test-time settings (default:
     the file name's stem when it is a known category); `overrides` set padding_mode,
     similarity_iters or inject_index explicitly. A file that is not such a checkpoint is a
     ValueError of one or two lines: the problem, then what to pass instead."""
-    name = release_name(path)
+    name = releases.release_name(path)
     if name is not None:  # official:NAME -> the downloaded file, the release's settings
-        path, category = download_release(name), category or name
+        path, category = releases.download_release(name), category or name
     stem = Path(str(path)).stem.lower()
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
     if category is not None and category not in PRETRAINED_TEST_SETTINGS:
@@ -274,44 +286,58 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
     settings.update(overrides)
     try:
         generator = _build("g_ema", StyleGAN2Generator, **_generator_config(ckpt["g_ema"]))
-        load_into(generator, ckpt["g_ema"], "g_ema")
+        load_authors_state(generator, ckpt["g_ema"], "g_ema")
         stn = _stn_config(ckpt["t_ema"])
         k = stn["num_heads"]
         if k > 1 and "classifier" not in ckpt:
             raise ValueError(f"the transformer has {k} cluster heads but the checkpoint has no 'classifier'")
         transformer = _build("t_ema", SpatialTransformer, **stn, padding_mode=settings["padding_mode"],
                              similarity_iters=settings["similarity_iters"], flip="tv" if k == 1 else "classifier")
-        load_into(transformer, ckpt["t_ema"], "t_ema")
-        ll = ckpt["ll"]
-        if not all(isinstance(ll.get(key), torch.Tensor) and ll[key].dim() == 2 for key in ("coefficients", "directions")):
-            raise ValueError(f"'ll' needs 2-d tensors 'coefficients' and 'directions'; it has {_shorten(sorted(ll)) or 'no keys'}")
-        target = _build("ll", LearnedTarget, num_directions=ll["directions"].shape[0], num_heads=ll["coefficients"].shape[0],
-                        inject_index=settings["inject_index"], num_latents=generator.num_latents, style_dim=generator.style_dim)
-        load_into(target, ll, "ll")
+        load_authors_state(transformer, ckpt["t_ema"], "t_ema")
+        directions, coefficients = _tensor(ckpt["ll"], "directions", 2), _tensor(ckpt["ll"], "coefficients", 2)
+        target = _build("ll", LearnedTarget, num_directions=directions.shape[0] if directions is not None else 1,
+                        num_heads=coefficients.shape[0] if coefficients is not None else k, inject_index=settings["inject_index"],
+                        num_latents=generator.num_latents, style_dim=generator.style_dim)
+        load_authors_state(target, ckpt["ll"], "ll")
         classifier = None
         if "classifier" in ckpt:
-            logits = ckpt["classifier"].get("to_logits.weight")
-            if not isinstance(logits, torch.Tensor) or logits.dim() == 0:
-                raise ValueError("'classifier' has no 'to_logits.weight' tensor")
+            logits = _tensor(ckpt["classifier"], "to_logits.weight", 2)
             classifier = _build("classifier", ClusterClassifier, flow_size=stn["flow_size"], input_size=stn["input_size"],
-                                channel_multiplier=stn["channel_multiplier"], num_clusters=logits.shape[0] // 2)
-            load_into(classifier, ckpt["classifier"], "classifier")
+                                channel_multiplier=stn["channel_multiplier"], num_clusters=logits.shape[0] // 2 if logits is not None else k)
+            load_authors_state(classifier, ckpt["classifier"], "classifier")
             classifier.eval()
     except ValueError as error:
-        raise ValueError(f"{str(path)!r}: {error}\nThis is not the layout of the authors' GANgealing releases; {WHAT_TO_PASS}.") from None
+        raise ValueError(f"{str(path)!r}: {error}\n{WHAT_TO_PASS[0].upper()}{WHAT_TO_PASS[1:]}.") from None
     return dict(generator=generator.eval(), transformer=transformer.eval(), target=target.eval(), classifier=classifier)
 
 
-def load_official_checkpoint(path, **options) -> GANgealingPipeline:
-    """A GANgealingPipeline from a released .pt (options as in `official_components`)."""
+def from_official_checkpoint(path, **options) -> GANgealingPipeline:
+    """A GANgealingPipeline from a released .pt or official:NAME (options as in `official_components`:
+    `category`, `padding_mode`, `similarity_iters`, `inject_index`)."""
     return GANgealingPipeline(**official_components(path, **options))
+
+
+# ----------------------------------------------------------------------------- named releases
+def release_folder(name: str, cache_dir=None) -> Path:
+    """Where release `name` is converted to (a save_pretrained folder once model_index.json is there)."""
+    return Path(cache_dir or CONVERTED_CACHE) / "gangealing" / name
+
+
+def load_release(source: str, cache_dir=None) -> GANgealingPipeline:
+    """The pipeline of a named release ("cat" or "official:cat"): converted once into
+    release_folder(NAME) and loaded from there afterwards (no network then)."""
+    name = releases.release_name(source if str(source).startswith("official:") else f"official:{source}")
+    folder = release_folder(name, cache_dir)
+    if not (folder / "model_index.json").is_file():
+        save_atomic(from_official_checkpoint(f"official:{name}"), folder)
+    return GANgealingPipeline.from_pretrained(folder)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args) or official:NAME")
-    p.add_argument("--output", default=None, help="folder for GANgealingPipeline.save_pretrained")
-    p.add_argument("--list", action="store_true", help="list the named releases and exit")
+    p.add_argument("--output", default=None, help="folder for GANgealingPipeline.save_pretrained (official:NAME: default the cache the app reads)")
+    p.add_argument("--list", action="store_true", help="list the named releases and where they come from, and exit")
     p.add_argument("--category", default=None, choices=sorted(PRETRAINED_TEST_SETTINGS), help="the authors' test-time settings (default: from the file name)")
     p.add_argument("--padding-mode", default=None, choices=["border", "reflection", "zeros"], help="override the padding mode")
     p.add_argument("--similarity-iters", type=int, default=None, help="override the similarity STN iterations")
@@ -324,17 +350,24 @@ def main(argv=None) -> int:
     is not a GANgealing release or the folder cannot be written."""
     args = parse_args(argv)
     if args.list:
-        print(f"Named releases (official:NAME, downloaded from {RELEASE_URL}; URL unverified):")
-        for name in RELEASES:
-            print(f"  official:{name}")
+        print(f"Named releases (official:NAME): downloaded from {releases.release_url('NAME')}, converted into {CONVERTED_CACHE / 'gangealing'}")
+        for name, r in releases.RELEASES.items():
+            s = {**DEFAULT_TEST_SETTINGS, **PRETRAINED_TEST_SETTINGS[name]}
+            print(f"  official:{name:<13} {r.resolution} px, {r.trained_on}; padding {s['padding_mode']}, iters {s['similarity_iters']}")
         return 0
-    if not args.checkpoint or not args.output:
+    if not args.checkpoint or not (args.output or str(args.checkpoint).startswith("official:")):
         print("error: give CHECKPOINT (a .pt file or official:NAME) and --output DIR, or --list", file=sys.stderr)
         return 2
-    overrides = {k: v for k, v in dict(padding_mode=args.padding_mode, similarity_iters=args.similarity_iters, inject_index=args.inject_index).items() if v is not None}
+    overrides = {k: v for k, v in dict(padding_mode=args.padding_mode, similarity_iters=args.similarity_iters,
+                                       inject_index=args.inject_index).items() if v is not None}
     try:
-        pipe = load_official_checkpoint(args.checkpoint, category=args.category, **overrides)
-        _save_atomic(pipe, args.output)
+        if args.output is None and not overrides and args.category is None:  # official:NAME into the cache
+            pipe, args.output = load_release(args.checkpoint), release_folder(releases.release_name(args.checkpoint))
+        else:
+            if args.output is None:
+                raise ValueError("--output DIR is needed when settings are overridden (the cache holds the authors' settings)")
+            pipe = from_official_checkpoint(args.checkpoint, category=args.category, **overrides)
+            save_atomic(pipe, args.output)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -131,22 +131,6 @@ class GANgealingPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(generator=generator, transformer=transformer, target=target, classifier=classifier)
 
-    @classmethod
-    def from_official_checkpoint(cls, path, **options) -> "GANgealingPipeline":
-        """Import one of the authors' released .pt files (wpeebles/gangealing).
-
-        Args:
-            path: the released file, e.g. `cat.pt` (keys g_ema, t_ema, ll, [classifier], args).
-            **options: `category` (the authors' test-time settings; default: the file name when it
-                is a released category), `padding_mode`, `similarity_iters`, `inject_index`.
-
-        Returns:
-            The pipeline, in eval mode. A file that is not such a checkpoint raises ValueError.
-        """
-        from .convert_official import official_components  # the converter builds on this module, not the reverse
-
-        return cls(**official_components(path, **options))
-
     # ------------------------------------------------------------- images <-> tensors
     @property
     def input_size(self) -> int:

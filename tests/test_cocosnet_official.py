@@ -1,7 +1,7 @@
 """The authors' released CoCosNet v1 checkpoints (issue 8), checked against the offline fixtures in
 ../shared/fixtures/cocosnet-official (README there): weights rebuilt bit for bit from the bank + fill
 plans + spectral-norm u/v (every SHA-256 checked), written as latest_net_G.pth / latest_net_Corr.pth,
-imported with `CoCosNetPipeline.from_official_checkpoint`, and the recorded inputs run through our
+imported with `convert_official.from_official_checkpoint`, and the recorded inputs run through our
 networks; every recorded output must agree within the README's tolerances (section 10).
 
 Time: the official networks cost ~150 GFLOP per sample on one thread, so by default each config runs
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from cocosnet import CoCosNetPipeline
-from cocosnet.convert_official import convert, load_official_state_dict, main as convert_main, official_input_semantics
+from cocosnet.convert_official import convert, from_official_checkpoint, load_official_state_dict, main as convert_main, official_input_semantics
 from cocosnet.correspondence import dense_warp, softmax_summaries, soft_warp, correlation_features
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "cocosnet-official"
@@ -89,7 +89,7 @@ def official_run(request, tmp_path_factory):
         folder = tmp_path_factory.mktemp(config)
         torch.save(states["G"], folder / "latest_net_G.pth")
         torch.save(states["Corr"], folder / "latest_net_Corr.pth")
-        pipe = CoCosNetPipeline.from_official_checkpoint(folder / "latest_net_G.pth")  # release recognised, Corr beside it
+        pipe = from_official_checkpoint(folder / "latest_net_G.pth")  # release recognised, Corr beside it
     else:  # the same import from the state dicts, without 0.6 GB of file I/O
         corr, gen = convert(config, states["G"], states["Corr"])
         pipe = CoCosNetPipeline(correspondence_network=corr, generator=gen)
@@ -145,14 +145,12 @@ def test_wrong_keys_are_named(tmp_path):
     torch.save(fake, tmp_path / "latest_net_G.pth")
     torch.save({"theta.weight": torch.zeros(256, 275, 1, 1)}, tmp_path / "latest_net_Corr.pth")
     with pytest.raises(ValueError) as info:
-        CoCosNetPipeline.from_official_checkpoint(tmp_path, config="celebahq")
-    message = str(info.value)
-    corr_part, gen_part = message.split(" | ")
-    assert "correspondence (latest_net_Corr.pth): missing keys: adaptive_model_seg.layer1.0.weight_orig" in corr_part
-    assert "(191 in all)" in corr_part and "unknown keys" not in corr_part  # theta.weight is a real key
-    assert "generator (latest_net_G.pth): missing keys: head_0.conv_0.bias" in gen_part
-    assert "unknown keys: encoder.conv_in.weight" in gen_part
-    assert "wrong shapes: fc.bias (7,) (expected (1024,))" in gen_part
+        from_official_checkpoint(tmp_path, config="celebahq")
+    message = str(info.value)  # the correspondence network is checked first, and names every problem
+    assert "'correspondence (latest_net_Corr.pth)' does not match the network this importer builds: missing keys: " in message
+    assert "adaptive_model_seg.layer1.0.weight_orig" in message and "(191 in all)" in message
+    assert "unknown keys" not in message.splitlines()[0]  # theta.weight is a real key
+    assert message.splitlines()[1].startswith("Check --config / config= (celebahq;")
 
 
 def test_wrong_generator_keys_and_shapes_are_named(tmp_path):
@@ -168,9 +166,8 @@ def test_wrong_generator_keys_and_shapes_are_named(tmp_path):
     with pytest.raises(ValueError) as info:
         load_into(generator, state, "generator (latest_net_G.pth)")
     message = str(info.value)
-    assert "generator (latest_net_G.pth): missing keys: conv_img.bias" in message
-    assert "unknown keys: encoder.conv_in.weight" in message
-    assert "wrong shapes: fc.bias (7,) (expected (1024,))" in message
+    assert message == ("'generator (latest_net_G.pth)' does not match the network this importer builds: unknown keys: "
+                       "encoder.conv_in.weight; missing keys: conv_img.bias; wrong shapes: fc.bias (7,) (expected (1024,))")
 
 
 def test_convert_cli_reports_bad_files(tmp_path, capsys):

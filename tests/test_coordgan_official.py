@@ -22,7 +22,7 @@ import torch
 from official_fixtures import rebuild
 
 from coordgan import CoordGANPipeline
-from coordgan.convert_official import generator_key_map
+from coordgan.convert_official import from_official_checkpoint, generator_key_map
 from coordgan.convert_official import main as convert_main
 from coordgan.correspondence import authors_transfer, propagate_labels
 from coordgan.evaluate import miou
@@ -89,7 +89,7 @@ def pipe512(bank, tmp_path_factory):
     """train.py's celebA_512 layout, generator only, straight through from_official_checkpoint."""
     path = tmp_path_factory.mktemp("coordgan-official-512") / "celebA_512.pt"
     torch.save({"g_ema": rebuild(fixture_json(FIXTURES, "fixture_g512.json")["weight_fill_plan"], bank)}, path)
-    pipe = CoordGANPipeline.from_official_checkpoint(path, code_means=False)
+    pipe = from_official_checkpoint(path, code_means=False)
     path.unlink()
     return pipe
 
@@ -213,7 +213,7 @@ def test_encoder_codes_reconstruction_and_swap(pipe):
     io = load_fixture(FIXTURES, "enc_io.safetensors")
     g = pipe.generator
     with torch.no_grad():
-        x = pipe.preprocess(list(io["x_uint8_hwc"].numpy()))  # the authors' resize and scaling
+        x, _ = pipe.preprocess(list(io["x_uint8_hwc"].numpy()))  # the authors' resize and scaling
         assert_close(x, io["x"], 1e-6, "encoder input")
         enc = pipe.encode(list(io["x_uint8_hwc"].numpy()))
         assert_close(enc.structure_codes, io["E1_struc_code"], TOL["code"], "E1 structure code")

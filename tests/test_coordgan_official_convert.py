@@ -1,4 +1,4 @@
-"""`python -m coordgan.convert_official` and `CoordGANPipeline.from_official_checkpoint` on files that
+"""`python -m coordgan.convert_official` and `convert_official.from_official_checkpoint` on files that
 are not what they should be: a ValueError of one or two lines (the problem, then what to pass),
 the command prints it after "error: " and exits 2, no traceback. Real key lists come from the
 fixtures' key files; every tensor is one stored zero expanded to the real shape, so the files are
@@ -44,36 +44,14 @@ def run(argv, capsys) -> str:
     return err
 
 
-def test_non_checkpoints_are_refused(tmp_path, capsys):
-    text = tmp_path / "notes.pt"
-    text.write_text("these are my notes\n")
-    empty = tmp_path / "empty.pt"
-    empty.write_bytes(b"")
-    cut = tmp_path / "cut.pt"
-    torch.save({"g_ema": {"style.1.weight": torch.randn(64, 64)}}, cut)
-    cut.write_bytes(cut.read_bytes()[:300])
-    code = tmp_path / "code.pt"
-    torch.save({"g_ema": {}, "args": Path("/")}, code)
-    cases = [(tmp_path / "missing.pt", "does not exist"), (tmp_path, "is a folder, not a checkpoint file"), (text, "is not a PyTorch checkpoint"),
-             (empty, "is empty"), (cut, "is truncated or corrupt"), (code, "holds pickled Python objects (pathlib.PosixPath)")]
-    for path, needle in cases:
-        err = run([str(path), "--output", str(tmp_path / "out")], capsys)
-        assert_clean(err, needle, WHAT_TO_PASS)
-    assert not (tmp_path / "out").exists()
-
-
-def test_other_models_are_named(tmp_path, capsys):
-    torch.save({"g_ema": {"style.1.weight": torch.zeros(2)}, "t_ema": {}, "ll": {}}, tmp_path / "cat.pt")
-    assert_clean(run([str(tmp_path / "cat.pt"), "--output", str(tmp_path / "out")], capsys), "is a GANgealing checkpoint (it has ll, t_ema)")
-    torch.save({"fc.weight": torch.zeros(1), "head_0.conv_0.bias": torch.zeros(1)}, tmp_path / "latest_net_G.pth")
-    assert_clean(run([str(tmp_path / "latest_net_G.pth"), "--output", str(tmp_path / "out")], capsys),
-                 "is a single state_dict (fc.weight, head_0.conv_0.bias), not CoordGAN's dict")
-    torch.save({"model": {}, "optimizer": {}}, tmp_path / "other.pt")
-    assert_clean(run([str(tmp_path / "other.pt"), "--output", str(tmp_path / "out")], capsys),
-                 "is not a CoordGAN checkpoint with 'g_ema': top-level keys model, optimizer, unknown model, optimizer")
+def test_a_dict_with_lists_is_named(tmp_path, capsys):
+    """(Files every converter refuses, and other models' files, are in tests/test_convert_errors.py.)"""
     torch.save({"g_ema": {"style.1.weight": [1, 2]}}, tmp_path / "lists.pt")
     assert_clean(run([str(tmp_path / "lists.pt"), "--output", str(tmp_path / "out")], capsys),
                  "'g_ema' must be a state_dict of tensors with data; 1 entries are not: style.1.weight")
+    torch.save({"model": {}, "optimizer": {}}, tmp_path / "other.pt")
+    assert_clean(run([str(tmp_path / "other.pt"), "--output", str(tmp_path / "out")], capsys),
+                 "is not one of the authors' CoordGAN checkpoints: unknown top-level keys: model, optimizer; missing top-level keys: g_ema")
 
 
 @needs_fixtures
@@ -88,7 +66,7 @@ def test_bogus_keys_and_shapes_are_named_with_counts(tmp_path, capsys):
     err = run([str(tmp_path / "celebA_128.pt"), "--output", str(tmp_path / "out")], capsys)
     assert_clean(err, "'g_ema' does not match the network this importer builds: unknown keys: convs.3.noise.strength, extra.1, extra.2, "
                       "extra.3, ... (7 in all); missing keys: convs.3.noise.weight; wrong shapes: lff.ffm.conv.weight (256, 2, 1, 1) "
-                      "(expected (512, 2, 1, 1))", "This is not the layout of the authors' CoordGAN checkpoints")
+                      "(expected (512, 2, 1, 1))", WHAT_TO_PASS)
     # a 128 px file forced to the 512 px config: the missing upsampling stages are named and counted
     torch.save({"g_ema": g_ema}, tmp_path / "celebA_128.pt")
     err = run([str(tmp_path / "celebA_128.pt"), "--config", "celebA_512", "--output", str(tmp_path / "out")], capsys)
@@ -98,11 +76,11 @@ def test_bogus_keys_and_shapes_are_named_with_counts(tmp_path, capsys):
     e = real_state("keys_encoder.json")
     torch.save({"g_ema": g_ema, "e": e}, tmp_path / "celebA_enc.pt")
     err = run([str(tmp_path / "celebA_enc.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "'e' does not match the authors' encoder: constant blur kernels that differ from the authors' [1, 2, 1] / [1] "
+    assert_clean(err, "'e' does not match the network this importer builds: constant blur kernels that differ from the authors' [1, 2, 1] / [1] "
                       "filters: DownToSpatialCode.ResBlockDownBy1.conv2.Blur.kernel")
     torch.save({"g_ema": g_ema}, tmp_path / "not_enc.pt")
     err = run([str(tmp_path / "celebA_128.pt"), "--encoder", str(tmp_path / "not_enc.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "not_enc.pt' is not a CoordGAN checkpoint with the encoder entry 'e' (train-encoder.py writes it)")
+    assert_clean(err, "not_enc.pt' is not one of the authors' CoordGAN checkpoints: missing top-level keys: e (train-encoder.py writes the encoder 'e')")
     assert not (tmp_path / "out").exists()
 
 

@@ -17,7 +17,7 @@ from official_fixtures import rebuild
 
 from gangealing import GANgealingPipeline, StyleGAN2Generator
 from gangealing.convert_official import main as convert_main
-from gangealing.convert_official import read_checkpoint
+from gangealing.convert_official import from_official_checkpoint, read_checkpoint
 from gangealing.transformer import total_variation
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "gangealing-official"
@@ -82,7 +82,7 @@ def pipe_k4(bank, tmp_path_factory):
             "args": argparse.Namespace(inject=6, num_heads=4)}
     path = tmp_path_factory.mktemp("official") / "model.pt"
     torch.save(ckpt, path)
-    return GANgealingPipeline.from_official_checkpoint(path, category="car")
+    return from_official_checkpoint(path, category="car")
 
 
 def test_k1_layout_and_settings(pipe_k1):
@@ -185,9 +185,9 @@ def test_wrong_keys_are_named(tmp_path):
     ckpt = {"g_ema": state, "t_ema": {}, "ll": {}, "args": argparse.Namespace(inject=5)}
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"'g_ema' does not match .*unknown keys: conv1.noise.strength; missing keys: conv1.noise.weight"):
-        GANgealingPipeline.from_official_checkpoint(tmp_path / "bad.pt")
+        from_official_checkpoint(tmp_path / "bad.pt")
     torch.save({"g_ema": {}, "weights": {}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match=r"missing top-level keys \['ll', 't_ema'\], unknown top-level keys \['weights'\]"):
+    with pytest.raises(ValueError, match=r"unknown top-level keys: weights; missing top-level keys: t_ema, ll"):
         read_checkpoint(tmp_path / "other.pt")
 
 
