@@ -46,7 +46,15 @@ _BACKENDS = ("auto", "sdpa", "matmul")
 # The authors' evaluation rule (NVlabs/CoordGAN eval_corr.get_seg_transfer_img): softmax of minus the
 # plain L2 distance over this temperature; see `authors_transfer`.
 AUTHORS_TEMPERATURE = 0.01
-RULES = ("ours", "authors")
+# The label-propagation rules of `propagate`, by name (the default first), and the line a table or a
+# menu shows for each.
+OUR_RULE = "ours"  # eq. (1): the nearest canonical coordinate, on maps upsampled to the image size
+AUTHORS_RULE = "authors"  # their evaluation: softmax(-L2 distance / 0.01) at the map size
+RULES = (OUR_RULE, AUTHORS_RULE)
+RULE_DESCRIPTIONS = {
+    OUR_RULE: "our rule: eq. (1), nearest coordinate at the image size",
+    AUTHORS_RULE: "the authors' rule: softmax(-L2 distance / 0.01) at the map size",
+}
 
 
 def canonical_grid(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
@@ -244,32 +252,88 @@ def propagate_labels(
     num_classes: int,
     temperature: float | None = None,
     chunk_size: int | None = None,
-    rule: str = "ours",
+    rule: str = OUR_RULE,
 ) -> torch.Tensor:
-    """Labels of the source image moved to the target image through the correspondence maps.
-
-    rule "ours": with temperature None each target pixel takes the label of its nearest source
-    coordinate, eq. (1); otherwise the argmax of `propagate_label_probabilities` (the
-    affinity-relaxed eq. 1 with a squared-distance kernel). rule "authors": the argmax of
-    `authors_transfer` of the one-hot labels (temperature None: their 0.01).
+    """Labels of the source image moved to the target image through the correspondence maps, with
+    the labels already on the source map's pixels: `propagate` with no resizing.
 
     Args:
         labels: (B, H, W) int64 class indices in [0, num_classes) on the source pixels.
         source_coords: (B, 2, H, W); target_coords: (B, 2, H', W').
+        rule: one of RULES (see `propagate`).
 
     Returns:
         (B, H', W') int64 labels on the target pixels.
     """
     _check_labels(labels, source_coords, num_classes)
+    return propagate(labels, source_coords, target_coords, rule, temperature=temperature, num_classes=num_classes,
+                     chunk_size=chunk_size)
+
+
+def propagate(
+    labels: torch.Tensor,
+    map_a: torch.Tensor,
+    map_b: torch.Tensor,
+    rule: str = OUR_RULE,
+    size: tuple[int, int] | None = None,
+    temperature: float | None = None,
+    resolution: int | None = None,
+    num_classes: int | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Label propagation: the labels of image A carried to image B through their correspondence
+    maps by one of RULES. The one home of the rules: the pipeline, the evaluation and the app call it.
+
+    OUR_RULE, eq. (1): both maps upsampled (bilinear: they are smooth coordinate fields) to
+    `resolution` x `resolution` (None: as they are), A's labels resized (nearest) to A's map; each
+    pixel of B takes the label of A's pixel with the nearest canonical coordinate (temperature
+    None) or the argmax of `propagate_label_probabilities` (the relaxed eq. 1, temperature > 0).
+    AUTHORS_RULE (eval_corr.get_seg_transfer_img, soft mode): A's one-hot labels resized
+    bilinearly to A's map, `authors_transfer` (temperature None: AUTHORS_TEMPERATURE), the argmax;
+    `resolution` is not used. Either way the result is resized (nearest) to `size`.
+
+    Args:
+        labels: (B, H, W) integer class ids of image A, any size.
+        map_a: (B, 2, h, w) correspondence map of A; map_b: (B, 2, h', w') of B.
+        size: (H', W') of the result; None: B's map (after `resolution`).
+        num_classes: class ids lie in [0, num_classes); None: labels.max() + 1.
+
+    Returns:
+        (B, H', W') int64 labels of B.
+    """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if rule == "authors":
-        one_hot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
-        return authors_transfer(one_hot, source_coords, target_coords, temperature or AUTHORS_TEMPERATURE).argmax(1)
-    if temperature is not None:
-        return propagate_label_probabilities(labels, source_coords, target_coords, num_classes, temperature, chunk_size).argmax(1)
-    index = nearest_source_index(source_coords, target_coords, chunk_size)  # (B, H', W')
-    return labels.long().flatten(1).gather(1, index.flatten(1)).view_as(index)
+    _check_map("map_a", map_a)
+    _check_map("map_b", map_b)
+    _check_batch(labels=labels, map_a=map_a, map_b=map_b)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.numel() else 1
+    _check_label_ids(labels, num_classes)
+    labels = labels.long().to(map_a.device)
+    if rule == AUTHORS_RULE:
+        one_hot = F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+        soft = _resize(one_hot, map_a.shape[-2:], "bilinear")  # (B, K, h, w), as the authors' loaders
+        pred = authors_transfer(soft, map_a, map_b, temperature or AUTHORS_TEMPERATURE).argmax(1)
+    else:
+        if resolution is not None:
+            map_a = _resize(map_a, (resolution, resolution), "bilinear")
+            map_b = _resize(map_b, (resolution, resolution), "bilinear")
+        source = _resize(labels[:, None].float(), map_a.shape[-2:], "nearest")[:, 0].long()  # (B, h, w)
+        if temperature is None:
+            index = nearest_source_index(map_a, map_b, chunk_size)  # (B, h', w')
+            pred = source.flatten(1).gather(1, index.flatten(1)).view_as(index)
+        else:
+            pred = propagate_label_probabilities(source, map_a, map_b, num_classes, temperature, chunk_size).argmax(1)
+    if size is not None:
+        pred = _resize(pred[:, None].float(), tuple(size), "nearest")[:, 0].long()
+    return pred
+
+
+def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    """F.interpolate (align_corners=False), skipped at the same size (where it is the identity)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
 
 
 def chamfer_distance(
@@ -375,6 +439,12 @@ def _check_labels(labels: torch.Tensor, source_coords: torch.Tensor, num_classes
         raise ValueError(f"labels must be (B, H, W) integer class indices, got {tuple(labels.shape)} {labels.dtype}")
     if labels.shape[-2:] != source_coords.shape[-2:] or labels.shape[0] != source_coords.shape[0]:
         raise ValueError(f"labels {tuple(labels.shape)} must match source_coords {tuple(source_coords.shape)} (B, _, H, W)")
+    _check_label_ids(labels, num_classes)
+
+
+def _check_label_ids(labels: torch.Tensor, num_classes: int) -> None:
+    if labels.dim() != 3 or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be (B, H, W) integer class indices, got {tuple(labels.shape)} {labels.dtype}")
     if int(num_classes) != num_classes or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):

@@ -11,9 +11,9 @@ references. Baselines on the same pairs: copying the reference labels unchanged,
 neighbour on RGB. On synthetic data the exact correspondence (canonical coordinates) also gives
 the ceiling that eq. (1) reaches at this resolution.
 
-Two propagation rules (`--rule`; the CoordGAN row names the one used): "ours", eq. (1) on the
+Two propagation rules (`--rule`; the CoordGAN row names the one used): ours, eq. (1) on the
 correspondence maps upsampled to the image size (nearest coordinate, or `--temperature` for the
-relaxed rule with a squared-distance kernel); "authors", their evaluation (eval_corr.py): one-hot
+relaxed rule with a squared-distance kernel); authors, their evaluation (eval_corr.py): one-hot
 labels resized bilinearly to the maps' size, softmax(-||d|| / 0.01) over the plain L2 distance,
 argmax, then a nearest resize to the label size.
 """
@@ -29,28 +29,32 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .correspondence import AUTHORS_TEMPERATURE, RULES, authors_transfer
-from .correspondence import propagate_labels as propagate_label_map
-
-RULE_NAMES = {"ours": "our rule: eq. (1), nearest coordinate at the image size", "authors": "the authors' rule: softmax(-L2 distance / 0.01) at the map size"}
+from .correspondence import (AUTHORS_RULE, AUTHORS_TEMPERATURE, OUR_RULE, RULE_DESCRIPTIONS, RULES, propagate,
+                             propagate_labels)
 
 
 def rule_name(rule: str, temperature=None) -> str:
     """The CoordGAN row's name: which propagation rule it used."""
-    if rule == "ours" and temperature is not None:
+    if rule == OUR_RULE and temperature is not None:
         return f"coordgan (our rule: relaxed eq. (1), squared-distance kernel, t={temperature:g})"
-    if rule == "authors" and temperature not in (None, AUTHORS_TEMPERATURE):
+    if rule == AUTHORS_RULE and temperature not in (None, AUTHORS_TEMPERATURE):
         return f"coordgan (the authors' rule: softmax(-L2 distance / {temperature:g}) at the map size)"
-    return f"coordgan ({RULE_NAMES[rule]})"
+    return f"coordgan ({RULE_DESCRIPTIONS[rule]})"
 
 
-def authors_rule(reference_labels: np.ndarray, reference_map: torch.Tensor, query_map: torch.Tensor, num_classes: int, query_shape,
-                 temperature=None) -> np.ndarray:
-    """The authors' evaluation rule for one pair (maps (1, 2, h, w)) -> labels at `query_shape`."""
-    one_hot = F.one_hot(torch.from_numpy(reference_labels).long(), num_classes).permute(2, 0, 1)[None].float()
-    soft = F.interpolate(one_hot, size=reference_map.shape[-2:], mode="bilinear")
-    pred = authors_transfer(soft, reference_map, query_map, temperature or AUTHORS_TEMPERATURE).argmax(1)
-    return F.interpolate(pred[:, None].float(), size=tuple(query_shape), mode="nearest")[0, 0].long().numpy()
+def propagated_labels(maps: torch.Tensor, labels: np.ndarray, reference: int, queries, num_classes: int,
+                      rule: str = OUR_RULE, temperature=None) -> list:
+    """The CoordGAN prediction for each query: `correspondence.propagate` from image `reference`
+    (the pipeline's `propagate_labels` makes the same call), on the encoded maps (n, 2, h, w), with
+    our rule at the labels' resolution. -> one int64 array per query, at its labels' size."""
+    ref_labels = torch.from_numpy(labels[reference])[None]
+    r = labels.shape[1]
+    predictions = []
+    for q in queries:
+        pred = propagate(ref_labels, maps[reference : reference + 1], maps[q : q + 1], rule, labels[q].shape,
+                         temperature, r, num_classes)
+        predictions.append(pred[0].cpu().numpy())
+    return predictions
 
 
 def miou(predictions: list, truths: list, num_classes: int) -> float:
@@ -92,7 +96,7 @@ def exact_correspondence(reference_coords, reference_labels, query_coords, num_c
     src = torch.from_numpy(np.nan_to_num(reference_coords, nan=10.0)).permute(2, 0, 1)[None]
     dst = torch.from_numpy(np.nan_to_num(query_coords, nan=-10.0)).permute(2, 0, 1)[None]
     labels = torch.from_numpy(np.where(ref_fg, reference_labels, 0))[None]
-    pred = propagate_label_map(labels, src, dst, num_classes)[0].numpy()
+    pred = propagate_labels(labels, src, dst, num_classes)[0].numpy()
     return np.where(qry_fg, pred, 0)
 
 
@@ -116,17 +120,15 @@ def load_data(spec: str, n: int, resolution: int, seed: int, pose: str = "aligne
 
 
 @torch.no_grad()
-def label_propagation(pipe, images, labels, coords, num_classes: int, references: int = 5, temperature=None, rule: str = "ours") -> dict:
+def label_propagation(pipe, images, labels, coords, num_classes: int, references: int = 5, temperature=None,
+                      rule: str = OUR_RULE) -> dict:
     """mIoU per method; the CoordGAN row is named by `rule_name` (which rule it used)."""
     n = len(images)
     if n <= references:
         raise ValueError(f"need more than {references} images (references plus queries), got {n}")
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    pil = [Image.fromarray(im) for im in images]
-    encoded = pipe.encode(pil).correspondence_maps.float()
-    r = images.shape[1]
-    maps = F.interpolate(encoded, size=(r, r), mode="bilinear", align_corners=False)
+    encoded = pipe.encode([Image.fromarray(im) for im in images]).correspondence_maps.float()
     name = rule_name(rule, temperature)
     scores = {name: [], "copy labels": [], "rgb nearest neighbour": []}
     if coords is not None:
@@ -134,11 +136,7 @@ def label_propagation(pipe, images, labels, coords, num_classes: int, references
     for ref in range(references):
         queries = [q for q in range(references, n)]
         truth = [labels[q] for q in queries]
-        ref_labels = torch.from_numpy(labels[ref])[None]
-        if rule == "authors":
-            ours = [authors_rule(labels[ref], encoded[ref : ref + 1], encoded[q : q + 1], num_classes, labels[q].shape, temperature) for q in queries]
-        else:
-            ours = [propagate_label_map(ref_labels, maps[ref : ref + 1], maps[q : q + 1], num_classes, temperature=temperature)[0].numpy() for q in queries]
+        ours = propagated_labels(encoded, labels, ref, queries, num_classes, rule, temperature)
         scores[name].append(miou(ours, truth, num_classes))
         scores["copy labels"].append(miou([copy_baseline(labels[ref], labels[q].shape) for q in queries], truth, num_classes))
         scores["rgb nearest neighbour"].append(miou([rgb_nearest_baseline(images[ref], labels[ref], images[q]) for q in queries], truth, num_classes))
@@ -174,7 +172,8 @@ def parse_args(argv=None):
     p.add_argument("--references", type=int, default=5, help="reference images (the paper uses 5)")
     p.add_argument("--seed", type=int, default=987_654, help="synthetic seed (training never uses a plain int seed)")
     p.add_argument("--pose", default="aligned", help="pose range of synthetic data (as in training)")
-    p.add_argument("--rule", default="ours", choices=RULES, help="label propagation: ours (eq. 1 at the image size) or the authors' (eval_corr.py)")
+    p.add_argument("--rule", default=OUR_RULE, choices=RULES,
+                   help="label propagation: ours (eq. 1 at the image size) or the authors' (eval_corr.py)")
     p.add_argument("--temperature", type=float, default=None, help="ours: relaxed eq. (1), default nearest neighbour; authors: default 0.01")
     p.add_argument("--swap-pairs", type=int, default=64, help="pairs for texture-swap consistency")
     p.add_argument("--json", default=None, help="also write the results here")

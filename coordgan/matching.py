@@ -12,15 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .correspondence import nearest_source_index
 
 
 @dataclass
 class PointMatches:
+    """Where each point of image A lands in image B, and how sure the method is (every pipeline's
+    `match_points` answers with one; its docstring says what confidence and heat map mean there)."""
+
     points: np.ndarray  # float32 (N, 2): the matches in image B (pixel indices x, y)
-    confidence: np.ndarray  # float32 (N,) in [0, 1]: the heat map's mass within one cell of the match
-    heatmaps: np.ndarray  # float32 (N, h, w): where each point could go in B, sums to 1 (covers all of B)
+    confidence: np.ndarray  # float32 (N,) in [0, 1]: 1 = sure
+    heatmaps: np.ndarray  # float32 (N, h, w): where each point could go, on a grid covering all of B; each sums to 1
 
 
 def check_points(points, size: tuple[int, int], what: str = "image A") -> np.ndarray:
@@ -30,6 +34,24 @@ def check_points(points, size: tuple[int, int], what: str = "image A") -> np.nda
     if not np.isfinite(pts).all() or ((pts < 0) | (pts[:, :1] > w - 1) | (pts[:, 1:] > h - 1)).any():
         raise ValueError(f"points must lie inside {what}: 0 <= x <= {w - 1}, 0 <= y <= {h - 1} (pixel indices)")
     return pts
+
+
+def cell_centres(index: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Flat indices of cells of an (h, w) grid laid over an (H, W) image -> float32 (N, 2) pixel
+    indices (x, y) of the cells' centres."""
+    (h, w), (height, width) = grid, size
+    index = np.asarray(index)
+    return np.stack([(index % w + 0.5) * width / w - 0.5, (index // w + 0.5) * height / h - 0.5], -1).astype(np.float32)
+
+
+def image_size(image) -> tuple[int, int]:
+    """(H, W) of a PIL image, an array [H, W, ...] or an image file (read from its header)."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        with Image.open(image) as im:
+            return im.size[1], im.size[0]
+    if isinstance(image, Image.Image):
+        return image.size[1], image.size[0]
+    return tuple(np.asarray(image).shape[:2])
 
 
 def to_normalized(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -44,58 +66,52 @@ def near_mass(heat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return pooled.flatten(1).gather(1, index[:, None])[:, 0]
 
 
-def _image_size(image) -> tuple[int, int]:
-    if hasattr(image, "size") and not isinstance(image, np.ndarray):
-        return image.size[1], image.size[0]
-    return np.asarray(image).shape[:2]
-
-
 @torch.no_grad()
 def match_points(pipe, image_a, image_b, points, temperature: float | None = None, resolution: int | None = None,
                  heatmaps: bool = True) -> PointMatches:
     """Each point of `image_a` -> the pixel of `image_b` with the nearest canonical coordinate
     (eq. 1), both correspondence maps read by the encoder; see `match_maps`. `resolution`: the
     size C_B is upsampled to (default: the generator's)."""
-    size_a, size_b = _image_size(image_a), _image_size(image_b)
+    size_a, size_b = image_size(image_a), image_size(image_b)
     pts = check_points(points, size_a)
     maps = pipe.encode([image_a, image_b]).correspondence_maps.float()  # (2, 2, h, w)
     return match_maps(maps[0], maps[1], pts, size_a, size_b, resolution or pipe.generator.resolution, temperature, heatmaps)
 
 
 @torch.no_grad()
-def match_maps(map_a: torch.Tensor, map_b: torch.Tensor, points, size_a: tuple[int, int], size_b: tuple[int, int], resolution: int,
-               temperature: float | None = None, heatmaps: bool = True, chunk: int = 4096) -> PointMatches:
+def match_maps(map_a: torch.Tensor, map_b: torch.Tensor, points, size_a: tuple[int, int], size_b: tuple[int, int],
+               resolution: int, temperature: float | None = None, heatmaps: bool = True,
+               chunk: int = 4096) -> PointMatches:
     """Points (pixel indices of an (H, W) image A) -> B, given both correspondence maps (2, h, w).
 
     C_A is read at the point (bilinear), C_B is upsampled (bilinear) to `resolution` and the
-    nearest coordinate wins, as label propagation does. The heat map is
-    softmax_q(-||C_B(q) - C_A(p)||^2 / T) over B's map cells, the relaxed eq. (1), with T = the
-    squared size of one map cell (2 / h)^2 by default (the training temperature,
-    `correspondence.DEFAULT_TEMPERATURE`, is so sharp that every heat map would be one cell);
-    confidence is its mass within one map cell of the match. `heatmaps=False` leaves them out.
+    nearest coordinate wins: `correspondence.nearest_source_index`, the search of label
+    propagation. The heat map is softmax_q(-||C_B(q) - C_A(p)||^2 / T) over B's map cells, the
+    relaxed eq. (1), with T = the squared size of one map cell (2 / h)^2 by default (the training
+    temperature, `correspondence.DEFAULT_TEMPERATURE`, is so sharp that every heat map would be
+    one cell); confidence is its mass within one map cell of B's nearest cell. `heatmaps=False`
+    leaves them out.
     """
     pts = check_points(points, size_a)
     map_a, map_b = map_a.float(), map_b.float()
     h, w = map_b.shape[-2:]
     r = resolution
-    fine = F.interpolate(map_b[None], size=(r, r), mode="bilinear", align_corners=False)[0].flatten(1).T  # (r*r, 2)
-    coarse = map_b.flatten(1).T  # (h*w, 2)
+    fine = F.interpolate(map_b[None], size=(r, r), mode="bilinear", align_corners=False)  # (1, 2, r, r)
     grid = to_normalized(pts, size_a).to(map_a.device)
-    c_all = F.grid_sample(map_a[None], grid[None, None], mode="bilinear", align_corners=False)[0, :, 0].T  # (N, 2)
-    j, confidence, heat = [], [], []
-    for c in c_all.split(chunk):
-        j.append(torch.cdist(c, fine).argmin(1))
-        d2 = torch.cdist(c, coarse).square()
-        p = torch.softmax(-d2 / (temperature or (2 / h) ** 2), 1).reshape(-1, h, w)
-        confidence.append(near_mass(p, d2.argmin(1)))
+    c_all = F.grid_sample(map_a[None], grid[None, None], mode="bilinear", align_corners=False)  # (1, 2, 1, N): C_A(p)
+    j = nearest_source_index(fine, c_all)[0, 0].cpu().numpy() if len(pts) else np.zeros(0, np.int64)  # into r x r
+    nearest_cell = nearest_source_index(map_b[None], c_all)[0, 0] if len(pts) else None  # into h x w
+    coarse = map_b.flatten(1).T  # (h*w, 2)
+    confidence, heat = [], []
+    for start in range(0, len(pts), chunk):
+        c = c_all[0, :, 0, start : start + chunk].T  # (n, 2)
+        p = torch.softmax(-torch.cdist(c, coarse).square() / (temperature or (2 / h) ** 2), 1).reshape(-1, h, w)
+        confidence.append(near_mass(p, nearest_cell[start : start + chunk]))
         if heatmaps:
             heat.append(p)
-    j = torch.cat(j).cpu().numpy() if j else np.zeros(0, np.int64)
-    hb, wb = size_b
-    matched = np.stack([(j % r + 0.5) * wb / r - 0.5, (j // r + 0.5) * hb / r - 0.5], 1).astype(np.float32)
     confidence = torch.cat(confidence).cpu().numpy() if confidence else np.zeros(0)
     heat = torch.cat(heat).cpu().numpy() if heat else np.zeros((0, h, w), np.float32)
-    return PointMatches(matched, confidence.astype(np.float32), heat)
+    return PointMatches(cell_centres(j, (r, r), size_b), confidence.astype(np.float32), heat)
 
 
 @torch.no_grad()
@@ -103,12 +119,11 @@ def dense_flow(pipe, image_a, image_b, max_side: int = 256, resolution: int | No
     """For every pixel of `image_b` (at most `max_side` per side; larger images are sampled on a
     grid of that size), its match in `image_a`, as `match_points` from B to A would give it:
     float32 (H', W', 2) pixel indices (x, y) of A. Tiled (`correspondence.nearest_source_index`)."""
-    size_a, (hb, wb) = _image_size(image_a), _image_size(image_b)
+    size_a, (hb, wb) = image_size(image_a), image_size(image_b)
     gh, gw = min(hb, max_side), min(wb, max_side)
     maps = pipe.encode([image_a, image_b]).correspondence_maps.float()
     r = resolution or pipe.generator.resolution
     source = F.interpolate(maps[:1], size=(r, r), mode="bilinear", align_corners=False)
-    target = F.interpolate(maps[1:], size=(gh, gw), mode="bilinear", align_corners=False)  # C_B at the grid's pixel centres
+    target = F.interpolate(maps[1:], size=(gh, gw), mode="bilinear", align_corners=False)  # C_B at the grid's pixels
     j = nearest_source_index(source, target)[0].cpu().numpy()  # (gh, gw) flat indices into A's r x r grid
-    ha, wa = size_a
-    return np.stack([(j % r + 0.5) * wa / r - 0.5, (j // r + 0.5) * ha / r - 0.5], -1).astype(np.float32)
+    return cell_centres(j, (r, r), size_a)

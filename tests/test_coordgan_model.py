@@ -8,7 +8,7 @@ from PIL import Image
 
 from coordgan import CoordGANEncoder, CoordGANGenerator, CoordGANPipeline, losses
 from coordgan.discriminator import ImageDiscriminator, PatchDiscriminator, minibatch_stddev, random_crops
-from coordgan.evaluate import copy_baseline, exact_correspondence, miou, rgb_nearest_baseline
+from coordgan.evaluate import copy_baseline, exact_correspondence, miou, propagated_labels, rgb_nearest_baseline
 from coordgan.layers import ModulatedConv2d
 from coordgan.model import CoordinateWarpingNetwork
 
@@ -225,6 +225,21 @@ def test_pipeline_encode_and_propagate(pipe):
         pipe.propagate_labels(ref, labels.astype(float), [query])
     with pytest.raises(ValueError, match="class ids"):
         pipe.propagate_labels(ref, Image.new("RGB", (4, 4)), [query])
+
+
+@pytest.mark.parametrize("rule, temperature", [("ours", None), ("ours", 1e-4), ("authors", None)])
+def test_evaluation_and_pipeline_give_the_same_labels(pipe, rule, temperature):
+    """One home for the rule: evaluate.propagated_labels and pipe.propagate_labels (which the app
+    calls) both go through correspondence.propagate, so the same inputs give the same labels."""
+    import synthetic
+
+    batch = synthetic.sample("faces", 2, 16, seed=5)
+    photos = [Image.fromarray(im) for im in batch.image]
+    maps = pipe.encode(photos).correspondence_maps.float()  # the batch the pipeline encodes: [reference, query]
+    evaluated = propagated_labels(maps, batch.labels, 0, [1], 12, rule, temperature)[0]
+    piped = pipe.propagate_labels(photos[0], batch.labels[0], [photos[1]], temperature, rule=rule)[0]
+    np.testing.assert_array_equal(evaluated, piped)
+    assert evaluated.shape == (16, 16) and len(np.unique(piped)) > 1
 
 
 def test_pipeline_save_load(pipe, tmp_path):
