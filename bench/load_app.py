@@ -6,7 +6,9 @@ peak RSS.
     python bench/load_app.py [--clients 16] [--calls 200] [--hostile 0.2] [--json out.json]
 
 An expected error is a hostile call refused with a gr.Error (the app says what to fix); anything
-else that fails (a valid call refused, a hostile call accepted, a dropped connection) is unexpected.
+else that fails (a valid call refused, a hostile call accepted, a dropped connection) is unexpected,
+and is listed with its seed, call number, endpoint, valid or hostile, and where it failed (the
+innermost client frame: upload, event stream or download); the server's log is then kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -113,10 +116,18 @@ def peak_rss_gib(pid: int) -> float:
     return float("nan")
 
 
+def where(error: BaseException) -> str:
+    """The innermost gradio_client frame of a failed call ('_download_file', '_upload_file',
+    'stream_messages', ...): which request of the call broke."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "gradio_client" in f.filename]
+    return frames[-1].name if frames else "?"
+
+
 @contextmanager
-def running_app(start_timeout: float = 180):
+def running_app(start_timeout: float = 180, keep_log=lambda: False):
     """The app in a subprocess on its bundled checkpoints (no flags) and a free port, offline;
-    yields (url, the server process) once a client connects, and stops it afterwards."""
+    yields (url, the server process) once a client connects, and stops it afterwards. The server's
+    output goes to the file `server.log_path`, removed at the end unless `keep_log()` says so."""
     from gradio_client import Client
 
     port = free_port()
@@ -126,6 +137,7 @@ def running_app(start_timeout: float = 180):
     log = tempfile.NamedTemporaryFile("w+", prefix="app_server_", suffix=".log", delete=False)
     server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    server.log_path = log.name
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + start_timeout
@@ -143,7 +155,8 @@ def running_app(start_timeout: float = 180):
         server.terminate()
         server.wait(timeout=30)
         log.close()
-        os.unlink(log.name)
+        if not keep_log():
+            os.unlink(log.name)
 
 
 def main(argv=None) -> dict:
@@ -163,14 +176,16 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="load_app_"))
     files = make_inputs(work)
     valid, hostile = calls(files)
-    with running_app() as (url, server):
+    failures = []  # the unexpected outcomes, each named; the server's log is kept when there is one
+    with running_app(keep_log=lambda: bool(failures)) as (url, server):
         plan = [(random.random() < args.hostile) for _ in range(args.calls)]
         plan = [(True, *random.choice(hostile)) if bad else (False, *random.choice(valid)) for bad in plan]
         local = threading.local()
         results = []  # (endpoint, hostile, outcome, seconds)
 
-        def one(item):
-            bad, endpoint, make_args = item
+        def one(numbered):
+            number, (bad, endpoint, make_args) = numbered
+            problem = None
             if not hasattr(local, "client"):
                 # a browser waits for an upload; httpx's 5 s default would count a busy server as a failure. No read
                 # limit: the client's event stream is silent while its calls wait in the queue, and a read timeout
@@ -182,15 +197,21 @@ def main(argv=None) -> dict:
                 outcome = "accepted (unexpected)" if bad else "ok"
             except AppError as error:
                 outcome = "refused" if bad else f"refused (unexpected): {str(error)[:80]}"
+                problem = None if bad else str(error)
             except FutureTimeout:
                 outcome = f"no answer in {args.timeout:g} s (unexpected)"
             except Exception as error:  # a dropped connection, a queue overflow, ...
                 outcome = f"{type(error).__name__} (unexpected): {str(error)[:80]}"
-            results.append((endpoint, bad, outcome, time.perf_counter() - start))
+                problem = f"{type(error).__name__} in {where(error)}: {error}"
+            seconds = time.perf_counter() - start
+            results.append((endpoint, bad, outcome, seconds))
+            if "unexpected" in outcome:
+                failures.append(dict(seed=args.seed, call=number, endpoint=endpoint, hostile=bad, seconds=round(seconds, 2),
+                                     error=problem or outcome))
 
         start = time.time()
         with ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(one, plan))
+            list(pool.map(one, enumerate(plan)))
         wall = time.time() - start
         rss = peak_rss_gib(server.pid)
 
@@ -198,11 +219,18 @@ def main(argv=None) -> dict:
     for _, _, outcome, _ in results:
         kinds[outcome] = kinds.get(outcome, 0) + 1
     unexpected = sum(n for k, n in kinds.items() if "unexpected" in k)
-    print(f"{len(results)} calls from {args.clients} clients in {wall:.0f} s; server peak RSS {rss:.2f} GiB; "
-          f"unexpected errors: {unexpected}\n")
+    answered = sum(1 for r in results if not r[1] and r[2] == "ok")
+    refused = sum(1 for r in results if r[1] and r[2] == "refused")
+    print(f"seed {args.seed}: {len(results)} calls from {args.clients} clients in {wall:.0f} s: {answered} answered, "
+          f"{refused} hostile refused, {unexpected} unexpected; server peak RSS {rss:.2f} GiB\n")
     print("| outcome | calls |\n|---|---|")
     for k, n in sorted(kinds.items()):
         print(f"| {k} | {n} |")
+    if failures:
+        print(f"\nunexpected outcomes (server log kept: {server.log_path}):")
+        for f in sorted(failures, key=lambda f: f["call"]):
+            print(f"  seed {f['seed']} call #{f['call']} {f['endpoint']} ({'hostile' if f['hostile'] else 'valid'}, "
+                  f"{f['seconds']:.1f} s): {f['error'][:300]}")
     print("\n| endpoint | valid calls | p50 s | p95 s | hostile calls |\n|---|---|---|---|---|")
     table = {}
     for endpoint in sorted({r[0] for r in results}):
@@ -211,8 +239,9 @@ def main(argv=None) -> dict:
         p50, p95 = (np.percentile(times, 50), np.percentile(times, 95)) if times else (float("nan"),) * 2
         table[endpoint] = dict(valid=len(times), p50=p50, p95=p95, hostile=n_bad)
         print(f"| {endpoint} | {len(times)} | {p50:.2f} | {p95:.2f} | {n_bad} |")
-    out = dict(calls=len(results), clients=args.clients, wall_s=wall, peak_rss_gib=rss, outcomes=kinds, endpoints=table,
-               unexpected=unexpected)
+    out = dict(seed=args.seed, calls=len(results), clients=args.clients, answered=answered, refused=refused,
+               unexpected=unexpected, wall_s=wall, peak_rss_gib=rss, outcomes=kinds, endpoints=table,
+               failures=sorted(failures, key=lambda f: f["call"]))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out
