@@ -1,8 +1,8 @@
 """Faces and their 68 landmarks: dlib's HOG detector and its 68-point shape predictor.
 
-The detector (HOG features + a linear SVM, `dlib.get_frontal_face_detector()`, no model file) and
-the predictor (`shape_predictor_68_face_landmarks.dat` from the `face-recognition-models`
-package) are loaded once, on first use, under a lock. Landmarks follow iBUG 300-W: 0-16 jaw,
+The detector (HOG features + a linear SVM, `dlib.get_frontal_face_detector()`, no model file; one
+per thread) and the predictor (`shape_predictor_68_face_landmarks.dat` from the
+`face-recognition-models` package; loaded once per process, under a lock) load on first use. Landmarks follow iBUG 300-W: 0-16 jaw,
 17-26 brows, 27-35 nose, 36-41 / 42-47 the image-left / image-right eye, 48-59 outer lip (48 and
 54 the mouth corners), 60-67 inner lip. All points are pixel indices (x, y): the centre of pixel
 (i, j) is (i, j).
@@ -27,7 +27,8 @@ ROLL_LIMIT = 8.0  # degrees of roll above which landmarks are predicted again on
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 _lock = threading.Lock()
-_models: tuple | None = None
+_predictor = None
+_local = threading.local()
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,17 +90,22 @@ def predictor_path() -> str:
 
 
 def models():
-    """(detector, predictor), loaded once per process, thread-safe."""
-    global _models
-    if _models is None:
+    """(detector, predictor): the predictor loaded once per process under a lock (dlib documents it as
+    safe to share between threads); the detector one per thread (dlib's object_detector keeps scratch
+    buffers, so concurrent calls on one instance crash; making one takes ~0.2 s)."""
+    global _predictor
+    try:
+        import dlib
+    except ImportError as e:
+        raise RuntimeError("face detection needs dlib: pip install dlib-bin==20.0.1.post1") from e
+    if _predictor is None:
         with _lock:
-            if _models is None:
-                try:
-                    import dlib
-                except ImportError as e:
-                    raise RuntimeError("face detection needs dlib: pip install dlib-bin==20.0.1.post1") from e
-                _models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path()))
-    return _models
+            if _predictor is None:
+                _predictor = dlib.shape_predictor(predictor_path())
+    detector = getattr(_local, "detector", None)
+    if detector is None:
+        detector = _local.detector = dlib.get_frontal_face_detector()
+    return detector, _predictor
 
 
 def as_rgb_array(image) -> np.ndarray:
@@ -127,7 +133,7 @@ def _upright_landmarks(predictor, photo: np.ndarray, center, half: float, turn: 
     `center`, where the detection square of half-side `half` sits upright, mapped back to the photo."""
     side = int(np.ceil(4 * half))
     patch_to_photo = warp.rotation(-turn, center) @ warp.translation(*(np.asarray(center) - (side - 1) / 2))
-    patch = warp.resample(Image.fromarray(photo), patch_to_photo, (side, side))
+    patch = warp.resample(Image.fromarray(photo), patch_to_photo, (side, side), fast=True)
     c = (side - 1) / 2
     return warp.apply(patch_to_photo, _landmarks(predictor, np.asarray(patch), (c - half, c - half, c + half, c + half)))
 
@@ -196,7 +202,7 @@ def detect(image, *, angles=RETRY_ANGLES) -> list[Face]:
         side = int(np.ceil(np.hypot(*work.size)))
         turned_to_work = warp.rotation(-angle, ((work.size[0] - 1) / 2, (work.size[1] - 1) / 2)) @ warp.translation(
             (work.size[0] - side) / 2, (work.size[1] - side) / 2)
-        turned = warp.resample(work, turned_to_work, (side, side))
+        turned = warp.resample(work, turned_to_work, (side, side), fast=True)
         faces = _faces_at(photo, np.asarray(turned), work_to_photo @ turned_to_work, angle, upsample)
         if faces:
             break

@@ -76,10 +76,11 @@ def _pad_photo(src: Image.Image, box: tuple[int, int, int, int], mode: str) -> I
 
 
 def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, labels: bool = False,
-             pad: str = "zero") -> Image.Image:
+             pad: str = "zero", fast: bool = False) -> Image.Image:
     """An image of `size` (w, h) whose pixel q shows src at dst_to_src @ q (pixel indices).
 
-    labels: nearest neighbour (for label maps). pad: "zero" or "reflect" (a mirror image that
+    labels: nearest neighbour (for label maps). fast: one bilinear 8-bit sample per pixel (for the
+    detector's turned copies: 5x faster, a -0.5 grey-level bias, aliased when shrinking). pad: "zero" or "reflect" (a mirror image that
     blurs and fades into the photo's mean colour, as FFHQ pads crops that leave the photo).
     """
     w, h = size
@@ -93,8 +94,8 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
     x1, y1 = min(x1, 5 * src.width), min(y1, 5 * src.height)
     region = _pad_photo(src, (x0, y0, x1, y1), "zero" if labels else pad)
     a = translation(-x0, -y0) @ a
-    if labels:
-        return region.transform((w, h), Image.AFFINE, _pil_data(a), resample=Image.NEAREST)
+    if labels or fast:
+        return region.transform((w, h), Image.AFFINE, _pil_data(a), resample=Image.NEAREST if labels else Image.BILINEAR)
     # Each channel in float (mode F): PIL rounds 8-bit bicubic results down, a -0.5 bias per warp.
     channels = [Image.fromarray(c, "F") for c in np.atleast_3d(np.asarray(region, np.float32)).transpose(2, 0, 1)]
     reduce = max(1, int(scale // 2))
