@@ -66,9 +66,13 @@ def to_label_array(labels, num_classes: int | None = None) -> np.ndarray:
 def to_pil(image) -> Image.Image:
     """A PIL image, a uint8 array [H, W] or [H, W, 3|4], or a path to an image file -> RGB PIL image."""
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        with Image.open(image) as im:
-            im.load()
-            image = im.copy()
+        try:
+            with Image.open(image) as im:
+                im.load()
+                image = im.copy()
+        except (OSError, ValueError):
+            raise ValueError(f"images must be PIL images, uint8 arrays or paths of image files; {image!r} is not "
+                             "an image file") from None
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.stack([image] * 3, -1)
@@ -76,7 +80,7 @@ def to_pil(image) -> Image.Image:
             raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
         image = Image.fromarray(image[..., :3])
     if not isinstance(image, Image.Image):
-        raise ValueError(f"expected a PIL image, a uint8 array or a path, got {type(image).__name__}")
+        raise ValueError(f"images must be PIL images, uint8 arrays or paths, got {type(image).__name__}")
     return image.convert("RGB")
 
 

@@ -88,15 +88,14 @@ def align_all(pipe, images: np.ndarray, batch_size: int = 32, flips=None, **kwar
     parts = []
     for i in range(0, len(images), batch_size):
         x, _ = pipe.preprocess([Image.fromarray(im) for im in images[i : i + batch_size]])
-        parts.append(pipe.align(x, flips=None if flips is None else flips[i : i + batch_size], **kwargs))
+        parts.append(pipe.run(x, flips=None if flips is None else flips[i : i + batch_size], **kwargs))
     return type(parts[0])(*[torch.cat(v) for v in zip(*[vars(p).values() for p in parts])])
 
 
 def transfer(pipe, alignment, keypoints: np.ndarray, pairs: np.ndarray, flip_permutation) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of pairs[:, 0] moved onto pairs[:, 1] -> (M, K, 2) predictions, and whether the
     left/right permutation applied to each row."""
-    rows = lambda idx: type(alignment)(*[v[torch.as_tensor(idx)] for v in vars(alignment).values()])  # noqa: E731
-    a, b = rows(pairs[:, 0]), rows(pairs[:, 1])
+    a, b = alignment.select(torch.as_tensor(pairs[:, 0])), alignment.select(torch.as_tensor(pairs[:, 1]))
     points = torch.as_tensor(keypoints[pairs[:, 0]], dtype=alignment.grid.dtype)
     moved = pipe.congealed_points_to_input(b, pipe.input_points_to_congealed(a, points)).float().numpy()
     permuted = (a.flipped != b.flipped).numpy() & (flip_permutation is not None)

@@ -12,9 +12,13 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from PIL import Image
 
+from . import matching
+from .frames import CropFrame, crop_frame
+from .matching import PointMatches
 from .stylegan2 import StyleGAN2Generator
 from .target import LearnedTarget
-from .transformer import ClusterClassifier, SpatialTransformer, identity_grid, normalized_to_pixels, pixels_to_normalized, total_variation
+from .transformer import (ClusterClassifier, SpatialTransformer, identity_grid, normalized_to_pixels,
+                          pixels_to_normalized)
 
 
 @dataclass
@@ -29,6 +33,10 @@ class Alignment:
     flipped: torch.Tensor  # (B,) bool: the input was mirrored before congealing
     cluster: torch.Tensor  # (B,) long: cluster head used
     inputs: torch.Tensor  # (B, 3, S, S) flip-corrected inputs
+
+    def select(self, index) -> "Alignment":
+        """The alignment of some of the images: `index` is a list, slice or index tensor of rows."""
+        return Alignment(*[v[index] for v in vars(self).values()])
 
     def grid_into_original(self) -> torch.Tensor:
         """The grid indexing the unmirrored input (x negated where the input was mirrored)."""
@@ -51,38 +59,29 @@ class CorrespondenceOutput:
     image: Image.Image  # a warped into b's frame (visualisation)
 
 
-@dataclass
-class _Frame:
-    """Where the model's S x S input lies in the original image: a centred square crop."""
-
-    left: float
-    top: float
-    side: float
-    width: int
-    height: int
-
-
-def crop_frame(image) -> _Frame:
-    """Where the model's S x S input lies in `image` (PIL, or an array [H, W, ...]): its centred
-    square crop. Needs only the size: nothing is decoded or resized."""
-    w, h = image.size if isinstance(image, Image.Image) else np.asarray(image).shape[1::-1]
-    side = min(w, h)
-    return _Frame((w - side) // 2, (h - side) // 2, side, w, h)
-
-
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _to_pil(image) -> Image.Image:
+# Copied from coordgan.pipeline.to_pil
+def to_pil(image) -> Image.Image:
+    """A PIL image, a uint8 array [H, W] or [H, W, 3|4], or a path to an image file -> RGB PIL image."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        try:
+            with Image.open(image) as im:
+                im.load()
+                image = im.copy()
+        except (OSError, ValueError):
+            raise ValueError(f"images must be PIL images, uint8 arrays or paths of image files; {image!r} is not "
+                             "an image file") from None
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.stack([image] * 3, -1)
-        if image.ndim != 3 or image.shape[-1] not in (3, 4):
-            raise ValueError(f"an image array must be [H, W, 3], got shape {image.shape}")
-        image = Image.fromarray(image[..., :3].astype(np.uint8))
+        if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        image = Image.fromarray(image[..., :3])
     if not isinstance(image, Image.Image):
-        raise ValueError(f"images must be PIL images or uint8 arrays, got {type(image).__name__}")
+        raise ValueError(f"images must be PIL images, uint8 arrays or paths, got {type(image).__name__}")
     return image.convert("RGB")
 
 
@@ -137,36 +136,37 @@ class GANgealingPipeline(DiffusionPipeline):
         return self.transformer.config.input_size
 
     def preprocess(self, images) -> tuple[torch.Tensor, list]:
-        """PIL images / uint8 arrays of any size -> (B, 3, S, S) in [-1, 1] (centred square crop,
-        resized) and the crop frames to map pixels back."""
+        """PIL images / uint8 arrays / paths of any size -> ((B, 3, S, S) in [-1, 1]: each image's
+        centred square crop, resized; [(H, W) of each original]): every pipeline's `preprocess`
+        answers this way (`frames.crop_frame(size)` says where the crop lies)."""
         s = self.input_size
-        tensors, frames = [], []
+        tensors, sizes = [], []
         for im in _as_list(images):
-            im = _to_pil(im)
-            frame = crop_frame(im)
+            im = to_pil(im)
+            sizes.append((im.height, im.width))
+            frame = crop_frame(sizes[-1])
             box = (frame.left, frame.top, frame.left + frame.side, frame.top + frame.side)
             im = im.crop(box).resize((s, s), Image.BICUBIC, reducing_gap=3.0)
             tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
-            frames.append(frame)
         device = self.transformer.device
-        return torch.stack(tensors).to(device, self.transformer.dtype), frames
+        return torch.stack(tensors).to(device, self.transformer.dtype), sizes
 
+    # Copied from coordgan.pipeline.CoordGANPipeline.to_images
     @staticmethod
-    def postprocess(images: torch.Tensor) -> list:
-        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a) for a in arr]
-
-    def _to_model_pixels(self, points: np.ndarray, frame: _Frame) -> np.ndarray:
-        return (points + 0.5 - [frame.left, frame.top]) * (self.input_size / frame.side) - 0.5
-
-    def _from_model_pixels(self, points: np.ndarray, frame: _Frame) -> np.ndarray:
-        return (points + 0.5) * (frame.side / self.input_size) - 0.5 + [frame.left, frame.top]
+    def to_images(images: torch.Tensor, size: tuple[int, int] | None = None) -> list:
+        """(B, 3, h, w) in [-1, 1] -> PIL images, resized (bicubic) to size (H, W) when given."""
+        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        arr = arr.permute(0, 2, 3, 1).cpu().numpy()
+        out = [Image.fromarray(a) for a in arr]
+        if size is not None and tuple(size) != arr.shape[1:3]:
+            out = [im.resize((size[1], size[0]), Image.BICUBIC) for im in out]
+        return out
 
     # ------------------------------------------------------------- tensor level
     @torch.no_grad()
-    def align(self, x: torch.Tensor, cluster: int | str | None = None, output_resolution: int | None = None,
-              flips: torch.Tensor | None = None, **transformer_kwargs) -> Alignment:
-        """Congeal a batch (B, 3, S, S) in [-1, 1].
+    def run(self, x: torch.Tensor, cluster: int | str | None = None, output_resolution: int | None = None,
+            flips: torch.Tensor | None = None, **transformer_kwargs) -> Alignment:
+        """The tensor pass: congeal a batch (B, 3, S, S) in [-1, 1] (`preprocess`).
 
         Flips: K = 1 keeps the mirror whose residual flow has the lower total variation
         (config.flip == "tv"); K > 1 asks the classifier. `cluster`: None lets the classifier
@@ -185,11 +185,7 @@ class GANgealingPipeline(DiffusionPipeline):
                 flipped = flips.to(x.device).bool().view(b)
                 out = t(torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x), **kw)
             elif t.config.flip == "tv":  # both orientations in one batch, keep the smoother flow
-                out = t(torch.cat([x, x.flip(3)]), **kw)
-                tv = total_variation(out.residual_flow).view(2, b)
-                flipped = tv.argmin(0) == 1
-                pick = lambda v: torch.where(flipped.view(-1, *[1] * (v.ndim - 1)), v[b:], v[:b])  # noqa: E731
-                out = type(out)(*[pick(v) for v in vars(out).values()])
+                flipped, out = t.choose_flips(x, **kw)
             else:
                 flipped = torch.zeros(b, dtype=torch.bool, device=x.device)
                 out = t(x, **kw)
@@ -214,6 +210,8 @@ class GANgealingPipeline(DiffusionPipeline):
             return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, x)
         inputs = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
         return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, inputs)
+
+    align = run  # the name before run was every pipeline's tensor pass; kept until its last callers move
 
     def congealed_points_to_input(self, alignment: Alignment, points: torch.Tensor) -> torch.Tensor:
         """Congealed points (B, P, 2) normalised -> pixels (0..S-1) of the unmirrored input."""
@@ -255,8 +253,8 @@ class GANgealingPipeline(DiffusionPipeline):
         images = _as_list(images)
         for i in range(0, len(images), batch_size):
             x, _ = self.preprocess(images[i : i + batch_size])
-            a = self.align(x, cluster=cluster, output_resolution=output_resolution)
-            pil += self.postprocess(a.congealed)
+            a = self.run(x, cluster=cluster, output_resolution=output_resolution)
+            pil += self.to_images(a.congealed)
             grids.append(a.grid_into_original().cpu())
             flipped += a.flipped.tolist()
             clusters += a.cluster.tolist()
@@ -271,8 +269,8 @@ class GANgealingPipeline(DiffusionPipeline):
         total = 0
         for i in range(0, len(images), batch_size):
             x, _ = self.preprocess(images[i : i + batch_size])
-            total = total + self.align(x, cluster=cluster, output_resolution=output_resolution).congealed.float().sum(0)
-        return self.postprocess((total / len(images))[None])[0]
+            total = total + self.run(x, cluster=cluster, output_resolution=output_resolution).congealed.float().sum(0)
+        return self.to_images((total / len(images))[None])[0]
 
     def _edit_tensor(self, edit, channels: int) -> torch.Tensor:
         arr = np.asarray(edit.convert("RGBA") if isinstance(edit, Image.Image) else edit)
@@ -315,7 +313,7 @@ class GANgealingPipeline(DiffusionPipeline):
     def _propagate_edit_stream(self, edit: torch.Tensor, images, cluster, batch_size: int):
         chunk = []
         for image in images:
-            chunk.append(_to_pil(image))
+            chunk.append(to_pil(image))
             if len(chunk) < batch_size:
                 continue
             yield from self._propagate_edit_batch(edit, chunk, cluster)
@@ -324,9 +322,10 @@ class GANgealingPipeline(DiffusionPipeline):
             yield from self._propagate_edit_batch(edit, chunk, cluster)
 
     def _propagate_edit_batch(self, edit: torch.Tensor, images: list, cluster) -> list:
-        x, frames = self.preprocess(images)
-        warped, covered = self._inputs_from_congealed(self.align(x, cluster=cluster), edit)  # (B, 4, S, S)
-        return [_composite(im, frame, rgba * cov) for im, frame, rgba, cov in zip(images, frames, warped, covered)]
+        x, sizes = self.preprocess(images)
+        warped, covered = self._inputs_from_congealed(self.run(x, cluster=cluster), edit)  # (B, 4, S, S)
+        layers = zip(images, sizes, warped, covered)
+        return [_composite(im, crop_frame(size), rgba * cov) for im, size, rgba, cov in layers]
 
     @torch.no_grad()
     def propagate_labels(self, label_map, images, cluster: int | None = None, batch_size: int = 8) -> list:
@@ -340,7 +339,7 @@ class GANgealingPipeline(DiffusionPipeline):
         images = _as_list(images)
         for i in range(0, len(images), batch_size):
             x, _ = self.preprocess(images[i : i + batch_size])
-            warped, covered = self._inputs_from_congealed(self.align(x, cluster=cluster), values, mode="nearest")
+            warped, covered = self._inputs_from_congealed(self.run(x, cluster=cluster), values, mode="nearest")
             out += [lab.round().long().cpu().numpy() for lab in (warped * covered)[:, 0]]
         return out
 
@@ -354,12 +353,9 @@ class GANgealingPipeline(DiffusionPipeline):
         kp = np.asarray(keypoints_a, np.float32)
         if kp.ndim != 2 or kp.shape[1] != 2:
             raise ValueError(f"keypoints_a must be an array [K, 2] of (x, y) pixels, got shape {kp.shape}")
-        x, frames = self.preprocess([image_a, image_b])
-        a = self.align(x, cluster=cluster)
-        pts = torch.from_numpy(self._to_model_pixels(kp, frames[0]).astype(np.float32)).to(x.device, x.dtype)
-        congealed = self.input_points_to_congealed(_row(a, 0), pts[None])
-        moved = self.congealed_points_to_input(_row(a, 1), congealed)[0].float().cpu().numpy()
-        out = self._from_model_pixels(moved, frames[1]).astype(np.float32)
+        x, sizes = self.preprocess([image_a, image_b])
+        a = self.run(x, cluster=cluster)
+        out = matching.move_points(self, a, kp, *sizes).astype(np.float32)
         if bool(a.flipped[0]) != bool(a.flipped[1]) and flip_permutation is not None:
             perm = np.asarray(flip_permutation)
             if sorted(perm.tolist()) != list(range(len(kp))):
@@ -367,28 +363,46 @@ class GANgealingPipeline(DiffusionPipeline):
             out = out[perm]
         return out
 
+    def match_points(self, image_a, image_b, points, **options) -> PointMatches:
+        """Where points (x, y) of image A land in image B, and how sure the congealing is.
+
+        Args:
+            image_a, image_b: PIL images, uint8 arrays [H, W, 3] or paths, any size.
+            points: (N, 2) pixel indices (x, y) of A (the centre of pixel (i, j) is (i, j)).
+            **options: `cluster`, `heatmaps` of `matching.match_points`.
+
+        Returns:
+            PointMatches: into congealed space by A's transformation, out by B's; the heat map of
+            where the congealed cells near the point land in B, and its mass near the match times
+            how well congealed cells cover the point.
+        """
+        return matching.match_points(self, image_a, image_b, points, **options)
+
+    def dense_flow(self, image_a, image_b, **options) -> np.ndarray:
+        """For every pixel of image B (at most `max_side` a side), its match in image A through
+        congealed space: float32 (H', W', 2) pixel indices (x, y) of A, NaN where B's pixel is out
+        of the congealed frame's reach (`matching.dense_flow`; options `cluster`, `max_side`)."""
+        return matching.dense_flow(self, image_a, image_b, **options)
+
     @torch.no_grad()
     def dense_correspondence(self, image_a, image_b, cluster: int | None = None) -> CorrespondenceOutput:
         """For every pixel of b (model frame, S x S), its pixel in a, through congealed space."""
         s = self.input_size
         x, _ = self.preprocess([image_a, image_b])
-        a = self.align(x, cluster=cluster)
-        grid_a = _row(a, 0).grid_flow_size.permute(0, 3, 1, 2)  # (1, 2, F, F)
-        coords, covered = self._inputs_from_congealed(_row(a, 1), grid_a[0])  # (1, 2, S, S) normalised in a's (flip-corrected) frame
+        a = self.run(x, cluster=cluster)
+        grid_a = a.select([0]).grid_flow_size.permute(0, 3, 1, 2)  # (1, 2, F, F)
+        # (1, 2, S, S): normalised positions in a's (flip-corrected) frame
+        coords, covered = self._inputs_from_congealed(a.select([1]), grid_a[0])
         px = normalized_to_pixels(coords[0].permute(1, 2, 0), s)
         if bool(a.flipped[0]):
             px = torch.stack([s - 1 - px[..., 0], px[..., 1]], -1)
         valid = covered[0, 0] > 0
         sample = F.grid_sample(x[:1], pixels_to_normalized(px, s)[None].to(x.dtype), align_corners=False, padding_mode="border")
-        vis = self.postprocess(torch.where(valid, sample[0], torch.zeros_like(sample[0]))[None])[0]
+        vis = self.to_images(torch.where(valid, sample[0], torch.zeros_like(sample[0]))[None])[0]
         return CorrespondenceOutput(px.float().cpu().numpy(), valid.cpu().numpy(), vis)
 
 
-def _row(a: Alignment, i: int) -> Alignment:
-    return Alignment(*[v[i : i + 1] for v in vars(a).values()])
-
-
-def _composite(image: Image.Image, frame: _Frame, rgba: torch.Tensor) -> Image.Image:
+def _composite(image: Image.Image, frame: CropFrame, rgba: torch.Tensor) -> Image.Image:
     """Alpha-composite an RGBA layer (4, S, S) in [0, 1], covering the crop frame, onto image."""
     layer = Image.fromarray((rgba.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8), "RGBA")
     side = int(frame.side)

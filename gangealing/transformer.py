@@ -293,10 +293,15 @@ class SpatialTransformer(ModelMixin, ConfigMixin):
         """[(image (B, 3, F, F), composed matrix (B, 2, 3))] after each similarity iteration."""
         return self.stns[0](x, heads, iters or self.config.similarity_iters, padding_mode or self.config.padding_mode)
 
-    def choose_flips(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        """(B,) bool: True where the mirrored input has the lower flow total variation (ties: not mirrored)."""
-        tv = torch.stack([total_variation(self(x, **kwargs).residual_flow), total_variation(self(x.flip(3), **kwargs).residual_flow)], 1)
-        return tv.argmin(1) == 1
+    def choose_flips(self, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, TransformerOutput]:
+        """Congeal x and its mirror in one batch and keep, per image, the orientation whose residual
+        flow has the lower total variation (ties: not mirrored). -> ((B,) bool: mirrored, the kept
+        outputs)."""
+        b = x.shape[0]
+        out = self(torch.cat([x, x.flip(3)]), **kwargs)
+        flipped = total_variation(out.residual_flow).view(2, b).argmin(0) == 1
+        pick = lambda v: torch.where(flipped.view(-1, *[1] * (v.ndim - 1)), v[b:], v[:b])  # noqa: E731
+        return flipped, TransformerOutput(*[pick(v) for v in vars(out).values()])
 
     def points_to_input(self, grid_flow_size: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Congealed points (B, P, 2), normalised [-1, 1] -> normalised input coordinates (B, P, 2),

@@ -134,8 +134,8 @@ def test_pipeline_flips_permute_keypoints(pipe, monkeypatch):
     kp_b = kp_a[perm].copy()
     kp_b[:, 0] = 31 - kp_b[:, 0]  # the mirror in pixel-index coordinates (centres at 0..W-1)
     identity = GANgealingPipeline(pipe.generator, SpatialTransformer(**TRANSFORMER_CONFIGS["micro"]).eval(), pipe.target)
-    original = identity.align
-    monkeypatch.setattr(identity, "align", lambda x, **kw: original(x, flips=torch.tensor([False, True]), **kw))
+    original = identity.run
+    monkeypatch.setattr(identity, "run", lambda x, **kw: original(x, flips=torch.tensor([False, True]), **kw))
     moved = identity.transfer_keypoints(image_a, kp_a, image_b, flip_permutation=perm)
     np.testing.assert_allclose(moved, kp_b, atol=0.51)  # grid inversion is nearest-neighbour at 1 px spacing
     unpermuted = identity.transfer_keypoints(image_a, kp_a, image_b)
@@ -146,7 +146,7 @@ def test_pipeline_flips_permute_keypoints(pipe, monkeypatch):
 
 def test_grids_round_trip(pipe):
     x, _ = pipe.preprocess([Image.fromarray(im) for im in faces(2, seed=1).image])
-    a = pipe.align(x)
+    a = pipe.run(x)
     assert a.residual_flow.abs().max() > 1e-3  # a real (non-identity) warp
     lattice = identity_grid(8, 2)[:, 1:-1, 1:-1].reshape(2, -1, 2) * 0.6  # congealed points away from the border
     pixels = pipe.congealed_points_to_input(a, lattice)
@@ -209,7 +209,7 @@ def test_clustered_pipeline_round_trip_uses_the_classifier(pipe, tmp_path):
     logits = loaded.classifier(x)
     out = loaded.congeal(images)
     assert out.clusters == (logits.argmax(1) % 2).tolist() and out.flipped == (logits.argmax(1) >= 2).tolist()
-    every = loaded.align(x, cluster="all")
+    every = loaded.run(x, cluster="all")
     assert every.congealed.shape[0] == 6 and every.cluster.tolist() == [0, 1] * 3
     with pytest.raises(ValueError, match="classifier"):
         GANgealingPipeline(pipe.generator, transformer, target).congeal(images)
