@@ -25,6 +25,7 @@ from huggingface_hub import HfApi, hf_hub_download, is_offline_mode
 RELEASE_REPO = "JitengMu/CVPR2022_CoordGAN_release"  # a Hugging Face *dataset* repository
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 PAPER = "CoordGAN (Mu et al., CVPR 2022)"
+DOWNLOAD_CACHE = None  # None: the Hugging Face cache (HF_HUB_CACHE)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def download(name: str, filename: str, cache_dir=None) -> Path:
     """One file of the dataset, from the Hugging Face cache or downloaded into it (progress on stderr)."""
     print(f"official:{name}: {filename} from the dataset {RELEASE_REPO}", file=sys.stderr, flush=True)
     try:
-        return Path(hf_hub_download(RELEASE_REPO, filename, repo_type="dataset", cache_dir=cache_dir, endpoint=_endpoint()))
+        return Path(hf_hub_download(RELEASE_REPO, filename, repo_type="dataset", cache_dir=cache_dir or DOWNLOAD_CACHE,
+                                    endpoint=_endpoint()))
     except Exception as error:  # a dropped connection, a 404, a full disk
         raise ValueError(f"official:{name}: downloading {filename} from the dataset {RELEASE_REPO} failed ({_one_line(error)}); "
                          f"{run_once_online(name)}") from None

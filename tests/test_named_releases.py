@@ -1,122 +1,254 @@
-"""Named releases (`official:NAME`) of CoordGAN and GANgealing: download once, convert once into a
-cache folder, load from it afterwards; offline and not cached, a message with the command to run
-once online. Nothing is downloaded: the download function is replaced by one that returns files
-made here (real key names and shapes, every tensor one stored zero expanded to its shape)."""
+"""Named releases (`official:NAME`) of CoordGAN, GANgealing and CoCosNet against a real HTTP server
+on 127.0.0.1 (tests/helpers/release_server.py) standing in for the Hugging Face Hub (HF_ENDPOINT),
+the authors' GANgealing server (GANGEALING_RELEASE_URL) and Google Drive (COCOSNET_DRIVE_URL).
+The served files have the authors' key layouts (tests/helpers/authors_files.py: a few kB each)
+under names no table in the code holds. Checked: found, classified, converted, loaded, cached (a
+second start fetches and converts nothing); a dropped connection mid-file; a 404; a file of
+another model; offline with nothing cached (the message says the command to run once online);
+a download killed midway is fetched again, never loaded truncated.
 
-import json
-import shutil
+Not exercised here: the real hosts, and gdown's requests to Google Drive (the Drive stand-in
+speaks a plain JSON protocol to cocosnet.releases; gdown is used only without COCOSNET_DRIVE_URL).
+"""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub import constants
 
-import coordgan.convert_official as coordgan_releases
-import gangealing.convert_official as gangealing_releases
-from coordgan import CONFIGS, CoordGANGenerator, CoordGANOfficialEncoder, CoordGANPipeline
-from demos import models
+import cocosnet.convert_official as cocosnet_converter
+import cocosnet.releases as cocosnet_releases
+import coordgan.convert_official as coordgan_converter
+import coordgan.releases as coordgan_releases
+import gangealing.convert_official as gangealing_converter
+import gangealing.releases as gangealing_releases
+from tests.helpers.authors_files import authors_checkpoint
+from tests.helpers.release_server import ReleaseServer
 
-GANGEALING_KEYS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "gangealing-official"
-
-
-def zeros_like_layout(layout: dict) -> dict:
-    return {k: torch.zeros(1).expand(shape) if shape else torch.zeros(()) for k, shape in layout.items()}
-
-
-@pytest.fixture(scope="module")
-def coordgan_files(tmp_path_factory):
-    """An authors'-layout train.py file (128 px) and a train-encoder.py file, built from our key map."""
-    folder = tmp_path_factory.mktemp("coordgan-release")
-    key_map = coordgan_releases.generator_key_map(CoordGANGenerator(**CONFIGS["celebA_128"]))
-    g_ema = zeros_like_layout({k: shape for k, (shape, _) in key_map.items()})
-    for k, (_, targets) in key_map.items():
-        if targets[0][0] == "constant":
-            g_ema[k] = targets[0][1]
-    encoder = CoordGANOfficialEncoder().state_dict()
-    e = {k: v if k.endswith("Blur.kernel") else torch.zeros(1).expand(v.shape) for k, v in encoder.items()}
-    torch.save({"g": g_ema, "d": {}, "g_ema": g_ema, "g_optim": {}, "d_optim": {}, "d_patch": {}}, folder / "generator.pt")
-    torch.save({"g": g_ema, "e": e, "g_ema": g_ema, "g_optim": {}}, folder / "encoder.pt")
-    return folder
+ROOT = Path(__file__).resolve().parents[1]
+REPO = coordgan_releases.RELEASE_REPO
 
 
-def test_coordgan_release_downloads_converts_once_and_loads(coordgan_files, tmp_path, monkeypatch, capsys):
-    calls = []
+def saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
-    def fake_download(repo_id, filename, repo_type=None):
-        calls.append((repo_id, filename, repo_type))
-        return str(coordgan_files / ("encoder.pt" if filename.endswith("_enc.pt") else "generator.pt"))
 
-    monkeypatch.setattr(coordgan_releases, "hf_hub_download", fake_download)
-    monkeypatch.setattr(coordgan_releases, "CONVERTED_CACHE", tmp_path / "converted")
-    pipe = coordgan_releases.load_release("official:celebA")
-    assert calls == [("JitengMu/CVPR2022_CoordGAN_release", "coordgan_checkpoints/celebA_128.pt", "dataset"),
-                     ("JitengMu/CVPR2022_CoordGAN_release", "coordgan_checkpoints/celebA_enc.pt", "dataset")]
-    assert isinstance(pipe.encoder, CoordGANOfficialEncoder) and pipe.generator.config.coordinate_grid == "linspace"
-    folder = tmp_path / "converted" / "coordgan" / "celebA"
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """The server, every cache in tmp_path, and the machine online for the code under test."""
+    server = ReleaseServer()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("GANGEALING_RELEASE_URL", server.url + "/gangealing/{name}.pt")
+    monkeypatch.setenv("COCOSNET_DRIVE_URL", server.url + "/drive")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(coordgan_releases, "DOWNLOAD_CACHE", tmp_path / "hub")
+    monkeypatch.setattr(gangealing_releases, "DOWNLOAD_CACHE", tmp_path / "gangealing-downloads")
+    monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", tmp_path / "cocosnet-downloads")
+    for converter in (coordgan_converter, gangealing_converter, cocosnet_converter):
+        monkeypatch.setattr(converter, "CONVERTED_CACHE", tmp_path / "converted")
+    yield server
+    server.close()
+
+
+def offline(monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+# ------------------------------------------------------------------ CoordGAN: the Hub, a rule, the keys
+def coordgan_dataset(server: ReleaseServer) -> None:
+    """The dataset as the authors might have laid it out, under names in no table of ours."""
+    server.add_dataset_file(REPO, "README.md", b"CoordGAN\n")
+    server.add_dataset_file(REPO, "data/celeba_labels/0001.png", b"not a checkpoint")
+    server.add_dataset_file(REPO, "coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt", saved(authors_checkpoint("coordgan")))
+    server.add_dataset_file(REPO, "coordgan_checkpoints/celeba-inversion_e_final.pth", saved(authors_checkpoint("coordgan-encoder")))
+    server.add_dataset_file(REPO, "coordgan_checkpoints/celeba_512_ft.pt", b"never fetched for official:celebA")
+    server.add_dataset_file(REPO, "coordgan_checkpoints/afhq-cats_300k.pt", b"never fetched for official:celebA")
+
+
+def test_coordgan_release_is_found_classified_converted_loaded_and_cached(server, monkeypatch, capsys):
+    coordgan_dataset(server)
+    pipe = coordgan_converter.load_release("official:celebA")
+    assert pipe.generator.resolution == 128 and type(pipe.encoder).__name__ == "CoordGANOfficialEncoder"
+    fetched = sorted(Path(p).name for p in server.downloads)
+    assert fetched == ["CelebAHQ-stage1_iter300000.pt", "celeba-inversion_e_final.pth"], fetched  # by the rule, then the keys
+    assert "official:celebA: coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the dataset" in capsys.readouterr().err
+    folder = coordgan_converter.release_folder("celebA")
     assert (folder / "model_index.json").is_file() and not list(folder.parent.glob("*.tmp*"))
-    # cached: no download, the converted folder loads; the app resolves the same name
-    again = models.load(models.SPECS["coordgan"], "official:celebA", env={})
-    assert len(calls) == 2 and isinstance(again, CoordGANPipeline) and again.generator.resolution == 128
-    # afhqcat has no released encoder: a generator-only pipeline
-    assert coordgan_releases.load_release("afhqcat").encoder is None and calls[-1][1] == "coordgan_checkpoints/afhqcat_128.pt"
-    # the command line takes the name as well, and lists the names
-    assert coordgan_releases.main(["official:stanfordcar", "--output", str(tmp_path / "out")]) == 0
-    assert calls[-1][1] == "coordgan_checkpoints/stanfordcar_enc.pt" and (tmp_path / "out" / "model_index.json").is_file()
-    assert coordgan_releases.main(["--list"]) == 0
-    listed = capsys.readouterr().out
-    assert all(f"official:{name}" in listed for name in ("celebA", "celebA-512", "stanfordcar", "afhqcat")) and "unverified" in listed
+    # a second start: offline, the server gone: nothing fetched, nothing converted
+    offline(monkeypatch)
+    server.close()
+    stamp = (folder / "model_index.json").stat().st_mtime_ns
+    again = coordgan_converter.load_release("celebA")
+    assert again.generator.resolution == 128 and (folder / "model_index.json").stat().st_mtime_ns == stamp
+    assert len(server.downloads) == 2
 
 
-def test_coordgan_release_offline_says_what_to_run(tmp_path, monkeypatch, capsys):
-    def offline(repo_id, filename, repo_type=None):
-        raise LocalEntryNotFoundError("offline")
+def test_coordgan_release_without_a_fitting_file_lists_what_is_there(server):
+    server.add_dataset_file(REPO, "README.md", b"CoordGAN\n")
+    server.add_dataset_file(REPO, "coordgan_checkpoints/celeba_best.pt", saved(authors_checkpoint("gangealing")))  # another model's
+    with pytest.raises(ValueError) as info:
+        coordgan_converter.load_release("official:celebA")
+    message = str(info.value)
+    assert message.startswith(f"official:celebA: no 128 px CoordGAN generator among the files of {REPO} whose names mention celeba; "
+                              "refused: coordgan_checkpoints/celeba_best.pt (it looks like a GANgealing release (g_ema, t_ema, ll), "
+                              "not one of the authors' CoordGAN checkpoints); the dataset holds README.md, "
+                              "coordgan_checkpoints/celeba_best.pt"), message
+    assert not coordgan_converter.release_folder("celebA").exists()
 
-    monkeypatch.setattr(coordgan_releases, "CONVERTED_CACHE", tmp_path / "converted")
-    monkeypatch.setattr(coordgan_releases, "hf_hub_download", offline)
-    with pytest.raises(ValueError, match=r"official:celebA is not in the Hugging Face cache and cannot be downloaded here .*"
-                                         r"run once with network access: python -m coordgan.convert_official official:celebA --output DIR"):
-        coordgan_releases.load_release("official:celebA")
-    message = models.load(models.SPECS["coordgan"], "official:celebA", env={}).message
-    assert len(message.splitlines()) == 2 and "python -m coordgan.convert_official official:celebA" in message
-    assert coordgan_releases.main(["official:nope", "--output", str(tmp_path / "out")]) == 2
+
+@pytest.mark.parametrize("fault", ["drop", "404"])
+def test_coordgan_download_that_fails_says_so_and_leaves_nothing_complete(server, fault):
+    coordgan_dataset(server)
+    path = "/datasets/" + REPO + "/resolve/main/coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt"
+    server.faults[path] = fault
+    with pytest.raises(ValueError, match=r"official:celebA: downloading coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the "
+                                         r"dataset .* failed \(.*\); run once with network access: python -m coordgan.convert_official official:celebA"):
+        coordgan_converter.load_release("official:celebA")
+    assert not coordgan_converter.release_folder("celebA").exists()
+    snapshots = list((coordgan_releases.DOWNLOAD_CACHE).rglob("CelebAHQ-stage1_iter300000.pt"))
+    assert snapshots == []  # huggingface_hub keeps an .incomplete blob, never the file
+    del server.faults[path]  # the next start downloads it (resuming) and converts
+    assert coordgan_converter.load_release("official:celebA").encoder is not None
+
+
+def test_coordgan_offline_with_nothing_cached_says_the_command(server, monkeypatch, capsys):
+    offline(monkeypatch)
+    with pytest.raises(ValueError, match=r"^official:celebA is not converted here and this machine is offline \(HF_HUB_OFFLINE=1\); "
+                                         r"run once with network access: python -m coordgan.convert_official official:celebA$"):
+        coordgan_converter.load_release("official:celebA")
+    assert server.downloads == []
+    assert coordgan_converter.main(["official:celebA"]) == 2 and "python -m coordgan.convert_official official:celebA" in capsys.readouterr().err
+    assert coordgan_converter.main(["official:nope", "--output", "x"]) == 2
     assert "unknown CoordGAN release 'nope'; the named releases are official:celebA" in capsys.readouterr().err
-    monkeypatch.undo()  # the real hf_hub_download, with the tests' HF_HUB_OFFLINE=1: no network is tried
-    if not (Path(coordgan_releases.CONVERTED_CACHE) / "coordgan" / "afhqcat").exists():
-        with pytest.raises(ValueError, match="run once with network access"):
-            coordgan_releases.download_release("afhqcat")
 
 
-# ------------------------------------------------------------------ GANgealing
-@pytest.mark.skipif(not GANGEALING_KEYS.is_dir(), reason=f"GANgealing official key lists not found at {GANGEALING_KEYS} (they live outside the repository)")
-def test_gangealing_release_downloads_converts_once_and_loads(tmp_path, monkeypatch):
-    def layout(name):
-        entries = json.loads((GANGEALING_KEYS / name).read_text())
-        return {e["key"]: tuple(e["shape"]) for e in entries.get("keys") or entries["entries"]}
+def test_the_three_commands_list_their_releases_and_sources(capsys):
+    assert coordgan_converter.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert REPO in listed and all(f"official:{n}" in listed for n in coordgan_releases.RELEASES)
+    assert gangealing_converter.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "http://efrosgans.eecs.berkeley.edu/gangealing/pretrained/NAME.pt" in listed
+    assert all(f"official:{n}" in listed for n in ("bicycle", "car", "cat", "cat_ssl_mix6", "celeba", "cub", "dog", "horse", "tvmonitor"))
+    assert "official:celeba " in listed and "128 px, CelebA faces; padding border, iters 1" in listed
+    assert cocosnet_converter.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "official:celebahq" in listed and "Drive folder 16xgIrGzGBKJWbAUROM71wiA1cf7zrQk5" in listed
 
-    release = tmp_path / "celeba_release.pt"
-    torch.save({"g_ema": zeros_like_layout(layout("keys_g_ema_128_celeba.json")), "t_ema": zeros_like_layout(layout("keys_t_ema_unimodal_K1.json")),
-                "ll": zeros_like_layout(layout("keys_ll_K1_ndirs512_celeba.json"))}, release)
-    urls = []
 
-    def fake_download(url, path):
-        urls.append(url)
-        shutil.copyfile(release, path)
-
-    monkeypatch.setattr(gangealing_releases, "download_url", fake_download)
-    monkeypatch.setattr(gangealing_releases, "DOWNLOAD_CACHE", tmp_path / "downloads")
-    monkeypatch.setattr(gangealing_releases, "CONVERTED_CACHE", tmp_path / "converted")
-    with pytest.raises(ValueError, match=r"official:celeba is not in the cache .* and this machine is offline \(HF_HUB_OFFLINE=1\); "
-                                         r"run once with network access: python -m gangealing.convert_official official:celeba --output DIR"):
-        gangealing_releases.load_release("official:celeba")  # the tests run with HF_HUB_OFFLINE=1
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    pipe = gangealing_releases.load_release("official:celeba")
-    assert urls == ["https://efrosgans.eecs.berkeley.edu/gangealing/pretrained/celeba.pt"]
-    assert (tmp_path / "downloads" / "celeba.pt").is_file() and (tmp_path / "converted" / "gangealing" / "celeba" / "model_index.json").is_file()
+# ------------------------------------------------------------------ GANgealing: the authors' URL
+def test_gangealing_release_downloads_converts_once_and_is_cached(server, monkeypatch, capsys):
+    server.files["/gangealing/celeba.pt"] = saved(authors_checkpoint("gangealing"))
+    assert gangealing_converter.main(["official:celeba"]) == 0  # into the cache the app reads
+    out = capsys.readouterr()
+    assert f"downloading {server.url}/gangealing/celeba.pt" in out.err and "celeba.pt: " in out.err  # progress in the log
+    assert "128 px generator, K=1, padding border, iters 1" in out.out
+    pipe = gangealing_converter.load_release("official:celeba")
     assert pipe.transformer.config.similarity_iters == 1 and pipe.target.config.inject_index == 6  # the authors' celeba settings
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # cached: offline is fine, nothing is downloaded again
-    loaded = models.load(models.SPECS["gangealing"], "official:celeba", env={})
-    assert not isinstance(loaded, models.MissingModel), loaded
-    assert urls == ["https://efrosgans.eecs.berkeley.edu/gangealing/pretrained/celeba.pt"]
-    message = models.load(models.SPECS["gangealing"], "official:dog", env={}).message
-    assert len(message.splitlines()) == 2 and "python -m gangealing.convert_official official:dog --output DIR" in message
-    assert gangealing_releases.main(["--list"]) == 0
+    assert server.downloads == ["/gangealing/celeba.pt"]
+    assert sorted(p.name for p in gangealing_releases.DOWNLOAD_CACHE.iterdir()) == ["celeba.pt"]  # no .part left
+    assert gangealing_releases.release_url("cat") == server.url + "/gangealing/cat.pt"
+    monkeypatch.delenv("GANGEALING_RELEASE_URL")
+    assert gangealing_releases.release_url("cat") == "http://efrosgans.eecs.berkeley.edu/gangealing/pretrained/cat.pt"
+
+
+@pytest.mark.parametrize("fault", ["drop", "404"])
+def test_gangealing_download_that_fails_leaves_no_file(server, fault):
+    server.files["/gangealing/cat.pt"] = saved(authors_checkpoint("gangealing"))
+    server.faults["/gangealing/cat.pt"] = fault
+    reason = "OSError: the connection closed after" if fault == "drop" else "HTTPError: HTTP Error 404"
+    with pytest.raises(ValueError, match=rf"official:cat: downloading {server.url}/gangealing/cat.pt failed \({reason}.*\); "
+                                         r"run once with network access: python -m gangealing.convert_official official:cat"):
+        gangealing_converter.load_release("official:cat")
+    assert not gangealing_releases.DOWNLOAD_CACHE.exists() or list(gangealing_releases.DOWNLOAD_CACHE.iterdir()) == []
+
+
+def test_gangealing_release_that_is_another_models_file(server):
+    server.files["/gangealing/dog.pt"] = saved(authors_checkpoint("coordgan"))
+    with pytest.raises(ValueError, match=r"dog.pt' looks like a CoordGAN train.py checkpoint .*, not one of the authors' GANgealing releases"):
+        gangealing_converter.load_release("official:dog")
+    assert not gangealing_converter.release_folder("dog").exists()
+
+
+def test_gangealing_offline_with_nothing_cached_says_the_command(server, monkeypatch):
+    offline(monkeypatch)
+    with pytest.raises(ValueError, match=r"official:cat is not in the cache .* and this machine is offline \(HF_HUB_OFFLINE=1\); "
+                                         r"run once with network access: python -m gangealing.convert_official official:cat$"):
+        gangealing_converter.load_release("official:cat")
+    assert server.downloads == []
+
+
+def test_a_download_killed_midway_is_fetched_again_not_loaded_truncated(server, tmp_path):
+    """A start killed (SIGKILL) while half the file has arrived leaves only celeba.pt.part: the next
+    start downloads the whole file again and converts it."""
+    server.files["/gangealing/celeba.pt"] = saved(authors_checkpoint("gangealing"))
+    server.faults["/gangealing/celeba.pt"] = "stall"
+    cache = gangealing_releases.DOWNLOAD_CACHE
+    code = f"from gangealing import releases; releases.download_release('celeba', cache_dir={str(cache)!r})"
+    env = dict(os.environ, HF_HUB_OFFLINE="0", OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    try:
+        assert server.half_sent.wait(120), child.stderr.read().decode() if child.poll() is not None else "no request"
+        time.sleep(0.2)  # the half has reached the .part file
+        assert (cache / "celeba.pt.part").is_file() and not (cache / "celeba.pt").exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    server.release()
+    del server.faults["/gangealing/celeba.pt"]
+    pipe = gangealing_converter.load_release("official:celeba")
+    assert server.downloads == ["/gangealing/celeba.pt", "/gangealing/celeba.pt"] and pipe.generator.resolution == 128
+    assert sorted(p.name for p in cache.iterdir()) == ["celeba.pt"]
+
+
+# ------------------------------------------------------------------ CoCosNet: Drive folders
+def cocosnet_folder(server: ReleaseServer, generator: bytes | None = None) -> str:
+    folder_id = cocosnet_releases.RELEASES["celebahq"].folder_id
+    server.add_drive_folder(folder_id, {
+        "celebahq/G_epoch60.pth": generator if generator is not None else saved(authors_checkpoint("cocosnet-G")),
+        "celebahq/corr-epoch60.pth": saved(authors_checkpoint("cocosnet-Corr")),
+        "celebahq/latest_net_D.pth": b"the discriminator: never fetched",
+        "celebahq/opt.txt": b"options",
+    })
+    return folder_id
+
+
+def test_cocosnet_release_is_found_classified_converted_loaded_and_cached(server, monkeypatch):
+    cocosnet_folder(server)
+    pipe = cocosnet_converter.load_release("official:celebahq")
+    assert pipe.correspondence_network.config.input_channels == 19 and pipe.input_kind == "mask"  # the face-parsing release
+    assert len(server.downloads) == 2 and all(p.startswith("/drive/files/") for p in server.downloads)
+    assert sorted(p.name for p in (cocosnet_releases.DOWNLOAD_CACHE / "celebahq").iterdir()) == [
+        "G_epoch60.pth", "corr-epoch60.pth", "files.json"]
+    offline(monkeypatch)
+    server.close()
+    assert cocosnet_converter.load_release("celebahq").generator is not None and len(server.downloads) == 2
+
+
+def test_cocosnet_release_failures(server, monkeypatch):
+    folder_id = cocosnet_folder(server, generator=saved(authors_checkpoint("gangealing")))
+    with pytest.raises(ValueError, match=r"official:celebahq: the generator of CoCosNet's release is not among the files of its Drive "
+                                         r"folder .*: G_epoch60.pth, corr-epoch60.pth; refused: G_epoch60.pth \(it looks like a GANgealing"):
+        cocosnet_converter.load_release("official:celebahq")
+    # a 404 and a dropped file, on a fresh cache
+    monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", cocosnet_releases.DOWNLOAD_CACHE.with_name("again"))
+    first = next(p for p in server.files if p.startswith("/drive/files/"))
+    for fault in ("404", "drop"):
+        server.faults[first] = fault
+        with pytest.raises(ValueError, match=rf"official:celebahq: downloading the Drive folder {folder_id} failed .*"
+                                             r"run once with network access: python -m cocosnet.convert_official official:celebahq"):
+            cocosnet_converter.load_release("official:celebahq")
+        assert not any(p.suffix == ".pth" for p in cocosnet_releases.DOWNLOAD_CACHE.rglob("*"))
+    offline(monkeypatch)
+    monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", cocosnet_releases.DOWNLOAD_CACHE.with_name("empty"))
+    with pytest.raises(ValueError, match=r"official:celebahq is not in the cache .* offline .*python -m cocosnet.convert_official official:celebahq"):
+        cocosnet_converter.load_release("official:celebahq")
