@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             else:
                 aligned = align(photo, faces[0], args.size, args.frame)
                 labels = parsing_from_landmarks(aligned.face, (args.size, args.size))
-            out = Image.fromarray(labels, "L")
+            out = Image.fromarray(labels)
             out.putpalette(FACE_PALETTE.ravel().tolist())
         out.save(args.output, format="PNG")
     except ValueError as e:

@@ -20,9 +20,11 @@ from PIL import Image
 
 from . import warp
 
-WORK_SIDE = 800  # detect on a copy whose longer side is at most this (landmarks use the full photo)
-UPSAMPLE_BELOW = 600  # ...and upsample it once when it is smaller, for faces under 80 px
+WORK_SIDE = 640  # detect on a copy whose longer side is at most this (landmarks use the full photo)
+UPSAMPLE_BELOW = 400  # ...and upsample it once when it is smaller, for faces under 80 px
 RETRY_ANGLES = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)  # degrees, tried in order when none is upright
+ROLLED_KINDS = (3, 4)  # get_frontal_face_detector's filters for rolled frontal faces (0-2: upright)
+ROLLED_TURN = 30.0  # degrees tried both ways for those
 ROLL_LIMIT = 8.0  # degrees of roll above which landmarks are predicted again on an upright patch
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -128,14 +130,25 @@ def _landmarks(predictor, image: np.ndarray, box) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
 
-def _upright_landmarks(predictor, photo: np.ndarray, center, half: float, turn: float) -> np.ndarray:
-    """Landmarks predicted on a full-resolution patch of the photo turned by `turn` degrees around
-    `center`, where the detection square of half-side `half` sits upright, mapped back to the photo."""
+def _upright_landmarks(detector, predictor, photo: np.ndarray, center, half: float, turn: float):
+    """Landmarks from a full-resolution patch of the photo turned by `turn` degrees around `center`,
+    where the face (a detection square of half-side `half`) sits upright: the detector runs again on
+    the patch for a box the predictor knows (kept as it was when it finds none), and the landmarks
+    are mapped back to the photo. Returns (landmarks, center, half, score) of the box used (score
+    -inf when the detector found none on the patch)."""
     side = int(np.ceil(4 * half))
     patch_to_photo = warp.rotation(-turn, center) @ warp.translation(*(np.asarray(center) - (side - 1) / 2))
-    patch = warp.resample(Image.fromarray(photo), patch_to_photo, (side, side), fast=True)
+    patch = np.asarray(warp.resample(Image.fromarray(photo), patch_to_photo, (side, side), fast=True))
     c = (side - 1) / 2
-    return warp.apply(patch_to_photo, _landmarks(predictor, np.asarray(patch), (c - half, c - half, c + half, c + half)))
+    box = (c - half, c - half, c + half, c + half)
+    rects, scores, _ = detector.run(patch, 1 if 2 * half < 100 else 0, 0.0)
+    score = -np.inf
+    if len(rects):
+        i = min(range(len(rects)), key=lambda i: np.hypot(rects[i].center().x - c, rects[i].center().y - c))
+        box, score = (rects[i].left(), rects[i].top(), rects[i].right(), rects[i].bottom()), scores[i]
+    landmarks = warp.apply(patch_to_photo, _landmarks(predictor, patch, box))
+    center = warp.apply(patch_to_photo, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+    return landmarks, center, (box[2] - box[0]) / 2, score
 
 
 def roll(landmarks: np.ndarray) -> float:
@@ -151,22 +164,27 @@ def _faces_at(photo: np.ndarray, work: np.ndarray, work_to_photo: np.ndarray, an
     a roll of more than ROLL_LIMIT degrees, they are predicted again on a patch turned upright.
     """
     detector, predictor = models()
-    rects, scores, _ = detector.run(work, upsample, 0.0)
+    rects, scores, kinds = detector.run(work, upsample, 0.0)
     faces = []
-    for rect, score in zip(rects, scores):
+    for rect, score, kind in zip(rects, scores, kinds):
         corners = [(rect.left(), rect.top()), (rect.right(), rect.top()), (rect.left(), rect.bottom()),
                    (rect.right(), rect.bottom())]
         in_photo = warp.apply(work_to_photo, corners)
         box = (*in_photo.min(0), *in_photo.max(0))
         center, half = in_photo.mean(0), np.hypot(*(in_photo[1] - in_photo[0])) / 2
-        if angle == 0.0:
+        # The detector's kinds 3 and 4 are its rolled-face filters, whose roll the predictor cannot
+        # read off (it gives level eyes on a face rolled 40 degrees): try both ways, keep the turn
+        # on which the detector finds the face best.
+        turns = (angle + ROLLED_TURN, angle - ROLLED_TURN) if kind in ROLLED_KINDS else (angle,)
+        if turns == (0.0,):
             landmarks = _landmarks(predictor, photo, box)
         else:
-            landmarks = _upright_landmarks(predictor, photo, center, half, angle)
+            tries = [_upright_landmarks(detector, predictor, photo, center, half, turn) for turn in turns]
+            landmarks, center, half, _ = max(tries, key=lambda t: t[3])
         for _ in range(2):
             if abs(roll(landmarks)) <= ROLL_LIMIT:
                 break
-            landmarks = _upright_landmarks(predictor, photo, center, half, -roll(landmarks))
+            landmarks, center, half, _ = _upright_landmarks(detector, predictor, photo, center, half, -roll(landmarks))
         faces.append(Face.from_landmarks(landmarks, box, score, angle))
     return faces
 
@@ -178,8 +196,10 @@ def detect(image, *, angles=RETRY_ANGLES) -> list[Face]:
     the photo is turned by each of `angles` in turn (degrees, counter-clockwise) and searched
     again; the first turn that finds faces wins, and their landmarks are predicted on an upright
     patch of the full-resolution photo and mapped back, so a tilted face gets the same landmarks
-    as an upright one. Detection runs on a copy whose longer side is at most 800 px (upsampled once
-    when under 600 px, to find faces down to ~40 px).
+    as an upright one; landmarks showing more than 8 degrees of roll are predicted again on an
+    upright patch. Detection runs on a copy whose longer side is at most 640 px (upsampled once when
+    under 400 px): faces down to ~80 px at that scale (~130 px in a 1024 px photo, ~40 px in a
+    small one).
 
     Args:
         image: PIL image or uint8 array (H, W[, 3]).

@@ -45,34 +45,48 @@ def _pil_data(dst_to_src: np.ndarray) -> tuple:
     return tuple(d[:2].ravel())
 
 
-def _pad_photo(src: Image.Image, box: tuple[int, int, int, int], mode: str) -> Image.Image:
-    """src cropped to `box` (may leave the image): zeros, or reflected with a blur fading in (FFHQ)."""
-    x0, y0, x1, y1 = box
-    w, h = src.size
-    if mode == "zero" or (x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h):
-        return src.crop(box)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if ix0 >= ix1 or iy0 >= iy1:  # nothing of the photo: its mean colour
-        colour = tuple(int(v) for v in np.asarray(src).reshape(-1, len(src.getbands())).mean(0))
-        return Image.new(src.mode, (x1 - x0, y1 - y0), colour)
-    inner = np.asarray(src.crop((ix0, iy0, ix1, iy1)), np.float32)
-    pads = ((iy0 - y0, y1 - iy1), (ix0 - x0, x1 - ix1)) + ((0, 0),) * (inner.ndim - 2)
-    padded = np.pad(inner, pads, mode="symmetric")
-    # Distance (px) of each pixel outside the photo to the photo's rectangle.
-    ys, xs = np.arange(y0, y1), np.arange(x0, x1)
-    dy = np.maximum(iy0 - ys, ys - (iy1 - 1)).clip(0)
-    dx = np.maximum(ix0 - xs, xs - (ix1 - 1)).clip(0)
-    distance = np.hypot(dy[:, None], dx[None, :]).astype(np.float32)
-    side = float(max(x1 - x0, y1 - y0))
+def _reflect_pad(inner: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """Float (h, w[, c]) padded by reflection, the mirror image blurring and fading towards the mean
+    colour with the distance from the photo (FFHQ's padding, from its description)."""
+    padded = np.pad(inner, pads + ((0, 0),) * (inner.ndim - 2), mode="symmetric")
+    (top, bottom), (left, right) = pads
+    h, w = padded.shape[:2]
+    ys, xs = np.arange(h), np.arange(w)
+    dy = np.maximum(top - ys, ys - (h - bottom - 1)).clip(0)
+    dx = np.maximum(left - xs, xs - (w - right - 1)).clip(0)
+    distance = np.hypot(dy[:, None], dx[None, :]).astype(np.float32)  # to the photo's rectangle
+    side = float(max(h, w))
     blur_weight = np.clip(distance / (0.05 * side), 0, 1)  # the mirror image dissolves into a blur...
     flat_weight = 0.5 * np.clip(distance / (0.3 * side), 0, 1)  # ...and half-way into the mean colour
     if padded.ndim == 3:
         blur_weight, flat_weight = blur_weight[..., None], flat_weight[..., None]
-    blurred = np.asarray(Image.fromarray(padded.round().astype(np.uint8)).filter(
+    blurred = np.asarray(Image.fromarray(padded.round().clip(0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(max(1.0, 0.02 * side))), np.float32)
     out = padded + (blurred - padded) * blur_weight
     out += (inner.reshape(-1, *inner.shape[2:]).mean(0) - out) * flat_weight
-    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+    return out
+
+
+def _source_region(src: Image.Image, box, reduce: int, pad: str) -> np.ndarray:
+    """float32 (h, w[, c]): src over `box` (x0, y0, x1, y1; x0, y0 multiples of `reduce`, which
+    divides the box's sides), box-filtered by `reduce`, padded with zeros or by reflection."""
+    x0, y0, x1, y1 = box
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, src.width), min(y1, src.height)
+    shape = ((y1 - y0) // reduce, (x1 - x0) // reduce) + ((len(src.getbands()),) if len(src.getbands()) > 1 else ())
+    if ix0 >= ix1 or iy0 >= iy1:  # nothing of the photo: its mean colour
+        fill = np.asarray(src, np.float32).reshape(-1, *shape[2:]).mean(0) if pad == "reflect" else 0
+        return np.broadcast_to(np.float32(fill), shape).copy()
+    inner = src.crop((ix0, iy0, ix1, iy1))
+    if reduce > 1:  # index p -> (p + 0.5) / f - 0.5; a partial block at the photo's edge is averaged
+        inner = inner.reduce(reduce)
+    inner = np.asarray(inner, np.float32)
+    top, left = (iy0 - y0) // reduce, (ix0 - x0) // reduce
+    pads = ((top, shape[0] - top - inner.shape[0]), (left, shape[1] - left - inner.shape[1]))
+    if pads == ((0, 0), (0, 0)):
+        return inner
+    if pad == "reflect":
+        return _reflect_pad(inner, pads)
+    return np.pad(inner, pads + ((0, 0),) * (inner.ndim - 2))
 
 
 def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, labels: bool = False,
@@ -80,8 +94,9 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
     """An image of `size` (w, h) whose pixel q shows src at dst_to_src @ q (pixel indices).
 
     labels: nearest neighbour (for label maps). fast: one bilinear 8-bit sample per pixel (for the
-    detector's turned copies: 5x faster, a -0.5 grey-level bias, aliased when shrinking). pad: "zero" or "reflect" (a mirror image that
-    blurs and fades into the photo's mean colour, as FFHQ pads crops that leave the photo).
+    detector's turned copies: a -0.5 grey-level bias, aliased when shrinking). pad: "zero" or
+    "reflect" (a mirror image that blurs and fades into the photo's mean colour, as FFHQ pads crops
+    that leave the photo).
     """
     w, h = size
     a = np.asarray(dst_to_src, np.float64)
@@ -92,22 +107,27 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
     x1, y1 = np.ceil(corners.max(0) + margin).astype(int)
     x0, y0 = max(x0, -4 * src.width), max(y0, -4 * src.height)  # a crop far off the photo stays bounded
     x1, y1 = min(x1, 5 * src.width), min(y1, 5 * src.height)
-    region = _pad_photo(src, (x0, y0, x1, y1), "zero" if labels else pad)
-    a = translation(-x0, -y0) @ a
     if labels or fast:
-        return region.transform((w, h), Image.AFFINE, _pil_data(a), resample=Image.NEAREST if labels else Image.BILINEAR)
-    # Each channel in float (mode F): PIL rounds 8-bit bicubic results down, a -0.5 bias per warp.
-    channels = [Image.fromarray(c, "F") for c in np.atleast_3d(np.asarray(region, np.float32)).transpose(2, 0, 1)]
-    reduce = max(1, int(scale // 2))
-    if reduce > 1:  # box-filter the source first: index p -> (p + 0.5) / f - 0.5
-        channels = [c.reduce(reduce) for c in channels]
-        a = translation(-0.5, -0.5) @ scaling(1 / reduce) @ translation(0.5, 0.5) @ a
-    m = max(1, min(SUPERSAMPLE_MAX, math.ceil(scale / reduce - 0.2)))  # up to 1.2x: bicubic alone
+        region = src.crop((x0, y0, x1, y1))  # zeros outside
+        data = _pil_data(translation(-x0, -y0) @ a)
+        return region.transform((w, h), Image.AFFINE, data, resample=Image.NEAREST if labels else Image.BILINEAR)
+    f = max(1, int(scale // 2))  # box-filter the source first, so at most ~2-4 source pixels per output pixel
+    x0, y0 = x0 // f * f, y0 // f * f
+    x1, y1 = x0 + -(-(x1 - x0) // f) * f, y0 + -(-(y1 - y0) // f) * f
+    region = _source_region(src, (x0, y0, x1, y1), f, pad)
+    a = translation(-0.5, -0.5) @ scaling(1 / f) @ translation(0.5 - x0, 0.5 - y0) @ a
+    m = max(1, min(SUPERSAMPLE_MAX, math.ceil(scale / f - 0.2)))  # up to 1.2x: bicubic alone
     # Supersampled output index z -> final index (z + 0.5) / m - 0.5.
-    a = a @ translation(-0.5, -0.5) @ scaling(1 / m) @ translation(0.5, 0.5)
-    data = _pil_data(a)
-    out = [c.transform((w * m, h * m), Image.AFFINE, data, resample=Image.BICUBIC) for c in channels]
+    data = _pil_data(a @ translation(-0.5, -0.5) @ scaling(1 / m) @ translation(0.5, 0.5))
     if m > 1:
-        out = [c.reduce(m) for c in out]
-    array = np.stack([np.asarray(c) for c in out], -1).round().clip(0, 255).astype(np.uint8)
-    return Image.fromarray(array if len(out) > 1 else array[..., 0], region.mode)
+        # 8-bit bicubic samples (PIL rounds them down: the mean of m x m is 0.5 low, added back),
+        # averaged in float: one call instead of one per channel.
+        region8 = Image.fromarray(region.round().clip(0, 255).astype(np.uint8))
+        samples = np.asarray(region8.transform((w * m, h * m), Image.AFFINE, data, resample=Image.BICUBIC), np.float32)
+        out = samples.reshape(h, m, w, m, *samples.shape[2:]).mean((1, 3)) + 0.5
+    else:  # each channel in float (mode F): exact, where an 8-bit result would be 0.5 low
+        channels = np.atleast_3d(region).transpose(2, 0, 1)
+        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).transform(
+            (w, h), Image.AFFINE, data, resample=Image.BICUBIC)) for c in channels], -1)
+        out = out if region.ndim == 3 else out[..., 0]
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))

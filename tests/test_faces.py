@@ -170,7 +170,7 @@ def test_paste_labels_nearest_and_results_of_another_size(posed):
     area = CROP * CROP / abs(np.linalg.det(aligned.matrix[:2, :2]))
     assert abs(covered.sum() / area - 1) < 0.03
     # A palette image comes back as a palette image of the photo's size.
-    p_img = Image.fromarray(crop_labels.astype(np.uint8), "L")
+    p_img = Image.fromarray(crop_labels.astype(np.uint8))
     p_img.putpalette(faces.FACE_PALETTE.ravel().tolist())
     back = aligned.paste(p_img)
     assert back.mode == "P" and back.size == (PHOTO, PHOTO)
