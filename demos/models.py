@@ -1,13 +1,21 @@
 """Which weights each tab uses, loaded once when the app starts (never at import).
 
 Per pipeline, in this order: the command-line flag (`--coordgan DIR_OR_REPO`), the environment
-variable (`COORDGAN_MODEL`), the bundled folder under checkpoints/. A local save_pretrained folder
-loads with `from_pretrained`; a Hub repo id ("user/name") only when it is not a local path; the
-authors' released files through the pipeline's `from_official_checkpoint(path, **options)` with the
-options of its ModelSpec: GANgealing's `cat.pt`, CoCosNet's checkpoint folder (`latest_net_G.pth` +
-`latest_net_Corr.pth`) or its `latest_net_G.pth`; `official:NAME` (GANgealing, CoordGAN) through the
-package's `convert_official.load_release` (downloaded and converted once, then cached). A missing or broken checkpoint never stops the app:
-the tab says what to do and its endpoints raise gr.Error.
+variable (`COORDGAN_MODEL`), then the default: the bundled folder under checkpoints/, or, on a
+Hugging Face Space (`SPACE_ID` set) or with `--models official`, the authors' release named in
+RELEASE_DEFAULTS (CoordGAN celebA with its encoder, GANgealing celeba and cat, CoCosNet celebahq;
+COAT has no release and stays ours). A release is downloaded and converted once by its package's
+`convert_official.load_release` and cached; one that cannot arrive (offline, a moved file) falls
+back to the bundled folder, and the tab says so (`describe`). Every load is timed in the log.
+
+A local save_pretrained folder loads with `from_pretrained`; a Hub repo id ("user/name") only when
+it is not a local path; the authors' released files through the package's
+`convert_official.from_official_checkpoint(path, **options)` with the options of its ModelSpec:
+GANgealing's `cat.pt`, CoCosNet's checkpoint folder (`latest_net_G.pth` + `latest_net_Corr.pth`)
+or its `latest_net_G.pth`; `official:NAME` through `convert_official.load_release`. A missing or
+broken checkpoint never stops the app: the tab says what to do and its endpoints raise gr.Error.
+`describe(name, pipe)` is the one line at a tab's top saying which weights it runs, and
+`describe_all(pipelines)` the same for every model as JSON (the /models endpoint).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import functools
 import importlib
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +105,13 @@ SPECS = {
 }
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MODES = ("bundled", "official")
+# what a Space (or --models official) runs by default: the authors' releases (COAT has none)
+RELEASE_DEFAULTS = {"coordgan": "official:celebA", "gangealing": "official:celeba", "cocosnet": "official:celebahq"}
+# a second model of a package, loaded only in official mode: key -> (package, release)
+SECOND_RELEASES = {"gangealing_cat": ("gangealing", "official:cat")}
+BUNDLED_HOW = ("real photos need the authors' models: run the app with `--models official` (a Space does by default) or pass "
+               "`{flag} official:NAME` (`python -m {package}.convert_official --list` names them)")
 
 
 class MissingModel:
@@ -197,11 +214,55 @@ def _problem(error: Exception, limit: int = 400) -> str:
     return line if isinstance(error, ValueError) else f"{type(error).__name__}: {line}"
 
 
-def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
-    """The pipeline named by the flag value, the environment or the bundled default, on `device()`;
-    a MissingModel saying what to do when it cannot be loaded."""
+def default_mode(env: dict | None = None) -> str:
+    """"official" on a Hugging Face Space (SPACE_ID is set there), else "bundled"."""
+    env = os.environ if env is None else env
+    return "official" if env.get("SPACE_ID") else "bundled"
+
+
+def load(spec: ModelSpec, source: str | None = None, env: dict | None = None, mode: str = "bundled"):
+    """The pipeline named by the flag value, the environment or the default (the bundled folder;
+    in `mode` "official" the authors' release, falling back to the bundled folder), on `device()`;
+    a MissingModel saying what to do when it cannot be loaded. The pipeline's `weights` says where
+    its weights came from (source, a fallback note, seconds)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     env = os.environ if env is None else env
     explicit = source or env.get(spec.env) or None
+    if explicit is None and mode == "official" and spec.name in RELEASE_DEFAULTS:
+        pipe = _timed(spec.name, RELEASE_DEFAULTS[spec.name], lambda: _load_release(spec, RELEASE_DEFAULTS[spec.name]))
+        if not isinstance(pipe, MissingModel):
+            return pipe
+        bundled = _timed(spec.name, spec.default, lambda: _load_source(spec, None, env))
+        reason = pipe.message.splitlines()[0]
+        note = (f"The authors' release `{RELEASE_DEFAULTS[spec.name]}` could not be loaded ({reason}); "
+                "this tab runs the bundled model instead.")
+        print(f"{spec.name}: {note}", file=sys.stderr, flush=True)
+        if isinstance(bundled, MissingModel):
+            return MissingModel(f"{note.replace(' this tab runs the bundled model instead.', '')} {bundled.message}")
+        return _mark(bundled, note=note)
+    return _timed(spec.name, explicit or spec.default, lambda: _load_source(spec, explicit, env))
+
+
+def _timed(name: str, source: str, load_fn):
+    start = time.perf_counter()
+    pipe = load_fn()
+    seconds = time.perf_counter() - start
+    if not isinstance(pipe, MissingModel):
+        _mark(pipe, seconds=seconds)
+        print(f"{name}: {source} loaded in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return pipe
+
+
+def _mark(pipe, **info):
+    """Record where a pipeline's weights came from in `pipe.weights` (a dict: source, note, seconds)."""
+    weights = dict(getattr(pipe, "weights", None) or {})
+    weights.update(info)
+    object.__setattr__(pipe, "weights", weights)
+    return pipe
+
+
+def _load_source(spec: ModelSpec, explicit: str | None, env: dict):
     source = explicit or str(ROOT / spec.default)
     how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}" + (f" ({spec.flag} also takes {spec.official})" if spec.official else "")
     try:
@@ -223,14 +284,12 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None):
             pipe = importer(str(path), **spec.official_options)
         else:
             pipe = cls.from_pretrained(str(path) if path.exists() else explicit)
-        pipe.to(device())
-        for module in getattr(pipe, "components", {}).values():
-            if isinstance(module, torch.nn.Module):
-                module.eval()
+        _ready(pipe)
     except Exception as e:  # a broken folder, an unreachable repo: the app still starts
         advice = f"Pass {spec.flag} {spec.accepts} (or set {spec.env})." if official else f"Check it, or {how}."
         return MissingModel(f"Could not load the {spec.name} checkpoint `{source}`: {_problem(e)}\n{advice}")
-    return pipe
+    kind = "bundled" if explicit is None else "authors' files" if official else "folder or repo"
+    return _mark(pipe, source=explicit or spec.default, kind=kind, note="")
 
 
 def _importer(spec: ModelSpec):
@@ -250,24 +309,90 @@ def _ready(pipe):
 
 
 def _load_release(spec: ModelSpec, source: str):
-    """`official:NAME` through the package's convert_official.load_release (GANgealing, CoordGAN)."""
+    """`official:NAME` through the package's convert_official.load_release (CoordGAN, GANgealing, CoCosNet)."""
     try:
         releases = importlib.import_module(f"{spec.name}.convert_official")
         if not hasattr(releases, "load_release"):
             raise ImportError
-        return _ready(releases.load_release(source))
+        pipe = _ready(releases.load_release(source))
     except ImportError:
         return MissingModel(f"{spec.name} has no named releases (`{source}`); pass {spec.flag} {spec.accepts}.")
     except Exception as e:  # offline and not cached, an unknown name, a moved file: the app still starts
         return MissingModel(f"Could not load the {spec.name} release `{source}`: {_problem(e)}\n"
                             f"Run `python -m {spec.name}.convert_official --list` for the names, or pass {spec.flag} {spec.accepts}.")
+    return _mark(pipe, source=source, kind="release", note="")
 
 
-def load_all(sources: dict | None = None, env: dict | None = None, precision: str = "fp32") -> dict:
-    """name -> pipeline or MissingModel, for every pipeline of the app; `precision` as in set_precision."""
-    sources = sources or {}
-    pipelines = {name: load(spec, sources.get(name), env) for name, spec in SPECS.items()}
+def load_all(sources: dict | None = None, env: dict | None = None, precision: str = "fp32", mode: str | None = None) -> dict:
+    """name -> pipeline or MissingModel, for every pipeline of the app; `precision` as in
+    set_precision; `mode` "bundled" or "official" (default: official on a Space, see default_mode).
+    In official mode, with no GANgealing model named, "gangealing_cat" holds the authors' cat too."""
+    sources, env = sources or {}, os.environ if env is None else env
+    mode = default_mode(env) if mode is None else mode
+    pipelines = {name: load(spec, sources.get(name), env, mode) for name, spec in SPECS.items()}
+    if mode == "official":
+        for key, (package, release) in SECOND_RELEASES.items():
+            if not (sources.get(package) or env.get(SPECS[package].env)):
+                pipelines[key] = _timed(key, release, lambda p=package, r=release: _load_release(SPECS[p], r))
     return {name: pipe if isinstance(pipe, MissingModel) else set_precision(pipe, precision) for name, pipe in pipelines.items()}
+
+
+# ------------------------------------------------------------------ which weights a tab runs
+def _package(pipe) -> str:
+    return type(pipe).__module__.split(".")[0]
+
+
+def resolution(pipe) -> int | None:
+    """The image size the pipeline's networks work at (the largest `resolution` / `input_size` of its components)."""
+    sizes = []
+    for module in getattr(pipe, "components", {}).values():
+        config = getattr(module, "config", None) or {}
+        sizes += [v for k in ("resolution", "input_size") if isinstance(v := config.get(k), int)]
+        if isinstance(getattr(type(module), "resolution", None), property):  # computed, e.g. CoordGAN's generator
+            sizes += [v for v in (module.resolution,) if isinstance(v, int)]
+    return max(sizes) if sizes else None
+
+
+def weights_info(name: str, pipe) -> dict:
+    """Where a tab's weights came from, as plain data: kind (release, bundled, folder or repo,
+    authors' files, missing), source, resolution, trained_on, paper, note, seconds, and `line`
+    (describe's markdown)."""
+    if isinstance(pipe, MissingModel) or pipe is None:
+        message = pipe.message if pipe is not None else "This model is not loaded."
+        return dict(name=name, kind="missing", source=None, note=message, line=f"⚠️ **No model loaded.** {message}")
+    weights = getattr(pipe, "weights", None) or {}
+    info = dict(name=name, kind=weights.get("kind", "folder or repo"), source=weights.get("source"), resolution=resolution(pipe),
+                note=weights.get("note", ""), seconds=round(weights["seconds"], 2) if "seconds" in weights else None)
+    package = _package(pipe)
+    if info["kind"] == "release":
+        release = str(info["source"]).split(":", 1)[1]
+        module = importlib.import_module(f"{package}.releases")
+        facts = module.RELEASES[release]
+        info.update(trained_on=facts.trained_on, paper=module.PAPER, resolution=facts.resolution)
+        info["line"] = f"**Weights:** the authors' release: {module.describe(release)}."
+    elif info["kind"] == "bundled":
+        how = BUNDLED_HOW.format(flag=SPECS[package].flag if package in SPECS else "--" + package, package=package)
+        if package == "coat":  # no authors' release: ours is the only COAT here
+            how = "no authors' release of COAT exists; a bigger model trained on real photos would need `train/coat.py --config paper`"
+        info.update(trained_on="synthetic faces (synthetic/, trained here on a CPU)", paper=None)
+        info["line"] = (f"**Weights:** the bundled toy model: {info['resolution']} px, trained here on synthetic faces: "
+                        f"try a synthetic example; {how}.")
+    else:
+        info["line"] = f"**Weights:** `{info['source']}` ({info['kind']}, {info['resolution']} px)."
+    if info["note"]:
+        info["line"] = f"⚠️ {info['note']} {info['line']}"
+    return info
+
+
+def describe(name: str, pipe) -> str:
+    """One markdown line for the top of a tab: which weights it runs (the authors' release, with its
+    resolution, data and paper, or the bundled toy and how to get the real models; a fallback note)."""
+    return weights_info(name, pipe)["line"]
+
+
+def describe_all(pipelines: dict) -> dict:
+    """name -> weights_info(name, pipe) for every loaded model: the /models endpoint's answer."""
+    return {name: weights_info(name, pipe) for name, pipe in pipelines.items()}
 
 
 def require(pipeline):
