@@ -12,25 +12,45 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .correspondence import best_match
 
 
+# Copied from coordgan.matching.PointMatches
 @dataclass
 class PointMatches:
-    points: np.ndarray  # float32 (N, 2): the matches in the exemplar (pixel indices x, y)
-    confidence: np.ndarray  # float32 (N,) in [0, 1]: the softmax row's mass within one cell of the match
-    heatmaps: np.ndarray  # float32 (N, f, f): softmax_v(alpha M(u, v)) over the exemplar cells, sums to 1
+    """Where each point of image A lands in image B, and how sure the method is (every pipeline's
+    `match_points` answers with one; its docstring says what confidence and heat map mean there)."""
+
+    points: np.ndarray  # float32 (N, 2): the matches in image B (pixel indices x, y)
+    confidence: np.ndarray  # float32 (N,) in [0, 1]: 1 = sure
+    heatmaps: np.ndarray  # float32 (N, h, w): where each point could go, on a grid covering all of B; each sums to 1
 
 
-def _exemplar_size(exemplar) -> tuple[int, int]:
-    if isinstance(exemplar, (str, bytes)) or hasattr(exemplar, "__fspath__"):
-        with Image.open(exemplar) as im:
-            return im.size[1], im.size[0]
-    if isinstance(exemplar, Image.Image):
-        return exemplar.size[1], exemplar.size[0]
-    return np.asarray(exemplar).shape[:2]
+# Copied from coordgan.matching.check_points
+def check_points(points, size: tuple[int, int], what: str = "image A") -> np.ndarray:
+    """(N, 2) (x, y) pixel indices inside an image of size (H, W), else a ValueError that says the range."""
+    h, w = size
+    pts = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
+    if not np.isfinite(pts).all() or ((pts < 0) | (pts[:, :1] > w - 1) | (pts[:, 1:] > h - 1)).any():
+        raise ValueError(f"points must lie inside {what}: 0 <= x <= {w - 1}, 0 <= y <= {h - 1} (pixel indices)")
+    return pts
+
+
+# Copied from coordgan.matching.cell_centres
+def cell_centres(index: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Flat indices of cells of an (h, w) grid laid over an (H, W) image -> float32 (N, 2) pixel
+    indices (x, y) of the cells' centres."""
+    (h, w), (height, width) = grid, size
+    index = np.asarray(index)
+    return np.stack([(index % w + 0.5) * width / w - 0.5, (index // w + 0.5) * height / h - 0.5], -1).astype(np.float32)
+
+
+# Copied from coordgan.matching.near_mass
+def near_mass(heat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) heat maps -> (N,) mass in the 3 x 3 cells around each flat `index`."""
+    pooled = F.avg_pool2d(heat[:, None], 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9
+    return pooled.flatten(1).gather(1, index[:, None])[:, 0]
 
 
 @torch.inference_mode()
@@ -44,11 +64,8 @@ def match_points(pipe, input_map, exemplar, points, exemplar_map=None, alpha: fl
     one cell of the match.
     """
     x, (h, w) = pipe.encode_input_map(input_map)
-    pts = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
-    if not np.isfinite(pts).all() or ((pts < 0) | (pts[:, :1] > w - 1) | (pts[:, 1:] > h - 1)).any():
-        raise ValueError(f"points must lie inside the input map: 0 <= x <= {w - 1}, 0 <= y <= {h - 1} (pixel indices)")
-    ex_h, ex_w = _exemplar_size(exemplar)
-    y = pipe.encode_exemplar(exemplar)
+    pts = check_points(points, (h, w), "the input map")
+    y, (exemplar_size,) = pipe.preprocess([exemplar])
     y_map = pipe.encode_input_map(exemplar_map)[0] if (pipe.needs_exemplar_map and exemplar_map is not None) else None
     if pipe.needs_exemplar_map and y_map is None:
         raise ValueError("this model also needs the exemplar's own map: pass exemplar_map= (same kind as input_map)")
@@ -61,13 +78,12 @@ def match_points(pipe, input_map, exemplar, points, exemplar_map=None, alpha: fl
     match = best_match(query[:, index], key)[0] if len(index) else index  # (N,) exemplar cells
     confidence, heat = [], []
     for start in range(0, len(index), chunk):
-        p = torch.softmax(alpha * query[0, index[start : start + chunk]].float() @ key[0].float().T, -1).reshape(-1, f, f)
-        pooled = F.avg_pool2d(p[:, None], 3, stride=1, padding=1)[:, 0] * 9
-        confidence.append(pooled.flatten(1).gather(1, match[start : start + chunk, None])[:, 0])
+        logits = alpha * query[0, index[start : start + chunk]].float() @ key[0].float().T
+        p = torch.softmax(logits, -1).reshape(-1, f, f)
+        confidence.append(near_mass(p, match[start : start + chunk]))
         if heatmaps:
             heat.append(p)
-    m = match.cpu().numpy()
-    matched = np.stack([(m % f + 0.5) * ex_w / f - 0.5, (m // f + 0.5) * ex_h / f - 0.5], 1).astype(np.float32)
+    matched = cell_centres(match.cpu().numpy(), (f, f), exemplar_size)
     confidence = torch.cat(confidence).cpu().numpy().astype(np.float32) if confidence else np.zeros(0, np.float32)
     heat = torch.cat(heat).cpu().numpy() if heat else np.zeros((0, f, f), np.float32)
     return PointMatches(matched, confidence, heat)

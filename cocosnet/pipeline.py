@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from .matching import match_points
+from . import matching
+from .matching import PointMatches
 from .encodings import FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, pose_channels, resize_channels
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, CorrespondenceOutput, network_configs
 from .openpose import keypoints_and_canvas
@@ -31,22 +32,51 @@ def _open(x):
     return x
 
 
-def to_label_array(labels, num_classes: int) -> np.ndarray:
-    """An int array [H, W], a PIL index/greyscale image or a path to one -> int64 [H, W] class ids."""
-    labels = _open(labels)
+# Copied from coordgan.pipeline.to_label_array
+def to_label_array(labels, num_classes: int | None = None) -> np.ndarray:
+    """An int array [H, W], a PIL index/greyscale image (mode 1, L, P or I) or a path to one ->
+    int64 [H, W] class ids, each in 0..num_classes-1 (None: any non-negative id)."""
+    if isinstance(labels, (str, bytes)) or hasattr(labels, "__fspath__"):
+        with Image.open(labels) as im:
+            im.load()
+            labels = im.copy()
     if isinstance(labels, Image.Image):
-        if labels.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"a label map image must hold class ids (mode L, P or I, e.g. an index PNG), got mode {labels.mode}")
-        labels = np.asarray(labels)
+        if labels.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+            raise ValueError(f"a label map image must hold class ids (mode L, P or I, e.g. an index PNG), "
+                             f"got mode {labels.mode}")
+        labels = np.asarray(labels).astype(np.int64)
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"a label map must be an integer array [H, W] of class ids, got {labels.dtype} {labels.shape}")
     if labels.size == 0:
         raise ValueError("the label map is empty")
-    bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    bad = np.unique(labels[(labels < 0) | (labels >= (num_classes if num_classes is not None else np.inf))])
     if bad.size:
-        raise ValueError(f"unknown class ids {bad[:10].tolist()} in the label map: this model knows ids 0..{num_classes - 1}")
+        known = f"ids 0..{num_classes - 1}" if num_classes is not None else "non-negative ids"
+        raise ValueError(f"unknown class ids {bad[:10].tolist()} in the label map: this model knows {known}")
     return labels.astype(np.int64)
+
+
+# Copied from coordgan.pipeline.to_pil
+def to_pil(image) -> Image.Image:
+    """A PIL image, a uint8 array [H, W] or [H, W, 3|4], or a path to an image file -> RGB PIL image."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        try:
+            with Image.open(image) as im:
+                im.load()
+                image = im.copy()
+        except (OSError, ValueError):
+            raise ValueError(f"images must be PIL images, uint8 arrays or paths of image files; {image!r} is not "
+                             "an image file") from None
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        image = Image.fromarray(image[..., :3])
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"images must be PIL images, uint8 arrays or paths, got {type(image).__name__}")
+    return image.convert("RGB")
 
 
 def labels_to_input(labels: torch.Tensor, kind: str, num_classes: int) -> torch.Tensor:
@@ -172,28 +202,32 @@ class CoCosNetPipeline(DiffusionPipeline):
             channels, nearest = pose_channels(keypoints, size), (0, 1, 2)
         return torch.from_numpy(resize_channels(channels, (r, r), nearest))[None], tuple(channels.shape[1:])
 
-    def encode_exemplar(self, exemplar) -> torch.Tensor:
-        """A PIL image / uint8 array [H, W, 3] of any size -> (1, 3, R, R) in [-1, 1]."""
-        exemplar = _open(exemplar)
-        if isinstance(exemplar, np.ndarray):
-            if exemplar.ndim == 2:
-                exemplar = np.stack([exemplar] * 3, -1)
-            if exemplar.ndim != 3 or exemplar.shape[-1] not in (3, 4) or exemplar.dtype != np.uint8:
-                raise ValueError(f"an exemplar array must be uint8 [H, W, 3], got {exemplar.dtype} {exemplar.shape}")
-            exemplar = Image.fromarray(exemplar[..., :3])
-        if not isinstance(exemplar, Image.Image):
-            raise ValueError(f"the exemplar must be a PIL image, a uint8 array or a path, got {type(exemplar).__name__}")
-        if min(exemplar.size) < 8:
-            raise ValueError(f"the exemplar is too small ({exemplar.size[0]}x{exemplar.size[1]}); give at least 8x8 pixels")
+    def preprocess(self, images) -> tuple[torch.Tensor, list]:
+        """Exemplar photos (PIL images / uint8 arrays / paths) of any size -> ((B, 3, R, R) in [-1, 1],
+        [(H, W) of each original]): every pipeline's `preprocess` answers this way. Input maps have
+        their own conversion, `encode_input_map`."""
+        tensors, sizes = [], []
         r = self.resolution
-        im = exemplar.convert("RGB").resize((r, r), Image.BICUBIC)
-        t = torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-        return t.to(self.device, self.correspondence_network.dtype)
+        for exemplar in images if isinstance(images, (list, tuple)) else [images]:
+            exemplar = to_pil(exemplar)
+            if min(exemplar.size) < 8:
+                raise ValueError(f"the exemplar is too small ({exemplar.size[0]}x{exemplar.size[1]}); give at least "
+                                 "8x8 pixels")
+            sizes.append((exemplar.height, exemplar.width))
+            im = exemplar.resize((r, r), Image.BICUBIC)
+            tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
+        return torch.stack(tensors).to(self.device, self.correspondence_network.dtype), sizes
 
+    def encode_exemplar(self, exemplar) -> torch.Tensor:
+        """One exemplar -> (1, 3, R, R): `preprocess`'s tensor (kept for callers outside the package)."""
+        return self.preprocess([exemplar])[0]
+
+    # Copied from coordgan.pipeline.CoordGANPipeline.to_images
     @staticmethod
     def to_images(images: torch.Tensor, size: tuple[int, int] | None = None) -> list:
         """(B, 3, h, w) in [-1, 1] -> PIL images, resized (bicubic) to size (H, W) when given."""
-        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        arr = arr.permute(0, 2, 3, 1).cpu().numpy()
         out = [Image.fromarray(a) for a in arr]
         if size is not None and tuple(size) != arr.shape[1:3]:
             out = [im.resize((size[1], size[0]), Image.BICUBIC) for im in out]
@@ -213,7 +247,7 @@ class CoCosNetPipeline(DiffusionPipeline):
         style of `exemplar` (a photo of any size). The outputs have the input map's size (W, H).
         `exemplar_map` (the exemplar's own map, same kinds) is needed only when `needs_exemplar_map`."""
         x, size = self.encode_input_map(input_map)
-        y = self.encode_exemplar(exemplar)
+        y, _ = self.preprocess([exemplar])
         y_map = None
         if self.needs_exemplar_map:
             if exemplar_map is None:
@@ -225,16 +259,27 @@ class CoCosNetPipeline(DiffusionPipeline):
 
     __call__ = translate
 
-    @torch.inference_mode()
-    def correspondence(self, input_map, exemplar, points, exemplar_map=None) -> np.ndarray:
-        """Where the given points of the input map land in the exemplar (Figure 8).
+    def match_points(self, image_a, image_b, points, **options) -> PointMatches:
+        """Where points of the input map land in the exemplar (Figure 8), and how sure the model is.
 
-        points: (N, 2) pixel coordinates (x, y) in the input map. Returns float32 (N, 2) pixel
-        coordinates (x, y) in the exemplar at its own size: the centre of the exemplar cell of
-        highest M(u, v) (eq. 3) at the correspondence resolution (R/4). `matching.match_points` also
-        gives each point's confidence and heat map (the softmax row of eq. 4).
+        Args:
+            image_a: the input map, as `translate` takes it; image_b: the exemplar photo, any size.
+            points: (N, 2) pixel indices (x, y) of the input map (the centre of pixel (i, j) is (i, j)).
+            **options: `exemplar_map` (models with `needs_exemplar_map`), `alpha`, `heatmaps` of
+                `matching.match_points`.
+
+        Returns:
+            PointMatches: the centre of the exemplar cell of highest M(u, v) (eq. 3) at the
+            correspondence resolution (R/4), in the exemplar's pixels; the heat map is the point's
+            softmax row of eq. (4), the confidence its mass within one cell of the match.
         """
-        return match_points(self, input_map, exemplar, points, exemplar_map, heatmaps=False).points
+        return matching.match_points(self, image_a, image_b, points, **options)
+
+    def dense_flow(self, image_a, image_b, **options) -> np.ndarray:
+        """For every cell of the input map at the correspondence resolution (f x f), its best match
+        in the exemplar: float32 (f, f, 2) pixel indices (x, y) of the exemplar (`matching.dense_flow`;
+        option `exemplar_map`)."""
+        return matching.dense_flow(self, image_a, image_b, **options)
 
 
 def build_pipeline(config: str | dict = "tiny", **overrides) -> CoCosNetPipeline:

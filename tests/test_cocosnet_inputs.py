@@ -251,7 +251,7 @@ def test_pipeline_builds_the_channels_for_face_edge_and_pose_models(tmp_path):
         pose.translate(openpose(keypoints, canvas_height=128), exemplar)
     with pytest.raises(ValueError, match=r"float array \[20, H, W\]"):
         pose.translate(np.zeros((3, 64, 64), np.float32), exemplar)
-    (px, py), = pose.correspondence(keypoints, exemplar, [(30, 18)])
+    (px, py), = pose.match_points(keypoints, exemplar, [(30, 18)], heatmaps=False).points
     assert 0 <= px < 40 and 0 <= py < 50
 
 
@@ -304,7 +304,8 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
     assert np.array_equal(preview, render_pose(json.loads(et.EXAMPLE_POSES[2]), (256, 256))[0]) and preview[38, 112].sum() == 0  # r_ear absent
     assert et.pose_preview(pipe, "{broken") is None
     view, text = et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 128, 72)  # a point of the pose canvas
-    (px, py), = pipe.correspondence(json.loads(et.EXAMPLE_POSES[0]), Image.open(photo).convert("RGB"), [(128, 72)])
+    pose_dict = json.loads(et.EXAMPLE_POSES[0])
+    (px, py), = pipe.match_points(pose_dict, Image.open(photo).convert("RGB"), [(128, 72)], heatmaps=False).points
     assert view.shape[0] == 256 and f"(128, 72) in A -> ({px:.1f}, {py:.1f}) in B" in text
     with pytest.raises(gr.Error, match="outside the 256x256 input"):
         et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 300, 10)
@@ -335,3 +336,63 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
             client.predict(json.dumps({"people": [{"pose_keypoints_2d": [0] * 54}]}), handle_file(photo), api_name="/translate")
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------ cocosnet.inputs: what the app asks for, read
+def test_input_kinds_classes_and_names_follow_the_checkpoint():
+    import synthetic
+    from cocosnet import inputs, tiny_random_pipeline
+
+    mask, edge = tiny_random_pipeline(), tiny_random_pipeline(input_kind="edge")
+    face, pose = small_pipeline(encodings.FACE_EDGE_CHANNELS), small_pipeline(encodings.POSE_CHANNELS)
+    raw = small_pipeline(7)
+    kinds = [inputs.input_kind(p) for p in (None, mask, edge, face, pose, raw)]
+    assert kinds == ["mask", "mask", "edge", "face", "pose", "channels"]
+    assert [inputs.num_classes(p) for p in (None, mask, face)] == [12, 12, 19]
+    assert inputs.class_names(face) == FACE_PARTS
+    assert inputs.class_names(None) == synthetic.category("faces").class_names
+    assert inputs.class_names(tiny_random_pipeline(num_classes=5)) == tuple(f"class {i}" for i in range(5))
+    # each synthetic face part is the CelebAMask-HQ part of the same name
+    assert inputs.SYNTHETIC_FACE_PARTS == synthetic.category("faces").class_names
+    assert [FACE_PARTS[i] for i in inputs.FACE_TO_CELEBA[[1, 4, 9, 11]]] == ["skin", "l_ear", "r_eye", "mouth"]
+    assert [inputs.pose_preview(p, inputs.EXAMPLE_POSES[0]) is None for p in (mask, pose)] == [True, False]
+    assert inputs.pose_preview(pose, inputs.EXAMPLE_POSES[1]).shape == (256, 256, 3)
+
+
+def test_input_maps_load_by_kind_and_refuse_with_the_fix(tmp_path):
+    from cocosnet import inputs, tiny_random_pipeline
+
+    mask = tiny_random_pipeline()
+    ids = np.zeros((20, 24), np.int64)
+    ids[5:15, 6:18] = 3
+    Image.fromarray(ids.astype(np.uint8), "L").save(tmp_path / "ids.png")
+    assert np.array_equal(inputs.load_input_map(mask, str(tmp_path / "ids.png")), ids)
+    palette = np.arange(12 * 3, dtype=np.uint8).reshape(12, 3) * 7
+    coloured = np.concatenate([palette[ids], np.full((20, 24, 1), 255, np.uint8)], -1)
+    coloured[0, 0, 3] = 0  # transparent: background
+    assert np.array_equal(inputs.load_input_map(mask, Image.fromarray(coloured), palette=palette), ids)
+    coloured[1, 1, :3] = (1, 2, 3)
+    with pytest.raises(ValueError, match="1 pixels in colours that are not class colours"):
+        inputs.load_input_map(mask, coloured, palette=palette)
+    with pytest.raises(ValueError, match="give an index PNG"):
+        inputs.load_input_map(mask, coloured)
+    with pytest.raises(ValueError, match=r"unknown class ids \[12\]"):
+        inputs.load_input_map(mask, ids + 9)
+    with pytest.raises(ValueError, match="not an image file"):
+        inputs.load_input_map(mask, str(tmp_path / "missing.png"))
+    edge = inputs.load_input_map(tiny_random_pipeline(input_kind="edge"), np.zeros((16, 20, 4), np.uint8))
+    assert edge.mode == "L" and np.asarray(edge).min() == 255  # transparent over white
+    pose = small_pipeline(encodings.POSE_CHANNELS)
+    loaded = inputs.load_input_map(pose, inputs.EXAMPLE_POSES[2])
+    assert loaded["canvas_height"] == 256 and np.isnan(parse_keypoints(loaded)[16]).all()  # the hidden right ear
+    with pytest.raises(ValueError, match="the input pose is not valid JSON"):
+        inputs.load_input_map(pose, "{people")
+    with pytest.raises(ValueError, match="none of the 18 keypoints"):
+        inputs.load_pose(pose, json.dumps(openpose(np.full((18, 2), np.nan))))
+    with pytest.raises(ValueError, match="raw input channels that cannot be built"):
+        inputs.load_input_map(small_pipeline(7), ids)
+    face = small_pipeline(encodings.FACE_EDGE_CHANNELS)
+    assert inputs.load_exemplar_map(mask, None) is None
+    with pytest.raises(ValueError, match="also needs the exemplar's own map"):
+        inputs.load_exemplar_map(face, None)
+    assert inputs.load_exemplar_map(face, face_labels()).shape == (64, 64)

@@ -66,14 +66,14 @@ def test_bad_inputs_are_clear_errors(pipe):
     with pytest.raises(ValueError, match=r"uint8 \[H, W, 3\]"):
         pipe.translate(face_mask(), np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="points must lie inside the input map"):
-        pipe.correspondence(face_mask(), exemplar, [(40, 3)])
+        pipe.match_points(face_mask(), exemplar, [(40, 3)], heatmaps=False).points
 
 
 def test_correspondence_points_follow_eq3_argmax(pipe):
     mask, rng = face_mask(), np.random.default_rng(1)
     exemplar = rng.integers(0, 255, (100, 80, 3), np.uint8)
     points = [(0, 0), (20, 24), (39, 47)]
-    matched = pipe.correspondence(mask, exemplar, points)
+    matched = pipe.match_points(mask, exemplar, points, heatmaps=False).points
     assert matched.shape == (3, 2) and matched.dtype == np.float32
     assert (matched[:, 0] >= 0).all() and (matched[:, 0] <= 79).all() and (matched[:, 1] <= 99).all()
     # the dense formula: argmax over the full (HW x HW) cosine matrix at the same cells

@@ -123,6 +123,6 @@ def test_exemplar_cache_reuses_only_the_same_exemplar_and_weights():
 def test_correspondence_points_use_the_same_vectors_as_the_warp():
     pipe = tiny_random_pipeline(seed=4)
     mask, photo = _images(2)
-    a = pipe.correspondence(mask, photo, [(10, 12), (40, 30)])
-    b = pipe.correspondence(mask, photo, [(10, 12), (40, 30)])  # second call: cached exemplar side
+    a = pipe.match_points(mask, photo, [(10, 12), (40, 30)], heatmaps=False).points
+    b = pipe.match_points(mask, photo, [(10, 12), (40, 30)], heatmaps=False).points  # second call: cached exemplar side
     assert np.array_equal(a, b)
