@@ -112,7 +112,7 @@ class Aligned:
             ramp = np.clip(ramp, 0, 1)
             ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
             mask = Image.fromarray((np.minimum(ramp[:, None], ramp[None, :]) * 255).round().astype(np.uint8))
-            alpha = np.asarray(warp.resample(mask, region_to_crop, region_size), np.float32)[..., None] / 255
+            alpha = np.asarray(warp.resample(mask, region_to_crop, region_size, fast=True), np.float32)[..., None] / 255
             pasted = np.asarray(warp.resample(crop, region_to_crop, region_size), np.float32)
             region = base[y0:y1, x0:x1]
             base[y0:y1, x0:x1] = region + (pasted - region) * alpha
