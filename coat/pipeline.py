@@ -11,7 +11,8 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from .correspondence import ScaleMatches, align_features, confident_matches
-from .matching import PointMatches, match_points
+from . import matching
+from .matching import PointMatches, cell_centres
 from .model import COATDecoder, COATEncoder, COATModulationEncoder, network_configs
 
 
@@ -65,20 +66,26 @@ class TransferOutput:
     n: int  # content layers used
 
 
-def _open(x):
-    if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"):
-        with Image.open(x) as im:
-            im.load()
-            return im.copy()
-    return x
-
-
-def _cell_centres(index: np.ndarray, size: tuple, image_size: tuple) -> np.ndarray:
-    """Flat cell indices of an (h, w) map -> (N, 2) points (x, y) at the cells' centres in an image of
-    (H, W), as pixel indices (the centre of pixel (i, j) is (i, j), as in `matching`)."""
-    h, w = size
-    H, W = image_size
-    return np.stack([(index % w + 0.5) * W / w - 0.5, (index // w + 0.5) * H / h - 0.5], 1).astype(np.float32)
+# Copied from coordgan.pipeline.to_pil
+def to_pil(image) -> Image.Image:
+    """A PIL image, a uint8 array [H, W] or [H, W, 3|4], or a path to an image file -> RGB PIL image."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        try:
+            with Image.open(image) as im:
+                im.load()
+                image = im.copy()
+        except (OSError, ValueError):
+            raise ValueError(f"images must be PIL images, uint8 arrays or paths of image files; {image!r} is not "
+                             "an image file") from None
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        image = Image.fromarray(image[..., :3])
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"images must be PIL images, uint8 arrays or paths, got {type(image).__name__}")
+    return image.convert("RGB")
 
 
 class COATPipeline(DiffusionPipeline):
@@ -114,30 +121,27 @@ class COATPipeline(DiffusionPipeline):
         return int(n) if n is not None else max(1, self.num_layers // 3)
 
     # ------------------------------------------------------------- conversions
-    def preprocess(self, image) -> tuple[torch.Tensor, tuple[int, int]]:
-        """A PIL image / uint8 array [H, W, 3] / path -> ((1, 3, R, R) in [-1, 1], (H, W))."""
-        image = _open(image)
-        if isinstance(image, np.ndarray):
-            if image.ndim == 2:
-                image = np.stack([image] * 3, -1)
-            if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
-                raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-            image = Image.fromarray(image[..., :3])
-        if not isinstance(image, Image.Image):
-            raise ValueError(f"expected a PIL image, a uint8 array or a path, got {type(image).__name__}")
-        if min(image.size) < 8:
-            raise ValueError(f"the image is too small ({image.size[0]}x{image.size[1]}); give at least 8x8 pixels")
-        size = (image.size[1], image.size[0])
+    def preprocess(self, images) -> tuple[torch.Tensor, list]:
+        """PIL images / uint8 arrays [H, W, 3] / paths of any size -> ((B, 3, R, R) in [-1, 1],
+        [(H, W) of each original]): every pipeline's `preprocess` answers this way."""
+        tensors, sizes = [], []
         r = self.resolution
-        if image.size != (r, r):
-            image = image.convert("RGB").resize((r, r), Image.BICUBIC)
-        t = torch.from_numpy(np.array(image.convert("RGB"), np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-        return t.to(self.device, self.encoder.dtype), size
+        for image in images if isinstance(images, (list, tuple)) else [images]:
+            image = to_pil(image)
+            if min(image.size) < 8:
+                raise ValueError(f"the image is too small ({image.size[0]}x{image.size[1]}); give at least 8x8 pixels")
+            sizes.append((image.height, image.width))
+            if image.size != (r, r):
+                image = image.resize((r, r), Image.BICUBIC)
+            tensors.append(torch.from_numpy(np.array(image, np.float32)).permute(2, 0, 1) / 127.5 - 1)
+        return torch.stack(tensors).to(self.device, self.encoder.dtype), sizes
 
+    # Copied from coordgan.pipeline.CoordGANPipeline.to_images
     @staticmethod
     def to_images(images: torch.Tensor, size: tuple[int, int] | None = None) -> list:
         """(B, 3, h, w) in [-1, 1] -> PIL images, resized (bicubic) to size (H, W) when given."""
-        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        arr = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        arr = arr.permute(0, 2, 3, 1).cpu().numpy()
         out = [Image.fromarray(a) for a in arr]
         if size is not None and tuple(size) != arr.shape[1:3]:
             out = [im.resize((size[1], size[0]), Image.BICUBIC) for im in out]
@@ -178,19 +182,32 @@ class COATPipeline(DiffusionPipeline):
             >>> out.image.size, out.n, len(out.matches)
             ((80, 48), 3, 3)
         """
-        x, size = self.preprocess(content)
-        y, style_size = self.preprocess(style)
+        x, (size,) = self.preprocess([content])
+        y, (style_size,) = self.preprocess([style])
         out = self.run(x, y, n)
         scales = [ScaleCorrespondences(*matches_to_points(m, 0, size, style_size), m.size) for m in out.matches]
         return TransferOutput(self.to_images(out.image, size)[0], scales, self.check_n(n))
 
     __call__ = transfer
 
-    def match_points(self, image_a, image_b, points, scale: int = 0) -> PointMatches:
-        """Where points (x, y) of image A land in image B, and how sure the model is: the cell of B
-        with the highest S (eq. 1) at feature scale `scale` (0 = finest), confidence Q (eq. 2), and
-        a heat map over B's cells (`matching.match_points`; points are pixel indices)."""
-        return match_points(self, image_a, image_b, points, scale)
+    def match_points(self, image_a, image_b, points, **options) -> PointMatches:
+        """Where points (x, y) of image A land in image B, and how sure the model is.
+
+        Args:
+            image_a, image_b: PIL images, uint8 arrays [H, W, 3] or paths, any size.
+            points: (N, 2) pixel indices (x, y) of A (the centre of pixel (i, j) is (i, j)).
+            **options: `scale` (feature scale, 0 = finest), `heatmaps` of `matching.match_points`.
+
+        Returns:
+            PointMatches: the centre of B's cell with the highest S (eq. 1), confidence Q (eq. 2),
+            and a heat map over B's cells.
+        """
+        return matching.match_points(self, image_a, image_b, points, **options)
+
+    def dense_flow(self, image_a, image_b, **options) -> np.ndarray:
+        """For every cell of image A's feature map at `scale` (h x w), its best match in image B
+        (eq. 1): float32 (h, w, 2) pixel indices (x, y) of B (`matching.dense_flow`)."""
+        return matching.dense_flow(self, image_a, image_b, **options)
 
 
 def build_pipeline(config: str | dict = "tiny", content_layers: int | None = None) -> COATPipeline:
@@ -214,5 +231,5 @@ def tiny_random_pipeline(seed: int = 0) -> COATPipeline:
 def matches_to_points(m: ScaleMatches, b: int, size_a: tuple, size_b: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The confident set p of batch element b as point arrays in images of sizes (H, W)."""
     i, j = (t.cpu().numpy() for t in m.pairs(b))
-    return _cell_centres(i, m.size, size_a), _cell_centres(j, m.size, size_b)
+    return cell_centres(i, m.size, size_a), cell_centres(j, m.size, size_b)
 
