@@ -95,3 +95,30 @@ def test_dense_flows_agree_with_the_point_matches():
     gangealing = _pipe("gangealing")
     flow = gangealing_matching.dense_flow(gangealing, a, b)
     assert flow.shape == (64, 64, 2) and np.isfinite(flow).mean() > 0.3
+
+
+FLOW = {
+    "coordgan": coordgan_matching.dense_flow,
+    "gangealing": gangealing_matching.dense_flow,
+    "cocosnet": cocosnet_matching.dense_flow,
+    "coat": coat_matching.dense_flow,
+}
+
+
+def test_every_pipeline_answers_the_same_way(method):
+    """#28: match_points / dense_flow are methods of every pipeline (the matching modules' functions),
+    `run` is the tensor pass and `preprocess` gives (tensor (B, 3, R, R), [(H, W), ...])."""
+    name, pipe = method
+    batch = synthetic.sample("faces", 2, 64, seed=9)
+    a, b = batch[0], batch[1]
+    source = a.labels[0] if name == "cocosnet" else a.image[0]
+    points = np.array([[20.0, 30.0], [41.0, 12.0]])
+    by_method = pipe.match_points(source, b.image[0], points)
+    by_function = MATCH[name](pipe, a, b, points)
+    for field in ("points", "confidence", "heatmaps"):
+        np.testing.assert_array_equal(getattr(by_method, field), getattr(by_function, field))
+    np.testing.assert_array_equal(pipe.dense_flow(source, b.image[0]), FLOW[name](pipe, source, b.image[0]))
+    assert callable(pipe.run)
+    x, sizes = pipe.preprocess([batch.image[0], batch.image[1][:40]])
+    assert x.ndim == 4 and x.shape[:2] == (2, 3) and sizes == [(64, 64), (40, 64)]
+    assert x.min() >= -1 and x.max() <= 1
