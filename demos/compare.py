@@ -21,7 +21,7 @@ import synthetic
 
 from . import events, examples, inputs, matching, models
 
-METHODS = ("coordgan", "gangealing", "cocosnet", "coat")
+METHODS = matching.METHODS
 PCK_ALPHAS = (0.05, 0.1)  # PCK@alpha: a match is correct within alpha * the long side of image B
 MAX_GRID = 8
 

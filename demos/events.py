@@ -27,6 +27,8 @@ def handler(fn):
     def checked(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error:  # a ValueError too, already worded for the app
+            raise
         except ValueError as e:
             raise gr.Error(f"{str(e).rstrip('.')}.") from None
 

@@ -26,7 +26,7 @@ from cocosnet import openpose
 from cocosnet.encodings import FACE_PARTS as CELEBA_PARTS  # CelebAMask-HQ part ids (the authors' face models)
 from cocosnet.encodings import render_pose
 
-from . import events, examples, inputs, matching, models
+from . import display, events, examples, inputs, matching, models
 
 FACE_CLASSES = synthetic.category("faces").class_names
 # our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
@@ -248,34 +248,42 @@ def create_demo(pipe) -> None:
     models.missing_notice(pipe)
     kind, n = input_kind(pipe), num_classes(pipe)
     needs_map = bool(pipe) and pipe.needs_exemplar_map
-    gr.Markdown("CoCosNet finds a dense correspondence between the input map and the exemplar photo, warps "
-                "the exemplar onto the map's layout, and renders the result. " + describe(pipe))
+    gr.Markdown("CoCosNet matches the input map to the exemplar photo (eq. 4), warps the exemplar onto the map's "
+                "layout and renders the result. **Click the input**: where the point lands in the exemplar. "
+                "What the input is, and a painter: below.")
     rows, label = example_rows(pipe)
     first = rows[0] + [None] * (3 - len(rows[0]))
-    with gr.Row():
+    with gr.Row(equal_height=False):
         if kind == "pose":
-            input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8, max_lines=16, elem_id="et-input")
+            input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8,
+                                max_lines=16, elem_id="et-input")
         else:
-            label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
-            input_map = inputs.ImageInput(value=first[0], label=label, elem_classes=None, elem_id="et-input")  # not stretched: clicks map to pixels
+            input_label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
+            input_map = inputs.ImageInput(value=first[0], label=f"{input_label} (click it)", elem_classes=None,
+                                          elem_id="et-input")  # not stretched: clicks map to pixels
         exemplar = inputs.ImageInput(value=first[1], label="Exemplar photo", elem_id="et-exemplar")
-        exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own label map (required by this model)" if needs_map else "Exemplar's own map",
+        exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own map (required by this model)",
                                          visible=needs_map, elem_id="et-exemplar-map")
+        result = gr.Image(label="Result", format="png", height=display.MIN_SIDE, elem_classes="pixelated", elem_id="et-result")
+    button = gr.Button("Translate", variant="primary")
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            marked, marked_text = matching.click_panel("The point | where it lands in the exemplar (heat: the softmax "
+                                                       "row of eq. 4)", "et-marked")
+        warped = gr.Image(label="Warped exemplar", format="png", height=display.MIN_SIDE, elem_classes="pixelated",
+                          elem_id="et-warped")
     if kind == "pose":
         with gr.Row():
-            pose_file = gr.File(label="Or upload an OpenPose .json file", file_types=[".json"], type="filepath", elem_id="et-pose-file")
-            preview = gr.Image(pose_preview(pipe, EXAMPLE_POSES[0]), label="The pose the model reads (click a point)", format="png",
-                               height=256, interactive=False, elem_id="et-pose-preview")
-    with gr.Accordion("Paint the label map", open=False, visible=kind in ("mask", "face")):
+            pose_file = gr.File(label="Or upload an OpenPose .json file", file_types=[".json"], type="filepath",
+                                elem_id="et-pose-file")
+            preview = gr.Image(pose_preview(pipe, EXAMPLE_POSES[0]), label="The pose the model reads (click a point)",
+                               format="png", height=display.MIN_SIDE, interactive=False, elem_id="et-pose-preview")
+    with gr.Accordion("The input this model reads" + (", and a painter" if kind in ("mask", "face") else ""), open=False):
+        gr.Markdown(describe(pipe))
         blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}
-        painter = inputs.LabelPainter(n, 6, value=blank, elem_id="et-painter")
-    button = gr.Button("Translate", variant="primary")
-    with gr.Row():
-        result = gr.Image(label="Result", format="png", height=256, elem_classes="pixelated", elem_id="et-result")
-        warped = gr.Image(label="Warped exemplar", format="png", height=256, elem_classes="pixelated", elem_id="et-warped")
-    files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)", file_count="multiple", elem_id="et-files")
-    marked, marked_text = matching.click_panel("Click the input map: the point | where it lands in the exemplar (heat: the softmax row of eq. 4)",
-                                               "et-marked")
+        painter = inputs.LabelPainter(n, 6, value=blank, visible=kind in ("mask", "face"), elem_id="et-painter")
+    files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)", file_count="multiple",
+                    elem_id="et-files")
     gr.Examples(rows, [input_map, exemplar, exemplar_map][: len(rows[0])], label=label)
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)

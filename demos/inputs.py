@@ -252,16 +252,6 @@ def display_size(image: Image.Image, labels: np.ndarray | None = None):
 
 
 # ------------------------------------------------------------------ videos and numbers
-def load_video_frames(source, what: str = "video") -> tuple[list[Image.Image], float]:
-    """A short video -> (all its RGB frames, seconds per frame), for examples and tests; the app
-    streams frames instead (demos/video.py, which applies the same limits)."""
-    from .video import VideoReader  # video.py builds on this module
-
-    reader = VideoReader(source, what)
-    frames = list(reader)
-    return frames, sum(reader.frame_seconds) / len(frames)
-
-
 def seed(value, name: str) -> int:
     if value is None or not float(value).is_integer() or not 0 <= float(value) <= MAX_SEED:
         raise gr.Error(f"The {name} must be a whole number between 0 and {MAX_SEED}.")

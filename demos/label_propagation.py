@@ -12,7 +12,7 @@ import numpy as np
 
 import synthetic
 from coordgan import matching as coordgan_matching
-from coordgan.correspondence import RULES
+from coordgan.correspondence import OUR_RULE, RULE_DESCRIPTIONS, RULES
 
 from . import display, events, examples, inputs, matching, models
 
@@ -23,7 +23,7 @@ MAX_QUERIES = 16
 IMAGES = ("reference image", "query image")  # the two inputs, as error messages name them
 
 
-def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, rule="ours", progress=None):
+def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE, progress=None):
     """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay,
     [each query's labels as an index PNG at its own size, the first query's dense flow as .npy:
     for each of its pixels, the reference pixel it matches])."""
@@ -83,9 +83,7 @@ def create_demo(pipe) -> None:
         overlay = gr.Image(label="Query with propagated labels", format="png", height=display.MIN_SIDE,
                            elem_classes="pixelated", elem_id="lp-overlay")
     with gr.Row():
-        rule = gr.Radio(list(RULES), value=RULES[0], label="Propagation rule", scale=3,
-                        info="ours: the nearest canonical coordinate (eq. 1) at the image size; authors: their "
-                             "evaluation's softmax over the L2 distance / 0.01 at the map size")
+        rule = gr.Radio([(RULE_DESCRIPTIONS[r], r) for r in RULES], value=OUR_RULE, label="Propagation rule", scale=3)
         propagate_button = gr.Button("Propagate labels", variant="primary", scale=1)
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -123,7 +121,7 @@ def create_demo(pipe) -> None:
                   api_visibility="private", queue=False)
 
     @events.handler
-    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, rule="ours",
+    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE,
                      progress=gr.Progress()):
         return propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries, rule, progress)
 

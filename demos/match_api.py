@@ -15,8 +15,8 @@ from . import events, exemplar_translation, inputs, matching, models
 
 
 def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map=None) -> dict:
-    if method not in pipelines:
-        raise gr.Error(f"Unknown method {method!r}: choose one of {', '.join(pipelines)}.")
+    if method not in matching.METHODS:
+        raise gr.Error(f"Unknown method {method!r}: choose one of {', '.join(matching.METHODS)}.")
     pipe = models.require(pipelines.get(method))
     pts = matching.parse_points(points)
     b = inputs.load_rgb(image_b, "image B (the exemplar photo)" if method == "cocosnet" else "image B")
@@ -35,7 +35,7 @@ def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map
 def create(pipelines: dict) -> None:
     """The endpoint's components, hidden: the API is for scripts (each tab has its own clicks)."""
     with gr.Group(visible=False):
-        method = gr.Textbox("coat", label=f"method: {', '.join(pipelines)}")
+        method = gr.Textbox("coat", label=f"method: {', '.join(matching.METHODS)}")
         image_a = inputs.ImageInput(label="image A")
         image_b = inputs.ImageInput(label="image B")
         points = gr.Textbox(label="points (JSON [[x, y], ...], pixel indices of image A)")

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from . import inputs, models
 
+METHODS = ("coordgan", "gangealing", "cocosnet", "coat")  # the app's pipelines, each with match_points
 MAX_POINTS = 1024  # points per /match_points call
 PANEL = 256  # each image's height in the match view
 GAP = 8
@@ -56,6 +57,8 @@ def run(pipe, a, b, points, **options):
     pipe = models.require(pipe)
     try:
         return pipe.match_points(a, b, points, **options)
+    except gr.Error:
+        raise
     except ValueError as e:
         raise gr.Error(f"{str(e).rstrip('.')}.") from None
 

@@ -54,7 +54,11 @@ class ModelSpec:
     @property
     def accepts(self) -> str:
         """What the flag takes, for messages."""
-        return f"a save_pretrained folder, a Hub repo id or {self.official}" if self.official else "a save_pretrained folder or a Hub repo id"
+        return (
+            f"a save_pretrained folder, a Hub repo id or {self.official}"
+            if self.official
+            else "a save_pretrained folder or a Hub repo id"
+        )
 
 
 SPECS = {
@@ -110,8 +114,10 @@ MODES = ("bundled", "official")
 RELEASE_DEFAULTS = {"coordgan": "official:celebA", "gangealing": "official:celeba", "cocosnet": "official:celebahq"}
 # a second model of a package, loaded only in official mode: key -> (package, release)
 SECOND_RELEASES = {"gangealing_cat": ("gangealing", "official:cat")}
-BUNDLED_HOW = ("real photos need the authors' models: run the app with `--models official` (a Space does by default) or pass "
-               "`{flag} official:NAME` (`python -m {package}.convert_official --list` names them)")
+BUNDLED_HOW = (
+    "real photos need the authors' models: run the app with `--models official` (a Space does by default) or pass "
+    "`{flag} official:NAME` (`python -m {package}.convert_official --list` names them)"
+)
 
 
 class MissingModel:
@@ -215,7 +221,7 @@ def _problem(error: Exception, limit: int = 400) -> str:
 
 
 def default_mode(env: dict | None = None) -> str:
-    """"official" on a Hugging Face Space (SPACE_ID is set there), else "bundled"."""
+    """ "official" on a Hugging Face Space (SPACE_ID is set there), else "bundled"."""
     env = os.environ if env is None else env
     return "official" if env.get("SPACE_ID") else "bundled"
 
@@ -235,8 +241,10 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None, mo
             return pipe
         bundled = _timed(spec.name, spec.default, lambda: _load_source(spec, None, env))
         reason = pipe.message.splitlines()[0]
-        note = (f"The authors' release `{RELEASE_DEFAULTS[spec.name]}` could not be loaded ({reason}); "
-                "this tab runs the bundled model instead.")
+        note = (
+            f"The authors' release `{RELEASE_DEFAULTS[spec.name]}` could not be loaded ({reason}); "
+            "this tab runs the bundled model instead."
+        )
         print(f"{spec.name}: {note}", file=sys.stderr, flush=True)
         if isinstance(bundled, MissingModel):
             return MissingModel(f"{note.replace(' this tab runs the bundled model instead.', '')} {bundled.message}")
@@ -264,18 +272,26 @@ def _mark(pipe, **info):
 
 def _load_source(spec: ModelSpec, explicit: str | None, env: dict):
     source = explicit or str(ROOT / spec.default)
-    how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}" + (f" ({spec.flag} also takes {spec.official})" if spec.official else "")
+    how = f"pass {spec.flag} DIR_OR_HUB_REPO or set {spec.env}" + (
+        f" ({spec.flag} also takes {spec.official})" if spec.official else ""
+    )
     try:
         cls = getattr(importlib.import_module(spec.name), spec.pipeline_class)
     except (ImportError, AttributeError) as e:
-        return MissingModel(f"The `{spec.name}` package is not available in this install ({e}); this tab is not available yet.")
+        return MissingModel(
+            f"The `{spec.name}` package is not available in this install ({e}); this tab is not available yet."
+        )
     if source.startswith("official:"):  # a named release of the authors: downloaded and converted once, then cached
         return _load_release(spec, source)
     path = Path(source).expanduser()
     if not path.exists() and not (explicit and REPO_ID.match(explicit)):
         return MissingModel(f"No {spec.name} checkpoint at `{source}`. Train one: `{spec.train}`; or {how}.")
     importer = _importer(spec) if spec.official_files else None
-    authors_folder = bool(spec.official_folder_file) and (path / spec.official_folder_file).is_file() and not (path / "model_index.json").is_file()
+    authors_folder = (
+        bool(spec.official_folder_file)
+        and (path / spec.official_folder_file).is_file()
+        and not (path / "model_index.json").is_file()
+    )
     official = path.is_file() or authors_folder
     if official and importer is None:
         return MissingModel(f"`{source}` is a file, but {spec.name} loads {spec.accepts}; {how}.")
@@ -318,12 +334,16 @@ def _load_release(spec: ModelSpec, source: str):
     except ImportError:
         return MissingModel(f"{spec.name} has no named releases (`{source}`); pass {spec.flag} {spec.accepts}.")
     except Exception as e:  # offline and not cached, an unknown name, a moved file: the app still starts
-        return MissingModel(f"Could not load the {spec.name} release `{source}`: {_problem(e)}\n"
-                            f"Run `python -m {spec.name}.convert_official --list` for the names, or pass {spec.flag} {spec.accepts}.")
+        return MissingModel(
+            f"Could not load the {spec.name} release `{source}`: {_problem(e)}\n"
+            f"Run `python -m {spec.name}.convert_official --list` for the names, or pass {spec.flag} {spec.accepts}."
+        )
     return _mark(pipe, source=source, kind="release", note="")
 
 
-def load_all(sources: dict | None = None, env: dict | None = None, precision: str = "fp32", mode: str | None = None) -> dict:
+def load_all(
+    sources: dict | None = None, env: dict | None = None, precision: str = "fp32", mode: str | None = None
+) -> dict:
     """name -> pipeline or MissingModel, for every pipeline of the app; `precision` as in
     set_precision; `mode` "bundled" or "official" (default: official on a Space, see default_mode).
     In official mode, with no GANgealing model named, "gangealing_cat" holds the authors' cat too."""
@@ -334,7 +354,10 @@ def load_all(sources: dict | None = None, env: dict | None = None, precision: st
         for key, (package, release) in SECOND_RELEASES.items():
             if not (sources.get(package) or env.get(SPECS[package].env)):
                 pipelines[key] = _timed(key, release, lambda p=package, r=release: _load_release(SPECS[p], r))
-    return {name: pipe if isinstance(pipe, MissingModel) else set_precision(pipe, precision) for name, pipe in pipelines.items()}
+    return {
+        name: pipe if isinstance(pipe, MissingModel) else set_precision(pipe, precision)
+        for name, pipe in pipelines.items()
+    }
 
 
 # ------------------------------------------------------------------ which weights a tab runs
@@ -361,8 +384,14 @@ def weights_info(name: str, pipe) -> dict:
         message = pipe.message if pipe is not None else "This model is not loaded."
         return dict(name=name, kind="missing", source=None, note=message, line=f"⚠️ **No model loaded.** {message}")
     weights = getattr(pipe, "weights", None) or {}
-    info = dict(name=name, kind=weights.get("kind", "folder or repo"), source=weights.get("source"), resolution=resolution(pipe),
-                note=weights.get("note", ""), seconds=round(weights["seconds"], 2) if "seconds" in weights else None)
+    info = dict(
+        name=name,
+        kind=weights.get("kind", "folder or repo"),
+        source=weights.get("source"),
+        resolution=resolution(pipe),
+        note=weights.get("note", ""),
+        seconds=round(weights["seconds"], 2) if "seconds" in weights else None,
+    )
     package = _package(pipe)
     if info["kind"] == "release":
         release = str(info["source"]).split(":", 1)[1]
@@ -375,8 +404,10 @@ def weights_info(name: str, pipe) -> dict:
         if package == "coat":  # no authors' release: ours is the only COAT here
             how = "no authors' release of COAT exists; a bigger model trained on real photos would need `train/coat.py --config paper`"
         info.update(trained_on="synthetic faces (synthetic/, trained here on a CPU)", paper=None)
-        info["line"] = (f"**Weights:** the bundled toy model: {info['resolution']} px, trained here on synthetic faces: "
-                        f"try a synthetic example; {how}.")
+        info["line"] = (
+            f"**Weights:** the bundled toy model: {info['resolution']} px, trained here on synthetic faces: "
+            f"try a synthetic example; {how}."
+        )
     else:
         info["line"] = f"**Weights:** `{info['source']}` ({info['kind']}, {info['resolution']} px)."
     if info["note"]:

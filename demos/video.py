@@ -211,3 +211,11 @@ def write_like(reader: VideoReader, frames: Iterable[Image.Image], path: str | N
     if reader.animated_image:
         return write_gif(frames, path, reader.frame_seconds)
     return write_mp4(frames, path, reader.fps, reader.path if reader.has_audio else None)
+
+
+def load_video_frames(source, what: str = "video") -> tuple[list[Image.Image], float]:
+    """A short video -> (all its RGB frames, seconds per frame), for examples and tests; the app
+    streams frames instead (demos/video.py, which applies the same limits)."""
+    reader = VideoReader(source, what)
+    frames = list(reader)
+    return frames, sum(reader.frame_seconds) / len(frames)

@@ -21,10 +21,11 @@ def test_parse_args_honours_flags_and_environment(monkeypatch):
     assert (args.host, args.port) == ("localhost", 8001)
 
 
-def test_app_has_the_three_method_tabs():
+def test_app_has_one_tab_per_method_view():
     blocks = app.build_app()
     labels = [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
-    assert labels[:3] == ["Structure & texture", "Label propagation", "Exemplar translation"]
+    assert labels == ["Structure & texture · CoordGAN", "Label propagation · CoordGAN", "Congealing & edits · GANgealing",
+                      "Exemplar translation · CoCosNet", "Appearance transfer · COAT", "Compare", "Synthetic data"]
 
 
 def test_render_example_outputs_and_errors():

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import synthetic
-from demos import examples, inputs, label_propagation
+from demos import examples, inputs, label_propagation, video
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_api_lists_exactly_the_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
     assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate",
-                                           "/transfer_appearance", "/synthetic", "/match_points"}
+                                           "/transfer_appearance", "/synthetic", "/match_points", "/compare"}
     assert not api["unnamed_endpoints"]
 
 
@@ -173,7 +173,7 @@ def test_examples_are_valid_inputs():
         assert np.array_equal(
             inputs.load_label_map(examples.path(f"face_{i}_labels.png"), n), inputs.load_label_map(examples.path(f"face_{i}_labels_color.png"), n)
         )
-    frames, _ = inputs.load_video_frames(examples.path("video.gif"))
+    frames, _ = video.load_video_frames(examples.path("video.gif"))
     assert len(frames) == 8
 
 
@@ -258,7 +258,7 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     np.testing.assert_array_equal(flow, cocosnet_matching.dense_flow(pipe, face["labels_array"], exemplar))
     # clicking the input: the red marker on the point, the blue one where the pipeline says it lands, the numbers
     view, text = exemplar_translation.correspondence(pipe, str(face["labels"]), examples.path("exemplar_1.png"), 20, 30)
-    (px, py), = pipe.correspondence(face["labels_array"], exemplar, [(20, 30)])
+    (px, py), = pipe.match_points(face["labels_array"], exemplar, [(20, 30)]).points
     assert f"(20, 30) in A -> ({px:.1f}, {py:.1f}) in B, confidence" in text
     left = round(48 * 256 / 48)
     right = round(exemplar.width * 256 / exemplar.height)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import synthetic
-from demos import inputs, models
+from demos import inputs, models, video
 
 
 def save(tmp_path, im, name="x.png", **kw):
@@ -97,20 +97,20 @@ def test_video_length_is_limited(tmp_path):
     frames = [Image.new("RGB", (32, 32), (i * 20, 0, 0)) for i in range(5)]
     short = tmp_path / "short.gif"
     frames[0].save(short, save_all=True, append_images=frames[1:], duration=100, loop=0)
-    loaded, seconds = inputs.load_video_frames(str(short))
+    loaded, seconds = video.load_video_frames(str(short))
     assert len(loaded) == 5 and seconds == pytest.approx(0.1) and loaded[0].mode == "RGB"
     long = tmp_path / "long.gif"
     frames[0].save(long, save_all=True, append_images=frames[1:], duration=3000, loop=0)
     with pytest.raises(gr.Error, match="longer than 10 seconds; trim it"):
-        inputs.load_video_frames(str(long))
+        video.load_video_frames(str(long))
     wide = tmp_path / "wide.gif"
     Image.new("RGB", (1100, 32)).save(wide)
     with pytest.raises(gr.Error, match="videos may have at most 1024 pixels a side"):
-        inputs.load_video_frames(str(wide))
+        video.load_video_frames(str(wide))
     mp4 = tmp_path / "clip.mp4"
     mp4.write_bytes(b"\x00" * 64)
     with pytest.raises(gr.Error, match="is not a video file"):
-        inputs.load_video_frames(str(mp4))
+        video.load_video_frames(str(mp4))
 
 
 def test_seeds_and_fractions():

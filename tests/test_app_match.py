@@ -53,7 +53,7 @@ def test_match_points_returns_the_packages_numbers(client, app_server, pair, met
     out = client.predict(method, a, file(pair["b"]), json.dumps(points), None, api_name="/match_points")
     b = Image.open(pair["b"]).convert("RGB")
     source = pair["labels_array"] if method == "cocosnet" else Image.open(pair["a"]).convert("RGB")
-    expected = matching.run(method, pipe, source, b, np.array(points, float))
+    expected = matching.run(pipe, source, b, np.array(points, float))
     assert out["method"] == method and out["image_a_size"] == [48, 48] and out["image_b_size"] == [60, 40]
     np.testing.assert_allclose(out["points"], expected.points, atol=0.01)
     np.testing.assert_allclose(out["confidence"], expected.confidence, atol=1e-4)
@@ -80,8 +80,8 @@ def test_match_points_hostile_input(client, pair, tmp_path):
 def test_click_view_marks_the_point_and_its_match(app_server, pair):
     pipe = app_server.pipelines["coat"]
     a, b = Image.open(pair["a"]).convert("RGB"), Image.open(pair["b"]).convert("RGB")
-    view, text = matching.click("coat", pipe, a, b, 10, 30)
-    m = matching.run("coat", pipe, a, b, [(10, 30)])
+    view, text = matching.click(pipe, a, b, 10, 30)
+    m = matching.run(pipe, a, b, [(10, 30)])
     (mx, my), = m.points
     assert view.shape == (256, 256 + matching.GAP + round(60 * 256 / 40), 3)
     assert f"(10, 30) in A -> ({mx:.1f}, {my:.1f}) in B, confidence {m.confidence[0]:.2f}" == text

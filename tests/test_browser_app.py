@@ -1,5 +1,7 @@
-"""A real browser (Debian's chromium through playwright) drives one action in each tab of the app
-launched in-process (conftest's app_server) and checks that an output image appears. Saves a
+"""A real browser (Debian's chromium through playwright), in a 1280 x 800 window, drives one action in
+each tab of the app launched in-process (conftest's app_server) and checks that an output image
+appears; on open, every tab's inputs and main result lie within the first screen, the result at least
+display.MIN_SIDE px on its long side; a click on an enlarged image reports the model pixel under it. Saves a
 screenshot of each tab to $SCREENSHOT_DIR (default: a temporary folder), so a test run never
 changes tracked files. The README's pictures, from the bundled checkpoints:
     APP_SERVER_BUNDLED=1 SCREENSHOT_DIR=docs/screenshots python -m pytest tests/test_browser_app.py"""
@@ -17,6 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "correspondence-gans-screenshots")
 TIMEOUT_MS = 60_000
+WIDTH, HEIGHT = 1280, 800  # the window a visitor on a laptop has
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
 
@@ -27,7 +30,7 @@ def page(app_server):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app_server.url)
         page.get_by_role("tab", name="Structure & texture").wait_for()
@@ -103,43 +106,91 @@ def click_match(page, source_id: str, view_id: str) -> str:
     return text.input_value()
 
 
-def test_every_tab_shows_a_result_on_open(page, app_server):
-    """Before any click: each tab's main output and its click-to-match view already hold an example."""
+# tab: (inputs that must be on the first screen, the main result, the other outputs shown on open)
+FIRST_SCREEN = {
+    "Structure & texture": (["st-image"], "st-image", ["st-correspondence", "st-clicked", "st-grid"]),
+    "Label propagation": (["lp-reference", "lp-labels", "lp-query"], "lp-overlay", ["lp-label-map", "lp-clicked"]),
+    "Congealing & edits": (["gg-set", "gg-image", "gg-canvas"], "gg-edited", ["gg-congealed", "gg-clicked"]),
+    "Exemplar translation": (["et-input", "et-exemplar"], "et-result", ["et-warped", "et-marked"]),
+    "Appearance transfer": (["coat-content", "coat-style"], "coat-result", ["coat-matches", "coat-clicked"]),
+    "Compare": (["cmp-a", "cmp-b"], "cmp-gallery", []),
+    "Synthetic data": ([], "synthetic-image", []),
+}
+
+
+def on_first_screen(page, elem_id: str) -> dict:
+    """The element's box with the page scrolled to the top; asserts that it lies within the window."""
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator(f"#{elem_id}").bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT, f"{elem_id}: {box}"
+    assert box["x"] >= 0 and box["x"] + box["width"] <= WIDTH, f"{elem_id}: {box}"
+    return box
+
+
+def test_every_tab_opens_readable_on_the_first_screen(page, app_server):
+    """Before any click: each tab's inputs and main result are within the first 1280 x 800 screen, the
+    result's image box >= display.MIN_SIDE px on its long side; the other outputs hold an example."""
+    from demos.display import MIN_SIDE
     from demos.matching import PANEL
 
-    outputs = {"Structure & texture": ["st-image", "st-grid", "st-clicked"],
-               "Label propagation": ["lp-overlay", "lp-label-map", "lp-clicked", "gg-congealed", "gg-clicked"],
-               "Exemplar translation": ["et-result", "et-warped", "et-marked"],
-               "Appearance transfer": ["coat-result", "coat-matches", "coat-clicked"], "Synthetic data": ["synthetic-image"]}
-    for tab, ids in outputs.items():
+    for tab, (inputs, main, others) in FIRST_SCREEN.items():
         page.get_by_role("tab", name=tab).click()
-        for elem_id in ids:
+        for elem_id in [main, *others]:
             width, height = output_image(page, elem_id)
             assert width > 0 and (height == PANEL or not elem_id.endswith(("clicked", "marked")))
-        if ids[-1].endswith(("clicked", "marked")):
-            assert "confidence" in page.locator(f"#{ids[-1]}-text textarea").input_value()
+        for elem_id in inputs:
+            on_first_screen(page, elem_id)
+        on_first_screen(page, main)
+        page.evaluate("window.scrollTo(0, 0)")
+        box = page.locator(f"#{main} img").first.bounding_box()
+        assert max(box["width"], box["height"]) >= MIN_SIDE - 1, f"{tab}: {main} shown at {box}"
+        if others and others[-1].endswith(("clicked", "marked")):
+            assert "confidence" in page.locator(f"#{others[-1]}-text textarea").input_value()
+        page.evaluate("window.scrollTo(0, 0)")
+
+
+def test_a_click_on_an_enlarged_image_reports_the_model_pixel(page, app_server):
+    """The structure tab shows its 64 px image enlarged k times; a click at the centre of displayed
+    block (i, j) reports model pixel (i, j)."""
+    from demos.display import factor
+
+    page.get_by_role("tab", name="Structure & texture").click()
+    r = app_server.pipelines["coordgan"].generator.resolution
+    k = factor((r, r))
+    assert output_image(page, "st-image") == [r * k, r * k]
+    text = page.locator("#st-clicked-text textarea")
+    img = page.locator("#st-image img").first
+    for mx, my in ((5, 9), (r - 3, r // 2)):
+        before = text.input_value()
+        box = img.bounding_box()
+        scale = box["width"] / (r * k)  # 1 unless the browser shrank the picture to fit
+        img.click(position={"x": (mx * k + k / 2) * scale, "y": (my * k + k / 2) * scale})
+        page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[text.element_handle(), before])
+        assert text.input_value().startswith(f"({mx}, {my}) in the image"), text.input_value()
 
 
 def test_structure_and_texture_tab(page, app_server):
+    from demos.display import factor
+
     page.get_by_role("tab", name="Structure & texture").click()
     page.get_by_role("button", name="Generate", exact=True).click()
     r = app_server.pipelines["coordgan"].generator.resolution
-    assert output_image(page, "st-image") == [r, r]
+    assert output_image(page, "st-image") == [r * factor((r, r))] * 2  # enlarged for the eye; the API returns r x r
     assert output_image(page, "st-correspondence") == [r, r]
     page.get_by_role("button", name="Grid", exact=True).click()
     assert output_image(page, "st-grid") == [5 * r, 3 * r]
     assert "in the second structure's, confidence" in click_match(page, "st-image", "st-clicked")
-    shoot(page, "structure_texture", top="st-image")
+    shoot(page, "structure_texture")
 
 
 def test_label_propagation_tab(page, app_server):
     page.get_by_role("tab", name="Label propagation").click()
     assert "in B, confidence" in click_match(page, "lp-reference", "lp-clicked")  # on the example reference shown on open
     # a generated reference, a label map painted on it with the class palette, an uploaded query
+    page.get_by_text("More queries, a generated reference, painting, classes").click()
     page.get_by_role("button", name="Generate a reference").click()
     r = app_server.pipelines["coordgan"].generator.resolution
     assert output_image(page, "lp-reference", [r, r]) == [r, r]  # replaces the example shown on open
-    page.get_by_text("Paint the label map on the reference").click()
     page.locator("#lp-painter canvas").first.wait_for()
     page.wait_for_timeout(500)  # the editor takes the reference as its background
     paint(page, "lp-painter")
@@ -148,10 +199,12 @@ def test_label_propagation_tab(page, app_server):
     page.get_by_role("button", name="Propagate labels").click()
     assert output_image(page, "lp-overlay") == [examples.RESOLUTION] * 2
     assert output_image(page, "lp-label-map") == [examples.RESOLUTION] * 2
-    page.locator("#lp-reference").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
     shoot(page, "label_propagation")
-    if not app_server.pipelines["gangealing"]:
-        return
+
+
+def test_congealing_tab(page, app_server):
+    page.get_by_role("tab", name="Congealing & edits").click()
     # congeal a set, paint on the average congealed image, propagate to an image and a GIF
     page.locator("#gg-set input[type=file]").first.set_input_files([examples.path(f"face_{i}.png") for i in range(4)])
     page.get_by_role("button", name="Congeal and average").click()
@@ -163,13 +216,13 @@ def test_label_propagation_tab(page, app_server):
     assert output_image(page, "gg-edit") == list(size)  # the RGBA edit on the congealed frame
     upload(page, "gg-image", examples.path("face_2.png"))
     page.locator("#gg-video-in input[type=file]").first.set_input_files(examples.path("video.gif"))
-    page.get_by_role("button", name="Congeal this image").click()
+    page.get_by_role("button", name="Congeal the image to edit").click()
     assert output_image(page, "gg-congealed") == list(size)
     assert "in B, confidence" in click_match(page, "gg-image", "gg-clicked")
     page.get_by_role("button", name="Propagate the edit").click()
     assert output_image(page, "gg-edited") == [examples.RESOLUTION] * 2
     assert output_image(page, "gg-video") == [examples.RESOLUTION] * 2
-    page.locator("#gg-canvas").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
     shoot(page, "edit_propagation")
 
 
@@ -184,11 +237,13 @@ def test_exemplar_translation_tab(page, app_server):
     assert output_image(page, "et-warped") == [examples.RESOLUTION] * 2
     assert "in B, confidence" in click_match(page, "et-input", "et-marked")  # where does this point land?
     assert output_image(page, "et-marked") == [256 + 8 + 256, 256]  # input | exemplar, each 256 px high
-    shoot(page, "exemplar_translation", top="et-result")
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, "exemplar_translation")
 
 
 def test_appearance_transfer_tab(page, app_server):
-    from demos.appearance_transfer import MATCH_PANEL, synthetic_pair
+    from demos.appearance_transfer import synthetic_pair
+    from demos.matching import PANEL
 
     page.get_by_role("tab", name="Appearance transfer").click()
     content, style, _ = synthetic_pair()
@@ -197,9 +252,21 @@ def test_appearance_transfer_tab(page, app_server):
     page.get_by_role("button", name="Transfer appearance").click()
     assert output_image(page, "coat-result") == [examples.RESOLUTION] * 2  # the content's size
     width, height = output_image(page, "coat-matches")
-    assert height == MATCH_PANEL and width > 2 * MATCH_PANEL
+    assert height == PANEL and width > 2 * PANEL
     assert "in B, confidence" in click_match(page, "coat-content", "coat-clicked")
-    shoot(page, "appearance_transfer", top="coat-result")
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, "appearance_transfer")
+
+
+def test_compare_tab(page, app_server):
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("button", name="Compare", exact=True).click()
+    page.locator("#cmp-gallery img").first.wait_for(state="visible")
+    table = page.locator("#cmp-table").inner_text()
+    for name in ("coordgan", "gangealing", "cocosnet", "coat", "identity"):
+        assert name in table
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, "compare")
 
 
 def test_synthetic_data_tab(page):
