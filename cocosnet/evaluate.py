@@ -44,22 +44,32 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
 
 
+# Copied from coordgan.losses.lpips_quietly
+def lpips_quietly(**kwargs):
+    """`lpips.LPIPS(**kwargs)` without the two torchvision deprecation warnings its own
+    `pretrained=` call raises on every construction (lpips' code, nothing a user can act on)."""
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The parameter 'pretrained' is deprecated", UserWarning)
+        warnings.filterwarnings("ignore", "Arguments other than a weight enum", UserWarning)
+        return lpips.LPIPS(**kwargs)
+
+
 def lpips_network():
     """LPIPS-AlexNet; the trunk's ImageNet weights through torchvision when cached or reachable, else
     (once, with a warning) a seeded random trunk: distances are then not comparable to published ones."""
-    import lpips
-
     cached = os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", "alexnet-owt-7be5be79.pth"))
     if cached or os.environ.get("HF_HUB_OFFLINE") != "1":
         try:
-            return lpips.LPIPS(net="alex", verbose=False).eval(), True
+            return lpips_quietly(net="alex", verbose=False).eval(), True
         except Exception:
             pass
     warnings.warn("LPIPS: AlexNet ImageNet weights unavailable; using a seeded random trunk (LPIPS values are "
                   "not comparable to published ones).", stacklevel=2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval(), False
+        return lpips_quietly(net="alex", pnet_rand=True, verbose=False).eval(), False
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
