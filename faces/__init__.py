@@ -1,6 +1,6 @@
 """Face photos into the face models' frames and back: detect, 68 landmarks, align, paste, parsing.
 
->>> import faces
+>>> import numpy as np, faces
 >>> face = faces.Face(eye_left=(90.0, 100.0), eye_right=(150.0, 100.0), mouth=(120.0, 160.0))
 >>> aligned = faces.align(np.zeros((240, 240, 3), np.uint8), face, size=128, frame="ffhq")
 >>> aligned.image.size, [round(v, 2) for v in aligned.face.eye_left]
@@ -10,8 +10,6 @@ For a photo: `faces.detect(photo)` (largest face first, [] when none) or `faces.
 (raises `faces.NoFaceError`, whose message offers `faces.center_crop`); run the model on
 `aligned.image`; `aligned.paste(result)` puts the result back onto the photo. See README.md.
 """
-
-import numpy as np  # noqa: F401  (the doctest above uses it)
 
 from .align import Aligned, NoFaceError, align, align_largest, center_crop
 from .detect import Face, detect

@@ -11,6 +11,7 @@ from . import warp
 from .detect import Face, as_rgb_array, detect
 from .frames import get_frame
 
+EXACT_PASTE_PIXELS = 1 << 19
 FEATHER = 0.06  # width of the paste mask's soft edge, as a fraction of the crop's side
 
 
@@ -104,7 +105,7 @@ class Aligned:
             if crop.mode == "P":  # an L image with a palette becomes P
                 out.putpalette(crop.getpalette())
             return out
-        base = np.array(self.photo if onto is None else _to_image(onto, False)[0], np.float32)
+        base = np.array(self.photo if onto is None else _to_image(onto, False)[0])  # uint8 copy
         if base.shape[:2] != (h, w):
             raise ValueError(f"onto must be a photo of the photo's size {w}x{h}, got {base.shape[1]}x{base.shape[0]}")
         if region_size[0] > 0 and region_size[1] > 0:
@@ -113,11 +114,12 @@ class Aligned:
             ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep
             mask = Image.fromarray((np.minimum(ramp[:, None], ramp[None, :]) * 255).round().astype(np.uint8))
             alpha = np.asarray(warp.resample(mask, region_to_crop, region_size, fast=True), np.float32)[..., None] / 255
-            pasted = np.asarray(warp.resample(crop, region_to_crop, region_size), np.float32)
-            region = base[y0:y1, x0:x1]
-            base[y0:y1, x0:x1] = region + (pasted - region) * alpha
-        out = base.round().clip(0, 255).astype(np.uint8)
-        return out if as_array else Image.fromarray(out)
+            # Float warps up to ~0.5 Mpx; above, one 8-bit call (3x faster, +-0.5 grey level).
+            exact = region_size[0] * region_size[1] <= EXACT_PASTE_PIXELS
+            pasted = warp.resample_array(crop, region_to_crop, region_size, exact=exact)
+            region = base[y0:y1, x0:x1].astype(np.float32)
+            base[y0:y1, x0:x1] = (region + (pasted - region) * alpha).round().clip(0, 255)
+        return base if as_array else Image.fromarray(base)
 
 
 def align(image, face: Face, size: int = 256, frame: str = "ffhq") -> Aligned:
@@ -135,6 +137,11 @@ def align(image, face: Face, size: int = 256, frame: str = "ffhq") -> Aligned:
     size = _check_size(size)
     photo = Image.fromarray(as_rgb_array(image))
     crop_to_photo = get_frame(frame).crop_to_photo(face.eye_left, face.eye_right, face.mouth, size)
+    corners = warp.apply(crop_to_photo, [(-0.5, -0.5), (size - 0.5, -0.5), (-0.5, size - 0.5), (size - 0.5, size - 0.5)])
+    (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+    if x1 < -0.5 or y1 < -0.5 or x0 > photo.width - 0.5 or y0 > photo.height - 0.5:
+        raise ValueError(f"the face's crop ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) lies outside the "
+                         f"{photo.width}x{photo.height} photo: give the eye and mouth points in this photo's pixels")
     crop = warp.resample(photo, crop_to_photo, (size, size), pad="reflect")
     matrix = np.linalg.inv(crop_to_photo)
     return Aligned(crop, matrix, frame, face.transformed(matrix), photo)

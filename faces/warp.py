@@ -92,6 +92,17 @@ def _source_region(src: Image.Image, box, reduce: int, pad: str) -> np.ndarray:
     return np.pad(inner, pads + ((0, 0),) * (inner.ndim - 2))
 
 
+def _bounds(src: Image.Image, a: np.ndarray, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """The source box an output of `size` reads through `a`, with a margin, kept within 4 photo sizes."""
+    w, h = size
+    corners = apply(a, [(-0.5, -0.5), (w - 0.5, -0.5), (-0.5, h - 0.5), (w - 0.5, h - 0.5)])
+    x0, y0 = np.floor(corners.min(0) - margin).astype(int)
+    x1, y1 = np.ceil(corners.max(0) + margin).astype(int)
+    x0, x1 = (int(np.clip(v, -4 * src.width, 5 * src.width)) for v in (x0, x1))
+    y0, y1 = (int(np.clip(v, -4 * src.height, 5 * src.height)) for v in (y0, y1))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
 def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, labels: bool = False,
              pad: str = "zero", fast: bool = False) -> Image.Image:
     """An image of `size` (w, h) whose pixel q shows src at dst_to_src @ q (pixel indices).
@@ -101,20 +112,25 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
     "reflect" (a mirror image that blurs and fades into the photo's mean colour, as FFHQ pads crops
     that leave the photo).
     """
+    a = np.asarray(dst_to_src, np.float64)
+    if labels or fast:
+        x0, y0, x1, y1 = _bounds(src, a, size, 3)
+        region = src.crop((x0, y0, x1, y1))  # zeros outside
+        data = _pil_data(translation(-x0, -y0) @ a)
+        return region.transform(size, Image.AFFINE, data, resample=Image.NEAREST if labels else Image.BILINEAR)
+    return Image.fromarray(resample_array(src, a, size, pad=pad).round().clip(0, 255).astype(np.uint8))
+
+
+def resample_array(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, pad: str = "zero",
+                   exact: bool = True) -> np.ndarray:
+    """`resample` of a photo, as float32 (h, w[, c]) before rounding. exact=False: where the map does
+    not shrink, one 8-bit bicubic call with PIL's round-down added back as +0.5 (+-0.5 error, no bias)
+    instead of one float call per channel (~3x faster, for large pastes)."""
     w, h = size
     a = np.asarray(dst_to_src, np.float64)
     scale = math.sqrt(abs(np.linalg.det(a[:2, :2])))  # source pixels per output pixel
-    corners = apply(a, [(-0.5, -0.5), (w - 0.5, -0.5), (-0.5, h - 0.5), (w - 0.5, h - 0.5)])
-    margin = 2 * scale + 3
-    x0, y0 = np.floor(corners.min(0) - margin).astype(int)
-    x1, y1 = np.ceil(corners.max(0) + margin).astype(int)
-    x0, y0 = max(x0, -4 * src.width), max(y0, -4 * src.height)  # a crop far off the photo stays bounded
-    x1, y1 = min(x1, 5 * src.width), min(y1, 5 * src.height)
-    if labels or fast:
-        region = src.crop((x0, y0, x1, y1))  # zeros outside
-        data = _pil_data(translation(-x0, -y0) @ a)
-        return region.transform((w, h), Image.AFFINE, data, resample=Image.NEAREST if labels else Image.BILINEAR)
     f = max(1, int(scale / 1.5))  # box-filter the source first, leaving 1.5-3 source pixels per output pixel
+    x0, y0, x1, y1 = _bounds(src, a, size, 2 * scale + 3)
     x0, y0 = x0 // f * f, y0 // f * f
     x1, y1 = x0 + -(-(x1 - x0) // f) * f, y0 + -(-(y1 - y0) // f) * f
     region = _source_region(src, (x0, y0, x1, y1), f, pad)
@@ -122,15 +138,14 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
     m = max(1, min(SUPERSAMPLE_MAX, math.ceil(scale / f - 0.2)))  # up to 1.2x: bicubic alone
     # Supersampled output index z -> final index (z + 0.5) / m - 0.5.
     data = _pil_data(a @ translation(-0.5, -0.5) @ scaling(1 / m) @ translation(0.5, 0.5))
-    if m > 1:
-        # 8-bit bicubic samples (PIL rounds them down: the mean of m x m is 0.5 low, added back),
-        # averaged in float: one call instead of one per channel.
+    if m > 1 or not exact:
+        # 8-bit bicubic samples (PIL rounds them down: their mean is 0.5 low, added back), averaged
+        # in float over m x m: one call instead of one per channel.
         region8 = Image.fromarray(region.round().clip(0, 255).astype(np.uint8))
         samples = np.asarray(region8.transform((w * m, h * m), Image.AFFINE, data, resample=Image.BICUBIC), np.float32)
-        out = samples.reshape(h, m, w, m, *samples.shape[2:]).mean((1, 3)) + 0.5
-    else:  # each channel in float (mode F): exact, where an 8-bit result would be 0.5 low
-        channels = np.atleast_3d(region).transpose(2, 0, 1)
-        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).transform(
-            (w, h), Image.AFFINE, data, resample=Image.BICUBIC)) for c in channels], -1)
-        out = out if region.ndim == 3 else out[..., 0]
-    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+        return samples.reshape(h, m, w, m, *samples.shape[2:]).mean((1, 3)) + 0.5
+    # Each channel in float (mode F): exact, where an 8-bit result would be 0.5 low.
+    channels = np.atleast_3d(region).transpose(2, 0, 1)
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).transform(
+        (w, h), Image.AFFINE, data, resample=Image.BICUBIC)) for c in channels], -1)
+    return out if region.ndim == 3 else out[..., 0]

@@ -203,6 +203,8 @@ def test_bad_input_says_what_to_do():
         faces.align(image, face, 4)
     with pytest.raises(ValueError, match="distinct"):
         faces.align(image, faces.Face((1.0, 1.0), (1.0, 1.0), (1.0, 1.0)), 64)
+    with pytest.raises(ValueError, match="outside the 40x40 photo"):
+        faces.align(image, faces.Face((-500.0, 10.0), (-480.0, 10.0), (-490.0, 30.0)), 64)
     with pytest.raises(ValueError, match="uint8"):
         faces.align(np.zeros((40, 40, 3), np.float64), face, 64)
     with pytest.raises(ValueError, match="no landmarks"):
