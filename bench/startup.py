@@ -33,8 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default=None, help="folder for the caches and files (default: a temporary folder, removed)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads in each start (default: 2, a free Space's cores)")
+    p.add_argument(
+        "--work", default=None, help="folder for the caches and files (default: a temporary folder, removed)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads in each start (default: 2, a free Space's cores)"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one start, in its own process
     return p.parse_args(argv)
 
@@ -49,9 +53,19 @@ def child() -> None:
     loaded = time.perf_counter() - start - imported
     rss_now = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     info = models.describe_all(pipelines)
-    print(json.dumps(dict(import_s=imported, load_s=loaded, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                          rss_mib=rss_now, models={k: dict(kind=v["kind"], seconds=v.get("seconds"), note=v["note"][:120])
-                                                   for k, v in info.items()})))
+    print(
+        json.dumps(
+            dict(
+                import_s=imported,
+                load_s=loaded,
+                peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                rss_mib=rss_now,
+                models={
+                    k: dict(kind=v["kind"], seconds=v.get("seconds"), note=v["note"][:120]) for k, v in info.items()
+                },
+            )
+        )
+    )
 
 
 # ------------------------------------------------------------------ the authors' files
@@ -79,24 +93,46 @@ def authors_files() -> dict:
 
     if not FIXTURES.is_dir():
         g = built.authors_checkpoint("gangealing")
-        return dict(coordgan=saved(built.authors_checkpoint("coordgan")), coordgan_encoder=saved(built.authors_checkpoint("coordgan-encoder")),
-                    celeba=saved(g), cat=saved(g), G=saved(built.authors_checkpoint("cocosnet-G")),
-                    Corr=saved(built.authors_checkpoint("cocosnet-Corr")), source="tests/helpers/authors_files.py")
+        return dict(
+            coordgan=saved(built.authors_checkpoint("coordgan")),
+            coordgan_encoder=saved(built.authors_checkpoint("coordgan-encoder")),
+            celeba=saved(g),
+            cat=saved(g),
+            G=saved(built.authors_checkpoint("cocosnet-G")),
+            Corr=saved(built.authors_checkpoint("cocosnet-Corr")),
+            source="tests/helpers/authors_files.py",
+        )
     from coordgan.encoder import CoordGANOfficialEncoder
 
     g128 = fixture_state("coordgan", "keys_generator_128.json")
     e = fixture_state("coordgan", "keys_encoder.json")
-    e.update({k: v for k, v in CoordGANOfficialEncoder().state_dict().items() if k.endswith("Blur.kernel")})  # constants
+    e.update(
+        {k: v for k, v in CoordGANOfficialEncoder().state_dict().items() if k.endswith("Blur.kernel")}
+    )  # constants
     t_ema = fixture_state("gangealing", "keys_t_ema_unimodal_K1.json")
     return dict(
         coordgan=saved({"g": g128, "d": {}, "g_ema": g128, "g_optim": {}, "d_optim": {}, "d_patch": {}}),
         coordgan_encoder=saved({"g": g128, "e": e, "g_ema": g128, "g_optim": {}}),
-        celeba=saved({"g_ema": fixture_state("gangealing", "keys_g_ema_128_celeba.json"), "t_ema": t_ema,
-                      "ll": fixture_state("gangealing", "keys_ll_K1_ndirs512_celeba.json"), "args": ap.Namespace(inject=6)}),
-        cat=saved({"g_ema": fixture_state("gangealing", "keys_g_ema_256.json"), "t_ema": t_ema,
-                   "ll": fixture_state("gangealing", "keys_ll_K1_ndirs1.json"), "args": ap.Namespace(inject=5)}),
-        G=saved(fixture_state("cocosnet", "keys_celebahq_G.json")), Corr=saved(fixture_state("cocosnet", "keys_celebahq_Corr.json")),
-        source=str(FIXTURES / "*-official" / "keys_*.json"))
+        celeba=saved(
+            {
+                "g_ema": fixture_state("gangealing", "keys_g_ema_128_celeba.json"),
+                "t_ema": t_ema,
+                "ll": fixture_state("gangealing", "keys_ll_K1_ndirs512_celeba.json"),
+                "args": ap.Namespace(inject=6),
+            }
+        ),
+        cat=saved(
+            {
+                "g_ema": fixture_state("gangealing", "keys_g_ema_256.json"),
+                "t_ema": t_ema,
+                "ll": fixture_state("gangealing", "keys_ll_K1_ndirs1.json"),
+                "args": ap.Namespace(inject=5),
+            }
+        ),
+        G=saved(fixture_state("cocosnet", "keys_celebahq_G.json")),
+        Corr=saved(fixture_state("cocosnet", "keys_celebahq_Corr.json")),
+        source=str(FIXTURES / "*-official" / "keys_*.json"),
+    )
 
 
 def main(argv=None) -> int:
@@ -114,12 +150,24 @@ def main(argv=None) -> int:
     server.add_dataset_file(repo, "coordgan_checkpoints/celebA_128.pt", files["coordgan"])
     server.add_dataset_file(repo, "coordgan_checkpoints/celebA_enc.pt", files["coordgan_encoder"])
     server.files["/gangealing/celeba.pt"], server.files["/gangealing/cat.pt"] = files["celeba"], files["cat"]
-    server.add_drive_folder(cocosnet.releases.RELEASES["celebahq"].folder_id, {"latest_net_G.pth": files["G"], "latest_net_Corr.pth": files["Corr"]})
+    server.add_drive_folder(
+        cocosnet.releases.RELEASES["celebahq"].folder_id,
+        {"latest_net_G.pth": files["G"], "latest_net_Corr.pth": files["Corr"]},
+    )
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="startup-"))
-    env = dict(os.environ, HF_HOME=str(work / "hf"), TORCH_HOME=str(work / "torch"), HF_HUB_OFFLINE="0", HF_ENDPOINT=server.url,
-               GANGEALING_RELEASE_URL=server.url + "/gangealing/{name}.pt", COCOSNET_DRIVE_URL=server.url + "/drive",
-               OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env = dict(
+        os.environ,
+        HF_HOME=str(work / "hf"),
+        TORCH_HOME=str(work / "torch"),
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=server.url,
+        GANGEALING_RELEASE_URL=server.url + "/gangealing/{name}.pt",
+        COCOSNET_DRIVE_URL=server.url + "/drive",
+        OMP_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     env.pop("SPACE_ID", None)
     print(f"authors' files from {files['source']}; caches in {work}; {args.threads} threads; {os.cpu_count()} CPUs")
     print("| start | import (s) | load (s) | total (s) | peak RSS (MiB) | RSS after (MiB) | per model (s) |")
@@ -131,9 +179,14 @@ def main(argv=None) -> int:
             print(done.stderr[-3000:])
             return 1
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        per = ", ".join(f"{k} {v['seconds']:.1f}" if v["seconds"] is not None else f"{k} ({v['kind']})" for k, v in r["models"].items())
-        print(f"| {which} | {r['import_s']:.1f} | {r['load_s']:.1f} | {time.perf_counter() - wall:.1f} | {r['peak_mib']:.0f} | "
-              f"{r['rss_mib']:.0f} | {per} |")
+        per = ", ".join(
+            f"{k} {v['seconds']:.1f}" if v["seconds"] is not None else f"{k} ({v['kind']})"
+            for k, v in r["models"].items()
+        )
+        print(
+            f"| {which} | {r['import_s']:.1f} | {r['load_s']:.1f} | {time.perf_counter() - wall:.1f} | {r['peak_mib']:.0f} | "
+            f"{r['rss_mib']:.0f} | {per} |"
+        )
         bad = {k: v for k, v in r["models"].items() if v["kind"] != ("bundled" if k == "coat" else "release")}
         if bad:
             print(f"not loaded as releases: {bad}")

@@ -48,8 +48,10 @@ from .pipeline import CoCosNetPipeline
 OFFICIAL_CONFIGS = ("ade20k", "celebahq", "celebahqedge", "deepfashion")
 CELEBAHQ_GLASSES_CHANNEL = 16
 EXPECTED = "a network of the authors' CoCosNet releases"
-WHAT_TO_PASS = ("Pass the authors' CoCosNet checkpoint folder (latest_net_G.pth and latest_net_Corr.pth) or its latest_net_G.pth "
-                "(--correspondence / correspondence= for a Corr file elsewhere); a converted folder loads with CoCosNetPipeline.from_pretrained.")
+WHAT_TO_PASS = (
+    "Pass the authors' CoCosNet checkpoint folder (latest_net_G.pth and latest_net_Corr.pth) or its latest_net_G.pth "
+    "(--correspondence / correspondence= for a Corr file elsewhere); a converted folder loads with CoCosNetPipeline.from_pretrained."
+)
 CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/cocosnet/NAME
 
 
@@ -74,20 +76,32 @@ def _torch_load(path: Path):
     if not head:
         raise ValueError(f"{str(path)!r} is empty")
     if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
-        raise ValueError(f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
-                         "checkpoint; load the folder that holds it with from_pretrained")
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
+            "checkpoint; load the folder that holds it with from_pretrained"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(b"PK"))
     except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
         unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
         if unsafe and not unsafe.group(1).startswith("torch."):
-            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
-                             "they are not loaded, since unpickling them could run code") from None
+            raise ValueError(
+                f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
+                "they are not loaded, since unpickling them could run code"
+            ) from None
         if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
-            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
-            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
-        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)") from None
+            detail = (
+                "the pickle stream breaks off"
+                if unsafe or not str(error)
+                else str(error).split(". ")[0].splitlines()[0][:120]
+            )
+            raise ValueError(
+                f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})"
+            ) from None
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)"
+        ) from None
 
 
 # Copied from coordgan.convert_official.looks_like
@@ -105,21 +119,27 @@ def looks_like(ckpt) -> str | None:
         return "a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch)"
     if {"g_ema", "d"} <= keys:
         coordgan = isinstance(ckpt["g_ema"], dict) and "foldnet.conv1_1.weight" in ckpt["g_ema"]
-        return "a CoordGAN train.py checkpoint (g, d, g_ema, ...)" if coordgan else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        return (
+            "a CoordGAN train.py checkpoint (g, d, g_ema, ...)"
+            if coordgan
+            else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        )
     if any(isinstance(v, dict) for v in ckpt.values()):
         return None
 
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in keys)
 
-    for test, what in ((has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
-                       (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
-                       ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
-                       (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
-                       (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
-                       (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
-                       ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
-                       ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)")):
+    for test, what in (
+        (has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
+        (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
+        ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
+        (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
+        (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
+        (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
+        ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
+        ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)"),
+    ):
         if test:
             return what
     return None
@@ -131,9 +151,16 @@ def key_problems(expected: dict, state: dict) -> list[str]:
     ("unknown keys: a, b", "missing keys: c, ... (40 in all)", "wrong shapes: ..."); empty: a match."""
     unknown = sorted(str(k) for k in set(state) - set(expected))
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})" for k, shape in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(shape)]
-    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(shape)
+    ]
+    return [
+        f"{what}: {_shorten(keys)}"
+        for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong))
+        if keys
+    ]
 
 
 # Copied from coordgan.convert_official.load_into
@@ -175,7 +202,9 @@ def load_official_state_dict(path: str | os.PathLike) -> dict:
         raise ValueError(f"{str(path)!r} looks like {what}, not {EXPECTED}")
     nested = sorted(str(k) for k, v in state.items() if isinstance(v, dict))
     if nested:
-        raise ValueError(f"{str(path)!r} is not {EXPECTED}: a dict of state_dicts ({_shorten(nested)}), not one network's state_dict")
+        raise ValueError(
+            f"{str(path)!r} is not {EXPECTED}: a dict of state_dicts ({_shorten(nested)}), not one network's state_dict"
+        )
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
     if bad:
         raise ValueError(f"{str(path)!r} does not hold a state_dict of tensors with data: {_shorten(bad)} are not")
@@ -196,8 +225,10 @@ def convert(config: str, generator_state: dict, correspondence_state: dict):
         load_into(correspondence, correspondence_state, "correspondence (latest_net_Corr.pth)")
         load_into(generator, generator_state, "generator (latest_net_G.pth)")
     except ValueError as error:
-        raise ValueError(f"{error}\nCheck --config / config= ({config}; the releases are {', '.join(OFFICIAL_CONFIGS)}) and that the "
-                         "files are the matching latest_net_G.pth / latest_net_Corr.pth of one release.") from None
+        raise ValueError(
+            f"{error}\nCheck --config / config= ({config}; the releases are {', '.join(OFFICIAL_CONFIGS)}) and that the "
+            "files are the matching latest_net_G.pth / latest_net_Corr.pth of one release."
+        ) from None
     return correspondence.eval(), generator.eval()
 
 
@@ -224,7 +255,9 @@ _FIRST_LAYER = "adaptive_model_seg.layer1.0.weight_orig"
 CONFIG_BY_INPUT_CHANNELS = {CONFIGS[name]["input_channels"]: name for name in OFFICIAL_CONFIGS}
 
 
-def official_files(path: str | os.PathLike, correspondence: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
+def official_files(
+    path: str | os.PathLike, correspondence: str | os.PathLike | None = None
+) -> tuple[Path, Path | None]:
     """(latest_net_G.pth, latest_net_Corr.pth or None) for `path`: the authors' checkpoint folder
     holding both, or the generator file (its `_Corr` sibling unless `correspondence` names the
     other file; None when neither says where it is)."""
@@ -233,8 +266,10 @@ def official_files(path: str | os.PathLike, correspondence: str | os.PathLike | 
         raise ValueError(f"{str(path)!r} does not exist")
     if path.is_dir():
         if (path / "model_index.json").is_file():
-            raise ValueError(f"{str(path)!r} is already a converted (save_pretrained) folder: load it with "
-                             "CoCosNetPipeline.from_pretrained, or pass it to the app's --cocosnet as it is")
+            raise ValueError(
+                f"{str(path)!r} is already a converted (save_pretrained) folder: load it with "
+                "CoCosNetPipeline.from_pretrained, or pass it to the app's --cocosnet as it is"
+            )
         generator = path / GENERATOR_FILE
         if not generator.is_file():
             raise ValueError(f"the folder {str(path)!r} holds no {GENERATOR_FILE}")
@@ -253,18 +288,25 @@ def detect_config(correspondence_state: dict, name: str = CORRESPONDENCE_FILE) -
     weight = correspondence_state.get(_FIRST_LAYER)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         what = looks_like(correspondence_state)
-        raise ValueError(f"{name} looks like {what}, not CoCosNet's correspondence network (latest_net_Corr.pth)" if what else
-                         f"{name} is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: {_FIRST_LAYER} "
-                         f"(4-d; it names the release); its keys: {_shorten(sorted(correspondence_state)) or 'none'}")
+        raise ValueError(
+            f"{name} looks like {what}, not CoCosNet's correspondence network (latest_net_Corr.pth)"
+            if what
+            else f"{name} is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: {_FIRST_LAYER} "
+            f"(4-d; it names the release); its keys: {_shorten(sorted(correspondence_state)) or 'none'}"
+        )
     channels = weight.shape[1]
     if channels not in CONFIG_BY_INPUT_CHANNELS:
-        raise ValueError(f"cannot tell which release this is ({_FIRST_LAYER} has {channels} input channels; the releases have "
-                         f"{', '.join(f'{n} {c}' for c, n in CONFIG_BY_INPUT_CHANNELS.items())}); "
-                         f"pass config= (--config) as one of {', '.join(OFFICIAL_CONFIGS)}")
+        raise ValueError(
+            f"cannot tell which release this is ({_FIRST_LAYER} has {channels} input channels; the releases have "
+            f"{', '.join(f'{n} {c}' for c, n in CONFIG_BY_INPUT_CHANNELS.items())}); "
+            f"pass config= (--config) as one of {', '.join(OFFICIAL_CONFIGS)}"
+        )
     return CONFIG_BY_INPUT_CHANNELS[channels]
 
 
-def official_components(path: str | os.PathLike, config: str | None = None, correspondence: str | os.PathLike | None = None) -> dict:
+def official_components(
+    path: str | os.PathLike, config: str | None = None, correspondence: str | os.PathLike | None = None
+) -> dict:
     """CoCosNetPipeline components (correspondence_network, generator) holding a released pair of files.
 
     `path`: the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth) or the generator
@@ -284,16 +326,22 @@ def official_components(path: str | os.PathLike, config: str | None = None, corr
         generator_file, correspondence_file = official_files(path, correspondence)
         generator_state = load_official_state_dict(generator_file)  # what the file is, before looking for its pair
         if correspondence_file is None:
-            raise ValueError(f"{str(generator_file)!r} is not named like the authors' latest_net_G.pth, so its latest_net_Corr.pth "
-                             "cannot be found beside it: pass correspondence=PATH (--correspondence), or the folder holding both files")
+            raise ValueError(
+                f"{str(generator_file)!r} is not named like the authors' latest_net_G.pth, so its latest_net_Corr.pth "
+                "cannot be found beside it: pass correspondence=PATH (--correspondence), or the folder holding both files"
+            )
         if correspondence is None and not correspondence_file.exists():
-            raise ValueError(f"the correspondence network {str(correspondence_file)!r} (beside {generator_file.name}) does not exist: "
-                             f"a CoCosNet release is a pair of files; put {CORRESPONDENCE_FILE} beside it or pass correspondence=PATH "
-                             "(--correspondence)")
+            raise ValueError(
+                f"the correspondence network {str(correspondence_file)!r} (beside {generator_file.name}) does not exist: "
+                f"a CoCosNet release is a pair of files; put {CORRESPONDENCE_FILE} beside it or pass correspondence=PATH "
+                "(--correspondence)"
+            )
         correspondence_state = load_official_state_dict(correspondence_file)
         if _FIRST_LAYER in generator_state and "fc.weight" in correspondence_state:
-            raise ValueError(f"the two files are swapped: {str(generator_file)!r} holds the correspondence network and "
-                             f"{str(correspondence_file)!r} the generator")
+            raise ValueError(
+                f"the two files are swapped: {str(generator_file)!r} holds the correspondence network and "
+                f"{str(correspondence_file)!r} the generator"
+            )
         config = config or detect_config(correspondence_state, repr(str(correspondence_file)))
         corr, gen = convert(config, generator_state, correspondence_state)
     except ValueError as error:
@@ -328,9 +376,11 @@ def release_files(name: str) -> tuple[Path, Path]:
             refused.append(f"{path.name} (keys {_shorten(sorted(state))})")
     if len(found) < 2:
         need = " and ".join(f"the {n}" for n in ("generator", "correspondence") if n not in found)
-        raise ValueError(f"official:{name}: {need} of CoCosNet's release is not among the files of its Drive folder "
-                         f"({releases.RELEASES[name].folder_id}): {_shorten([p.name for p in paths], 12) or 'none'}"
-                         + (f"; refused: {'; '.join(refused)}" if refused else ""))
+        raise ValueError(
+            f"official:{name}: {need} of CoCosNet's release is not among the files of its Drive folder "
+            f"({releases.RELEASES[name].folder_id}): {_shorten([p.name for p in paths], 12) or 'none'}"
+            + (f"; refused: {'; '.join(refused)}" if refused else "")
+        )
     return found["generator"], found["correspondence"]
 
 
@@ -351,18 +401,35 @@ def load_release(source: str, cache_dir=None) -> CoCosNetPipeline:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", default=None,
-                   help="the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth), latest_net_G.pth, or official:NAME")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        default=None,
+        help="the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth), latest_net_G.pth, or official:NAME",
+    )
     p.add_argument("--generator", default=None, help="path to latest_net_G.pth (instead of the positional argument)")
-    p.add_argument("--correspondence", default=None, help="path to latest_net_Corr.pth (default: beside the generator file)")
-    p.add_argument("--config", default=None, choices=OFFICIAL_CONFIGS, help="which released model the files are (default: recognised from the files)")
-    p.add_argument("--output", default=None, help="folder for the save_pretrained export (official:NAME: default the cache the app reads)")
+    p.add_argument(
+        "--correspondence", default=None, help="path to latest_net_Corr.pth (default: beside the generator file)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        choices=OFFICIAL_CONFIGS,
+        help="which released model the files are (default: recognised from the files)",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="folder for the save_pretrained export (official:NAME: default the cache the app reads)",
+    )
     p.add_argument("--list", action="store_true", help="list the named releases and where they come from, and exit")
     args = p.parse_args(argv)
     if args.list:
         return args
     if (args.checkpoint is None) == (args.generator is None):
-        p.error("give the checkpoint folder (or latest_net_G.pth) either as the positional argument or as --generator, once")
+        p.error(
+            "give the checkpoint folder (or latest_net_G.pth) either as the positional argument or as --generator, once"
+        )
     args.checkpoint = args.checkpoint or args.generator
     if args.output is None and not str(args.checkpoint).startswith("official:"):
         p.error("give --output DIR (only official:NAME has a default: the cache the app reads)")
@@ -374,14 +441,19 @@ def main(argv=None) -> int:
     are not a CoCosNet release or the folder cannot be written."""
     args = parse_args(argv)
     if args.list:
-        print(f"Named releases (official:NAME): the authors' Google Drive folders, downloaded with gdown, converted into "
-              f"{CONVERTED_CACHE / 'cocosnet'}")
+        print(
+            f"Named releases (official:NAME): the authors' Google Drive folders, downloaded with gdown, converted into "
+            f"{CONVERTED_CACHE / 'cocosnet'}"
+        )
         for name, r in releases.RELEASES.items():
             print(f"  official:{name:<13} {r.resolution} px, {r.task}, {r.trained_on}; Drive folder {r.folder_id}")
         return 0
     try:
         if args.output is None:  # official:NAME into the cache
-            pipe, args.output = load_release(args.checkpoint), str(release_folder(releases.release_name(args.checkpoint)))
+            pipe, args.output = (
+                load_release(args.checkpoint),
+                str(release_folder(releases.release_name(args.checkpoint))),
+            )
         else:
             pipe = from_official_checkpoint(args.checkpoint, config=args.config, correspondence=args.correspondence)
             save_atomic(pipe, args.output)
@@ -389,8 +461,10 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     config = pipe.correspondence_network.config
-    print(f"wrote {args.output} ({config.input_kind} input, {config.input_channels} channels); "
-          f"load it with CoCosNetPipeline.from_pretrained({args.output!r})")
+    print(
+        f"wrote {args.output} ({config.input_kind} input, {config.input_channels} channels); "
+        f"load it with CoCosNetPipeline.from_pretrained({args.output!r})"
+    )
     return 0
 
 

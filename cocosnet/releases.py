@@ -55,7 +55,9 @@ def release_name(source) -> str | None:
         return None
     name = str(source).split(":", 1)[1]
     if name not in RELEASES:
-        raise ValueError(f"unknown CoCosNet release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}")
+        raise ValueError(
+            f"unknown CoCosNet release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}"
+        )
     return name
 
 
@@ -111,8 +113,10 @@ def download_release(name: str, cache_dir=None) -> list[Path]:
         if listing.is_file():
             files = json.loads(listing.read_text())
         elif is_offline_mode():
-            raise ValueError(f"official:{name} is not in the cache ({folder}) and this machine is offline (HF_HUB_OFFLINE=1); "
-                             f"{run_once_online(name)}")
+            raise ValueError(
+                f"official:{name} is not in the cache ({folder}) and this machine is offline (HF_HUB_OFFLINE=1); "
+                f"{run_once_online(name)}"
+            )
         else:
             files = [f for f in list_folder(RELEASES[name].folder_id) if wanted(f["path"])]
             folder.mkdir(parents=True, exist_ok=True)
@@ -122,16 +126,20 @@ def download_release(name: str, cache_dir=None) -> list[Path]:
             path = folder / Path(f["path"]).name
             if not path.is_file():
                 if is_offline_mode():
-                    raise ValueError(f"official:{name}: {path.name} is not downloaded yet and this machine is offline "
-                                     f"(HF_HUB_OFFLINE=1); {run_once_online(name)}")
+                    raise ValueError(
+                        f"official:{name}: {path.name} is not downloaded yet and this machine is offline "
+                        f"(HF_HUB_OFFLINE=1); {run_once_online(name)}"
+                    )
                 fetch(f["id"], path)
             paths.append(path)
     except ValueError:
         raise
     except Exception as error:  # URLError, HTTPError, a dropped connection, gdown's own errors
         text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-        raise ValueError(f"official:{name}: downloading the Drive folder {RELEASES[name].folder_id} failed "
-                         f"({type(error).__name__}{': ' + text[:160] if text else ''}); {run_once_online(name)}") from None
+        raise ValueError(
+            f"official:{name}: downloading the Drive folder {RELEASES[name].folder_id} failed "
+            f"({type(error).__name__}{': ' + text[:160] if text else ''}); {run_once_online(name)}"
+        ) from None
     return paths
 
 
@@ -146,15 +154,22 @@ def download_url(url: str, path: Path, timeout: float = 60.0) -> Path:
         request = urllib.request.Request(url, headers={"User-Agent": "correspondence-demo"})
         with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
-            print(f"downloading {url} ({total / 2**20:.1f} MiB)" if total else f"downloading {url}", file=sys.stderr, flush=True)
+            print(
+                f"downloading {url} ({total / 2**20:.1f} MiB)" if total else f"downloading {url}",
+                file=sys.stderr,
+                flush=True,
+            )
             shown = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 done += len(chunk)
                 if total and done * 10 // total > shown:
                     shown = done * 10 // total
-                    print(f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, {time.monotonic() - start:.1f} s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, {time.monotonic() - start:.1f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if total and done != total:
             raise OSError(f"the connection closed after {done} of {total} bytes")
         os.replace(part, path)

@@ -54,8 +54,10 @@ from .pipeline import CoordGANPipeline
 OFFICIAL_CONFIGS = ("celebA_128", "stanfordcar_128", "afhqcat_128", "celebA_512")
 TOP_LEVEL_KEYS = {"g", "d", "g_ema", "e", "g_optim", "d_optim", "d_patch", "args"}
 EXPECTED = "one of the authors' CoordGAN checkpoints"
-WHAT_TO_PASS = ("pass a checkpoint written by the authors' CoordGAN train.py (g, d, g_ema, ...) or train-encoder.py "
-                "(g, e, g_ema, g_optim), or load a converted folder with CoordGANPipeline.from_pretrained")
+WHAT_TO_PASS = (
+    "pass a checkpoint written by the authors' CoordGAN train.py (g, d, g_ema, ...) or train-encoder.py "
+    "(g, e, g_ema, g_optim), or load a converted folder with CoordGANPipeline.from_pretrained"
+)
 # The importer computes the mean codes that truncation pulls towards (the authors' code has no
 # truncation): this many mapped latents from this seed.
 CODE_MEAN_SAMPLES, CODE_MEAN_SEED = 4096, 0
@@ -81,20 +83,32 @@ def _torch_load(path: Path):
     if not head:
         raise ValueError(f"{str(path)!r} is empty")
     if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
-        raise ValueError(f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
-                         "checkpoint; load the folder that holds it with from_pretrained")
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
+            "checkpoint; load the folder that holds it with from_pretrained"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(b"PK"))
     except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
         unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
         if unsafe and not unsafe.group(1).startswith("torch."):
-            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
-                             "they are not loaded, since unpickling them could run code") from None
+            raise ValueError(
+                f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
+                "they are not loaded, since unpickling them could run code"
+            ) from None
         if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
-            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
-            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
-        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)") from None
+            detail = (
+                "the pickle stream breaks off"
+                if unsafe or not str(error)
+                else str(error).split(". ")[0].splitlines()[0][:120]
+            )
+            raise ValueError(
+                f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})"
+            ) from None
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)"
+        ) from None
 
 
 def looks_like(ckpt) -> str | None:
@@ -111,21 +125,27 @@ def looks_like(ckpt) -> str | None:
         return "a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch)"
     if {"g_ema", "d"} <= keys:
         coordgan = isinstance(ckpt["g_ema"], dict) and "foldnet.conv1_1.weight" in ckpt["g_ema"]
-        return "a CoordGAN train.py checkpoint (g, d, g_ema, ...)" if coordgan else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        return (
+            "a CoordGAN train.py checkpoint (g, d, g_ema, ...)"
+            if coordgan
+            else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        )
     if any(isinstance(v, dict) for v in ckpt.values()):
         return None
 
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in keys)
 
-    for test, what in ((has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
-                       (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
-                       ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
-                       (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
-                       (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
-                       (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
-                       ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
-                       ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)")):
+    for test, what in (
+        (has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
+        (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
+        ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
+        (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
+        (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
+        (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
+        ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
+        ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)"),
+    ):
         if test:
             return what
     return None
@@ -136,9 +156,16 @@ def key_problems(expected: dict, state: dict) -> list[str]:
     ("unknown keys: a, b", "missing keys: c, ... (40 in all)", "wrong shapes: ..."); empty: a match."""
     unknown = sorted(str(k) for k in set(state) - set(expected))
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})" for k, shape in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(shape)]
-    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(shape)
+    ]
+    return [
+        f"{what}: {_shorten(keys)}"
+        for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong))
+        if keys
+    ]
 
 
 def load_into(model: torch.nn.Module, state: dict, name: str) -> None:
@@ -164,10 +191,14 @@ def save_atomic(pipe, output) -> None:
 
 def _check_state_dict(state, name: str, path: Path) -> dict:
     if not isinstance(state, dict):
-        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}")
+        raise ValueError(
+            f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}"
+        )
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
     if bad:
-        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}")
+        raise ValueError(
+            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}"
+        )
     return state
 
 
@@ -181,7 +212,12 @@ def read_checkpoint(path, need: str = "g_ema") -> dict:
         ckpt = _torch_load(path)
         if not isinstance(ckpt, dict):
             raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a dict of state_dicts (g_ema, e, ...)")
-        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) and "foldnet.conv1_1.weight" in ckpt and need == "g_ema":
+        if (
+            ckpt
+            and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+            and "foldnet.conv1_1.weight" in ckpt
+            and need == "g_ema"
+        ):
             ckpt = {"g_ema": ckpt}  # a generator's state_dict saved alone
         what = looks_like(ckpt)
         if what is not None and not what.startswith("a CoordGAN train"):
@@ -189,9 +225,15 @@ def read_checkpoint(path, need: str = "g_ema") -> dict:
         unknown = sorted(str(k) for k in set(ckpt) - TOP_LEVEL_KEYS)
         missing = [need] if need not in ckpt else []
         if unknown or missing:
-            found = "; ".join(f"{w}: {_shorten(k)}" for w, k in (("unknown top-level keys", unknown), ("missing top-level keys", missing)) if k)
-            raise ValueError(f"{str(path)!r} is not {EXPECTED}: {found}"
-                             + (" (train-encoder.py writes the encoder 'e')" if need == "e" and missing else ""))
+            found = "; ".join(
+                f"{w}: {_shorten(k)}"
+                for w, k in (("unknown top-level keys", unknown), ("missing top-level keys", missing))
+                if k
+            )
+            raise ValueError(
+                f"{str(path)!r} is not {EXPECTED}: {found}"
+                + (" (train-encoder.py writes the encoder 'e')" if need == "e" and missing else "")
+            )
         for name in ({"g_ema", "e"} & set(ckpt)) | {need}:
             _check_state_dict(ckpt[name], name, path)
     except ValueError as error:
@@ -238,7 +280,10 @@ def generator_key_map(generator: CoordGANGenerator) -> dict:
     same("lff.ffm.conv.bias", "fourier.conv.bias")
     # foldnet: Conv1d(2 + w_dim, hidden, 1) on [x, y, w_s]; ours splits the first layer into its coordinate and code columns
     h = c.warp_hidden
-    out["foldnet.conv1_1.weight"] = ((h, 2 + c.w_dim, 1), [("warping.coord_in.weight", lambda t: t[:, :2, 0]), ("warping.code_in.weight", lambda t: t[:, 2:, 0])])
+    out["foldnet.conv1_1.weight"] = (
+        (h, 2 + c.w_dim, 1),
+        [("warping.coord_in.weight", lambda t: t[:, :2, 0]), ("warping.code_in.weight", lambda t: t[:, 2:, 0])],
+    )
     same("foldnet.conv1_1.bias", "warping.coord_in.bias")
     out["foldnet.conv1_2.weight"] = ((h, h, 1), [("warping.hidden.weight", lambda t: t[..., 0])])
     same("foldnet.conv1_2.bias", "warping.hidden.bias")
@@ -252,8 +297,14 @@ def load_generator_state(generator: CoordGANGenerator, state: dict, name: str = 
     mis-shaped keys, and constant kernels that differ from the constructor's, are a ValueError."""
     key_map = generator_key_map(generator)
     problems = key_problems({k: shape for k, (shape, _) in key_map.items()}, state)
-    changed = [k for k, (_, targets) in key_map.items() if targets[0][0] == "constant" and k in state
-               and state[k].shape == targets[0][1].shape and not torch.allclose(state[k].float(), targets[0][1])]
+    changed = [
+        k
+        for k, (_, targets) in key_map.items()
+        if targets[0][0] == "constant"
+        and k in state
+        and state[k].shape == targets[0][1].shape
+        and not torch.allclose(state[k].float(), targets[0][1])
+    ]
     if changed:
         problems.append(f"constant FIR kernels that differ from StyleGAN2's: {_shorten(changed)}")
     if problems:
@@ -266,17 +317,28 @@ def load_generator_state(generator: CoordGANGenerator, state: dict, name: str = 
                 if key != "constant":
                     ours[key].copy_(transform(state[k]).to(ours[key].dtype))
                     covered.add(key)
-    left = sorted(set(generator.state_dict()) - covered - {"canonical_coords", "structure_code_mean", "texture_code_mean"})
+    left = sorted(
+        set(generator.state_dict()) - covered - {"canonical_coords", "structure_code_mean", "texture_code_mean"}
+    )
     if left:  # the map must cover every weight of ours; a gap is a bug here, not a bad file
         raise RuntimeError(f"the key map leaves {_shorten(left)} unset")
 
 
 def load_encoder_state(encoder: CoordGANOfficialEncoder, state: dict, name: str = "e") -> None:
     ours = encoder.state_dict()
-    changed = [k for k in ours if k.endswith("Blur.kernel") and k in state and state[k].shape == ours[k].shape and not torch.allclose(state[k].float(), ours[k])]
+    changed = [
+        k
+        for k in ours
+        if k.endswith("Blur.kernel")
+        and k in state
+        and state[k].shape == ours[k].shape
+        and not torch.allclose(state[k].float(), ours[k])
+    ]
     if changed:
-        raise ValueError(f"'{name}' does not match the network this importer builds: constant blur kernels that differ "
-                         f"from the authors' [1, 2, 1] / [1] filters: {_shorten(changed)}")
+        raise ValueError(
+            f"'{name}' does not match the network this importer builds: constant blur kernels that differ "
+            f"from the authors' [1, 2, 1] / [1] filters: {_shorten(changed)}"
+        )
     load_into(encoder, state, name)
 
 
@@ -312,7 +374,11 @@ def official_components(path, encoder=None, config: str | None = None, code_mean
     name = releases.release_name(path)
     if name is not None:  # official:NAME -> the downloaded files and the release's config
         files = release_files(name)
-        path, encoder, config = files["generator"], encoder or files["encoder"], config or releases.RELEASES[name].config
+        path, encoder, config = (
+            files["generator"],
+            encoder or files["encoder"],
+            config or releases.RELEASES[name].config,
+        )
     ckpt = read_checkpoint(path)
     enc_path = path if encoder is None else encoder
     enc_ckpt = read_checkpoint(encoder, need="e") if encoder is not None else ckpt
@@ -363,9 +429,12 @@ def release_files(name: str) -> dict:
             break
     if "generator" not in found:
         kept = [f for f in files if not f.startswith("data/")]
-        raise ValueError(f"official:{name}: no {release.resolution} px CoordGAN generator among the files of {releases.RELEASE_REPO} "
-                         f"whose names mention {' or '.join(release.words)}" + (f"; refused: {'; '.join(refused)}" if refused else "")
-                         + f"; the dataset holds {_shorten(kept, 12)} (and {len(files) - len(kept)} files in data/)")
+        raise ValueError(
+            f"official:{name}: no {release.resolution} px CoordGAN generator among the files of {releases.RELEASE_REPO} "
+            f"whose names mention {' or '.join(release.words)}"
+            + (f"; refused: {'; '.join(refused)}" if refused else "")
+            + f"; the dataset holds {_shorten(kept, 12)} (and {len(files) - len(kept)} files in data/)"
+        )
     return dict(generator=found["generator"], encoder=found.get("encoder"))
 
 
@@ -386,11 +455,23 @@ def load_release(source: str, cache_dir=None) -> CoordGANPipeline:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="the authors' train.py or train-encoder.py .pt file, or official:NAME (see --list)")
-    p.add_argument("--encoder", default=None, help="a train-encoder.py .pt whose 'e' is the encoder (when CHECKPOINT has none)")
-    p.add_argument("--output", default=None, help="folder for CoordGANPipeline.save_pretrained (official:NAME: default the cache the app reads)")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="the authors' train.py or train-encoder.py .pt file, or official:NAME (see --list)",
+    )
+    p.add_argument(
+        "--encoder", default=None, help="a train-encoder.py .pt whose 'e' is the encoder (when CHECKPOINT has none)"
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="folder for CoordGANPipeline.save_pretrained (official:NAME: default the cache the app reads)",
+    )
     p.add_argument("--list", action="store_true", help="list the named releases and where they come from, and exit")
-    p.add_argument("--config", default=None, choices=OFFICIAL_CONFIGS, help="the authors' config (default: read from the file)")
+    p.add_argument(
+        "--config", default=None, choices=OFFICIAL_CONFIGS, help="the authors' config (default: read from the file)"
+    )
     return p.parse_args(argv)
 
 
@@ -399,11 +480,15 @@ def main(argv=None) -> int:
     is not an authors' CoordGAN checkpoint or the folder cannot be written."""
     args = parse_args(argv)
     if args.list:
-        print(f"Named releases (official:NAME): files of the Hugging Face dataset {releases.RELEASE_REPO}, found by their names "
-              "and classified by their keys; converted into " + str(CONVERTED_CACHE / "coordgan"))
+        print(
+            f"Named releases (official:NAME): files of the Hugging Face dataset {releases.RELEASE_REPO}, found by their names "
+            "and classified by their keys; converted into " + str(CONVERTED_CACHE / "coordgan")
+        )
         for name, r in releases.RELEASES.items():
-            print(f"  official:{name:<12} {r.resolution} px, {r.trained_on}; {'generator + encoder' if r.encoder else 'generator only'}; "
-                  f"files mentioning {' or '.join(r.words)}")
+            print(
+                f"  official:{name:<12} {r.resolution} px, {r.trained_on}; {'generator + encoder' if r.encoder else 'generator only'}; "
+                f"files mentioning {' or '.join(r.words)}"
+            )
         return 0
     if not args.checkpoint or not (args.output or str(args.checkpoint).startswith("official:")):
         print("error: give CHECKPOINT (a .pt file or official:NAME) and --output DIR, or --list", file=sys.stderr)
@@ -418,7 +503,11 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     g = pipe.generator
-    encoder = "with the encoder" if pipe.encoder is not None else "no encoder (label propagation on real images needs --encoder)"
+    encoder = (
+        "with the encoder"
+        if pipe.encoder is not None
+        else "no encoder (label propagation on real images needs --encoder)"
+    )
     print(f"wrote {args.output}: {g.resolution} px generator, {encoder}")
     return 0
 

@@ -40,9 +40,15 @@ class Release:
 
 
 RELEASES = {
-    "celebA": Release("celebA_128", 128, "CelebAMask-HQ faces", True, ("celeba",), ("512",), ("celebA_128.pt", "celebA_enc.pt")),
-    "celebA-512": Release("celebA_512", 512, "CelebAMask-HQ faces", True, ("celeba",), (), ("celebA_512.pt", "celebA_enc.pt")),
-    "stanfordcar": Release("stanfordcar_128", 128, "Stanford Cars", True, ("car",), (), ("stanfordcar_128.pt", "stanfordcar_enc.pt")),
+    "celebA": Release(
+        "celebA_128", 128, "CelebAMask-HQ faces", True, ("celeba",), ("512",), ("celebA_128.pt", "celebA_enc.pt")
+    ),
+    "celebA-512": Release(
+        "celebA_512", 512, "CelebAMask-HQ faces", True, ("celeba",), (), ("celebA_512.pt", "celebA_enc.pt")
+    ),
+    "stanfordcar": Release(
+        "stanfordcar_128", 128, "Stanford Cars", True, ("car",), (), ("stanfordcar_128.pt", "stanfordcar_enc.pt")
+    ),
     "afhqcat": Release("afhqcat_128", 128, "AFHQ cats", False, ("cat", "afhq"), (), ("afhqcat_128.pt",)),
 }
 
@@ -53,7 +59,9 @@ def release_name(source) -> str | None:
         return None
     name = str(source).split(":", 1)[1]
     if name not in RELEASES:
-        raise ValueError(f"unknown CoordGAN release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}")
+        raise ValueError(
+            f"unknown CoordGAN release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}"
+        )
     return name
 
 
@@ -68,20 +76,30 @@ def _endpoint() -> str | None:
 def repo_files(name: str) -> list[str]:
     """Every file of the release dataset (a ValueError when offline or unreachable)."""
     if is_offline_mode():
-        raise ValueError(f"official:{name} is not converted here and this machine is offline (HF_HUB_OFFLINE=1); {run_once_online(name)}")
+        raise ValueError(
+            f"official:{name} is not converted here and this machine is offline (HF_HUB_OFFLINE=1); {run_once_online(name)}"
+        )
     try:
         return sorted(HfApi(endpoint=_endpoint()).list_repo_files(RELEASE_REPO, repo_type="dataset"))
     except Exception as error:  # HTTP errors, refused connections, DNS: one line and what to do
-        raise ValueError(f"official:{name}: listing the files of the dataset {RELEASE_REPO} failed ({_one_line(error)}); "
-                         f"{run_once_online(name)}") from None
+        raise ValueError(
+            f"official:{name}: listing the files of the dataset {RELEASE_REPO} failed ({_one_line(error)}); "
+            f"{run_once_online(name)}"
+        ) from None
 
 
 def candidates(name: str, files: list[str]) -> list[str]:
     """The files of `files` that may hold release `name`: checkpoints outside data/ whose path
     mentions the release's dataset, the authors' config names first."""
     release = RELEASES[name]
-    found = [f for f in files if f.lower().endswith(CHECKPOINT_SUFFIXES) and not f.startswith("data/")
-             and any(w in f.lower() for w in release.words) and not any(a in Path(f).name.lower() for a in release.avoid)]
+    found = [
+        f
+        for f in files
+        if f.lower().endswith(CHECKPOINT_SUFFIXES)
+        and not f.startswith("data/")
+        and any(w in f.lower() for w in release.words)
+        and not any(a in Path(f).name.lower() for a in release.avoid)
+    ]
     return sorted(found, key=lambda f: (Path(f).name not in release.hints, f))
 
 
@@ -89,11 +107,16 @@ def download(name: str, filename: str, cache_dir=None) -> Path:
     """One file of the dataset, from the Hugging Face cache or downloaded into it (progress on stderr)."""
     print(f"official:{name}: {filename} from the dataset {RELEASE_REPO}", file=sys.stderr, flush=True)
     try:
-        return Path(hf_hub_download(RELEASE_REPO, filename, repo_type="dataset", cache_dir=cache_dir or DOWNLOAD_CACHE,
-                                    endpoint=_endpoint()))
+        return Path(
+            hf_hub_download(
+                RELEASE_REPO, filename, repo_type="dataset", cache_dir=cache_dir or DOWNLOAD_CACHE, endpoint=_endpoint()
+            )
+        )
     except Exception as error:  # a dropped connection, a 404, a full disk
-        raise ValueError(f"official:{name}: downloading {filename} from the dataset {RELEASE_REPO} failed ({_one_line(error)}); "
-                         f"{run_once_online(name)}") from None
+        raise ValueError(
+            f"official:{name}: downloading {filename} from the dataset {RELEASE_REPO} failed ({_one_line(error)}); "
+            f"{run_once_online(name)}"
+        ) from None
 
 
 def _one_line(error: Exception) -> str:
@@ -103,5 +126,8 @@ def _one_line(error: Exception) -> str:
 
 def describe(name: str) -> str:
     r = RELEASES[name]
-    return f"CoordGAN `official:{name}`: {r.resolution} px, trained on {r.trained_on}" + ("" if r.encoder else ", no encoder") + f" ({PAPER})"
-
+    return (
+        f"CoordGAN `official:{name}`: {r.resolution} px, trained on {r.trained_on}"
+        + ("" if r.encoder else ", no encoder")
+        + f" ({PAPER})"
+    )

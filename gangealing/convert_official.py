@@ -68,8 +68,10 @@ _SKIPPED = re.compile(r"(^|\.)input_downsample\.kernel_(horz|vert)$|(^|\.)warp_h
 AUTHORS_GENERATOR = dict(resolution=256, style_dim=512, n_mlp=8, channel_multiplier=2.0)
 AUTHORS_STN = dict(flow_size=128, channel_multiplier=0.5, num_heads=1)
 EXPECTED = "one of the authors' GANgealing releases"
-WHAT_TO_PASS = ("pass one of the authors' released GANgealing files (cat.pt, car.pt, ...: a dict with g_ema, t_ema, ll "
-                "[, classifier, args]), or load a converted folder with GANgealingPipeline.from_pretrained")
+WHAT_TO_PASS = (
+    "pass one of the authors' released GANgealing files (cat.pt, car.pt, ...: a dict with g_ema, t_ema, ll "
+    "[, classifier, args]), or load a converted folder with GANgealingPipeline.from_pretrained"
+)
 CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/gangealing/NAME
 
 
@@ -94,20 +96,32 @@ def _torch_load(path: Path):
     if not head:
         raise ValueError(f"{str(path)!r} is empty")
     if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
-        raise ValueError(f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
-                         "checkpoint; load the folder that holds it with from_pretrained")
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file (the weights of a converted folder?), not the authors' "
+            "checkpoint; load the folder that holds it with from_pretrained"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(b"PK"))
     except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a bad file
         unsafe = re.search(r"GLOBAL ([\w.]+) was not an allowed global", str(error))
         if unsafe and not unsafe.group(1).startswith("torch."):
-            raise ValueError(f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
-                             "they are not loaded, since unpickling them could run code") from None
+            raise ValueError(
+                f"{str(path)!r} holds pickled Python objects ({unsafe.group(1)}) besides tensors; "
+                "they are not loaded, since unpickling them could run code"
+            ) from None
         if head.startswith(b"PK") or head.startswith(b"\x80"):  # a torch zip archive or a legacy pickle that breaks off
-            detail = "the pickle stream breaks off" if unsafe or not str(error) else str(error).split(". ")[0].splitlines()[0][:120]
-            raise ValueError(f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})") from None
-        raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)") from None
+            detail = (
+                "the pickle stream breaks off"
+                if unsafe or not str(error)
+                else str(error).split(". ")[0].splitlines()[0][:120]
+            )
+            raise ValueError(
+                f"{str(path)!r} is truncated or corrupt: torch.load could not read it ({detail})"
+            ) from None
+        raise ValueError(
+            f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head[:8]!r}, not a torch.save header)"
+        ) from None
 
 
 # Copied from coordgan.convert_official.looks_like
@@ -125,21 +139,27 @@ def looks_like(ckpt) -> str | None:
         return "a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch)"
     if {"g_ema", "d"} <= keys:
         coordgan = isinstance(ckpt["g_ema"], dict) and "foldnet.conv1_1.weight" in ckpt["g_ema"]
-        return "a CoordGAN train.py checkpoint (g, d, g_ema, ...)" if coordgan else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        return (
+            "a CoordGAN train.py checkpoint (g, d, g_ema, ...)"
+            if coordgan
+            else "a StyleGAN2 training checkpoint (g, d, g_ema, ...)"
+        )
     if any(isinstance(v, dict) for v in ckpt.values()):
         return None
 
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in keys)
 
-    for test, what in ((has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
-                       (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
-                       ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
-                       (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
-                       (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
-                       (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
-                       ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
-                       ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)")):
+    for test, what in (
+        (has("adaptive_model_seg."), "CoCosNet's correspondence network (a latest_net_Corr.pth state_dict)"),
+        (has("discriminator_0."), "CoCosNet's discriminator (a latest_net_D.pth state_dict)"),
+        ("fc.weight" in keys and has("head_0."), "CoCosNet's generator (a latest_net_G.pth state_dict)"),
+        (has("foldnet."), "a CoordGAN generator's state_dict (g_ema alone)"),
+        (has("sp_fc.") or has("FromRGB."), "a CoordGAN encoder's state_dict (e alone)"),
+        (has("stns."), "a GANgealing transformer's state_dict (t_ema alone)"),
+        ({"coefficients", "directions"} <= keys, "a GANgealing target's state_dict (ll alone)"),
+        ("style.1.weight" in keys and has("to_rgb"), "a StyleGAN2 generator's state_dict (g_ema alone)"),
+    ):
         if test:
             return what
     return None
@@ -151,9 +171,16 @@ def key_problems(expected: dict, state: dict) -> list[str]:
     ("unknown keys: a, b", "missing keys: c, ... (40 in all)", "wrong shapes: ..."); empty: a match."""
     unknown = sorted(str(k) for k in set(state) - set(expected))
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})" for k, shape in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(shape)]
-    return [f"{what}: {_shorten(keys)}" for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if keys]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(shape)})"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(shape)
+    ]
+    return [
+        f"{what}: {_shorten(keys)}"
+        for what, keys in (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong))
+        if keys
+    ]
 
 
 # Copied from coordgan.convert_official.load_into
@@ -182,10 +209,14 @@ def save_atomic(pipe, output) -> None:
 # Copied from coordgan.convert_official._check_state_dict
 def _check_state_dict(state, name: str, path: Path) -> dict:
     if not isinstance(state, dict):
-        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}")
+        raise ValueError(
+            f"{str(path)!r}: '{name}' must be a state_dict (a dict of tensors), got {type(state).__name__}"
+        )
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
     if bad:
-        raise ValueError(f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}")
+        raise ValueError(
+            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}"
+        )
     return state
 
 
@@ -198,14 +229,20 @@ def read_checkpoint(path) -> dict:
     try:
         ckpt = _torch_load(path)
         if not isinstance(ckpt, dict):
-            raise ValueError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a dict of state_dicts (g_ema, t_ema, ll, ...)")
+            raise ValueError(
+                f"{str(path)!r} holds a {type(ckpt).__name__}, not a dict of state_dicts (g_ema, t_ema, ll, ...)"
+            )
         what = looks_like(ckpt)
         if what is not None and not what.startswith("a GANgealing release"):
             raise ValueError(f"{str(path)!r} looks like {what}, not {EXPECTED}")
         unknown = sorted(str(k) for k in set(ckpt) - MODEL_KEYS - TRAINING_STATE_KEYS)
         missing = [k for k in ("g_ema", "t_ema", "ll") if k not in ckpt]
         if unknown or missing:
-            found = "; ".join(f"{w}: {_shorten(k)}" for w, k in (("unknown top-level keys", unknown), ("missing top-level keys", missing)) if k)
+            found = "; ".join(
+                f"{w}: {_shorten(k)}"
+                for w, k in (("unknown top-level keys", unknown), ("missing top-level keys", missing))
+                if k
+            )
             raise ValueError(f"{str(path)!r} is not {EXPECTED}: {found}")
         for name in MODEL_KEYS & set(ckpt):
             _check_state_dict(ckpt[name], name, path)
@@ -232,12 +269,24 @@ def _generator_config(sd: dict) -> dict:
     noises = len([k for k in sd if k.startswith("noises.noise_")])
     resolution = 2 ** ((noises - 1) // 2 + 2) if noises else AUTHORS_GENERATOR["resolution"]
     if not 8 <= resolution <= 4096:
-        raise ValueError(f"'g_ema': cannot read the generator layout ({noises} noise buffers give no resolution in 8..4096)")
+        raise ValueError(
+            f"'g_ema': cannot read the generator layout ({noises} noise buffers give no resolution in 8..4096)"
+        )
     style = _tensor(sd, "style.1.weight", 2)
-    last = _tensor(sd, f"to_rgbs.{resolution.bit_length() - 4}.conv.weight", 5)  # (1, 3, channels at `resolution`, 1, 1)
-    cm = last.shape[2] / stylegan_channels(resolution, 1.0) if last is not None and resolution > 32 else AUTHORS_GENERATOR["channel_multiplier"]
-    return dict(resolution=resolution, style_dim=style.shape[0] if style is not None else AUTHORS_GENERATOR["style_dim"],
-                n_mlp=len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)]) or AUTHORS_GENERATOR["n_mlp"], channel_multiplier=cm)
+    last = _tensor(
+        sd, f"to_rgbs.{resolution.bit_length() - 4}.conv.weight", 5
+    )  # (1, 3, channels at `resolution`, 1, 1)
+    cm = (
+        last.shape[2] / stylegan_channels(resolution, 1.0)
+        if last is not None and resolution > 32
+        else AUTHORS_GENERATOR["channel_multiplier"]
+    )
+    return dict(
+        resolution=resolution,
+        style_dim=style.shape[0] if style is not None else AUTHORS_GENERATOR["style_dim"],
+        n_mlp=len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)]) or AUTHORS_GENERATOR["n_mlp"],
+        channel_multiplier=cm,
+    )
 
 
 def _stn_config(sd: dict) -> dict:
@@ -248,9 +297,18 @@ def _stn_config(sd: dict) -> dict:
     flow_size = 4 * 2 ** (stages - 1) if stages else AUTHORS_STN["flow_size"]
     if (stages and not 2 <= stages <= 9) or num_heads < 1:
         raise ValueError(f"'t_ema': cannot read the transformer layout ({stages} conv stages, {num_heads} heads)")
-    cm = stem.shape[0] / stylegan_channels(flow_size, 1.0) if stem is not None and flow_size > 32 else AUTHORS_STN["channel_multiplier"]
+    cm = (
+        stem.shape[0] / stylegan_channels(flow_size, 1.0)
+        if stem is not None and flow_size > 32
+        else AUTHORS_STN["channel_multiplier"]
+    )
     has_down = any(k.startswith("stns.0.input_downsample") for k in sd) or flow_size == 128
-    return dict(flow_size=flow_size, input_size=2 * flow_size if has_down else flow_size, channel_multiplier=cm, num_heads=num_heads)
+    return dict(
+        flow_size=flow_size,
+        input_size=2 * flow_size if has_down else flow_size,
+        channel_multiplier=cm,
+        num_heads=num_heads,
+    )
 
 
 def _build(name: str, cls, **kwargs):
@@ -258,8 +316,10 @@ def _build(name: str, cls, **kwargs):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError, KeyError, IndexError, AssertionError, ZeroDivisionError) as error:
-        raise ValueError(f"'{name}': the checkpoint's layout ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) "
-                         f"is not one {cls.__name__} builds ({error})") from None
+        raise ValueError(
+            f"'{name}': the checkpoint's layout ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) "
+            f"is not one {cls.__name__} builds ({error})"
+        ) from None
 
 
 def official_components(path, category: str | None = None, **overrides) -> dict:
@@ -274,14 +334,20 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
     stem = Path(str(path)).stem.lower()
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
     if category is not None and category not in PRETRAINED_TEST_SETTINGS:
-        raise ValueError(f"unknown category {category!r}; choose one of {sorted(PRETRAINED_TEST_SETTINGS)} or pass the settings explicitly")
+        raise ValueError(
+            f"unknown category {category!r}; choose one of {sorted(PRETRAINED_TEST_SETTINGS)} or pass the settings explicitly"
+        )
     unknown = sorted(set(overrides) - set(DEFAULT_TEST_SETTINGS))
     if unknown:
-        raise ValueError(f"unknown options {unknown}; GANgealing's importer takes category, {', '.join(DEFAULT_TEST_SETTINGS)}")
+        raise ValueError(
+            f"unknown options {unknown}; GANgealing's importer takes category, {', '.join(DEFAULT_TEST_SETTINGS)}"
+        )
     ckpt = read_checkpoint(path)
     settings = {**DEFAULT_TEST_SETTINGS, **PRETRAINED_TEST_SETTINGS.get(category, {})}
     args = ckpt.get("args")
-    if isinstance(getattr(args, "inject", None), int) and "inject_index" not in PRETRAINED_TEST_SETTINGS.get(category, {}):
+    if isinstance(getattr(args, "inject", None), int) and "inject_index" not in PRETRAINED_TEST_SETTINGS.get(
+        category, {}
+    ):
         settings["inject_index"] = int(args.inject)
     settings.update(overrides)
     try:
@@ -291,19 +357,37 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
         k = stn["num_heads"]
         if k > 1 and "classifier" not in ckpt:
             raise ValueError(f"the transformer has {k} cluster heads but the checkpoint has no 'classifier'")
-        transformer = _build("t_ema", SpatialTransformer, **stn, padding_mode=settings["padding_mode"],
-                             similarity_iters=settings["similarity_iters"], flip="tv" if k == 1 else "classifier")
+        transformer = _build(
+            "t_ema",
+            SpatialTransformer,
+            **stn,
+            padding_mode=settings["padding_mode"],
+            similarity_iters=settings["similarity_iters"],
+            flip="tv" if k == 1 else "classifier",
+        )
         load_authors_state(transformer, ckpt["t_ema"], "t_ema")
         directions, coefficients = _tensor(ckpt["ll"], "directions", 2), _tensor(ckpt["ll"], "coefficients", 2)
-        target = _build("ll", LearnedTarget, num_directions=directions.shape[0] if directions is not None else 1,
-                        num_heads=coefficients.shape[0] if coefficients is not None else k, inject_index=settings["inject_index"],
-                        num_latents=generator.num_latents, style_dim=generator.style_dim)
+        target = _build(
+            "ll",
+            LearnedTarget,
+            num_directions=directions.shape[0] if directions is not None else 1,
+            num_heads=coefficients.shape[0] if coefficients is not None else k,
+            inject_index=settings["inject_index"],
+            num_latents=generator.num_latents,
+            style_dim=generator.style_dim,
+        )
         load_authors_state(target, ckpt["ll"], "ll")
         classifier = None
         if "classifier" in ckpt:
             logits = _tensor(ckpt["classifier"], "to_logits.weight", 2)
-            classifier = _build("classifier", ClusterClassifier, flow_size=stn["flow_size"], input_size=stn["input_size"],
-                                channel_multiplier=stn["channel_multiplier"], num_clusters=logits.shape[0] // 2 if logits is not None else k)
+            classifier = _build(
+                "classifier",
+                ClusterClassifier,
+                flow_size=stn["flow_size"],
+                input_size=stn["input_size"],
+                channel_multiplier=stn["channel_multiplier"],
+                num_clusters=logits.shape[0] // 2 if logits is not None else k,
+            )
             load_authors_state(classifier, ckpt["classifier"], "classifier")
             classifier.eval()
     except ValueError as error:
@@ -335,11 +419,26 @@ def load_release(source: str, cache_dir=None) -> GANgealingPipeline:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args) or official:NAME")
-    p.add_argument("--output", default=None, help="folder for GANgealingPipeline.save_pretrained (official:NAME: default the cache the app reads)")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="a released GANgealing .pt file (keys g_ema, t_ema, ll, [classifier], args) or official:NAME",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="folder for GANgealingPipeline.save_pretrained (official:NAME: default the cache the app reads)",
+    )
     p.add_argument("--list", action="store_true", help="list the named releases and where they come from, and exit")
-    p.add_argument("--category", default=None, choices=sorted(PRETRAINED_TEST_SETTINGS), help="the authors' test-time settings (default: from the file name)")
-    p.add_argument("--padding-mode", default=None, choices=["border", "reflection", "zeros"], help="override the padding mode")
+    p.add_argument(
+        "--category",
+        default=None,
+        choices=sorted(PRETRAINED_TEST_SETTINGS),
+        help="the authors' test-time settings (default: from the file name)",
+    )
+    p.add_argument(
+        "--padding-mode", default=None, choices=["border", "reflection", "zeros"], help="override the padding mode"
+    )
     p.add_argument("--similarity-iters", type=int, default=None, help="override the similarity STN iterations")
     p.add_argument("--inject-index", type=int, default=None, help="override the target's mixing cutoff")
     return p.parse_args(argv)
@@ -350,29 +449,42 @@ def main(argv=None) -> int:
     is not a GANgealing release or the folder cannot be written."""
     args = parse_args(argv)
     if args.list:
-        print(f"Named releases (official:NAME): downloaded from {releases.release_url('NAME')}, converted into {CONVERTED_CACHE / 'gangealing'}")
+        print(
+            f"Named releases (official:NAME): downloaded from {releases.release_url('NAME')}, converted into {CONVERTED_CACHE / 'gangealing'}"
+        )
         for name, r in releases.RELEASES.items():
             s = {**DEFAULT_TEST_SETTINGS, **PRETRAINED_TEST_SETTINGS[name]}
-            print(f"  official:{name:<13} {r.resolution} px, {r.trained_on}; padding {s['padding_mode']}, iters {s['similarity_iters']}")
+            print(
+                f"  official:{name:<13} {r.resolution} px, {r.trained_on}; padding {s['padding_mode']}, iters {s['similarity_iters']}"
+            )
         return 0
     if not args.checkpoint or not (args.output or str(args.checkpoint).startswith("official:")):
         print("error: give CHECKPOINT (a .pt file or official:NAME) and --output DIR, or --list", file=sys.stderr)
         return 2
-    overrides = {k: v for k, v in dict(padding_mode=args.padding_mode, similarity_iters=args.similarity_iters,
-                                       inject_index=args.inject_index).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in dict(
+            padding_mode=args.padding_mode, similarity_iters=args.similarity_iters, inject_index=args.inject_index
+        ).items()
+        if v is not None
+    }
     try:
         if args.output is None and not overrides and args.category is None:  # official:NAME into the cache
             pipe, args.output = load_release(args.checkpoint), release_folder(releases.release_name(args.checkpoint))
         else:
             if args.output is None:
-                raise ValueError("--output DIR is needed when settings are overridden (the cache holds the authors' settings)")
+                raise ValueError(
+                    "--output DIR is needed when settings are overridden (the cache holds the authors' settings)"
+                )
             pipe = from_official_checkpoint(args.checkpoint, category=args.category, **overrides)
             save_atomic(pipe, args.output)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     t = pipe.transformer.config
-    print(f"wrote {args.output}: {pipe.generator.resolution} px generator, K={t.num_heads}, padding {t.padding_mode}, iters {t.similarity_iters}")
+    print(
+        f"wrote {args.output}: {pipe.generator.resolution} px generator, K={t.num_heads}, padding {t.padding_mode}, iters {t.similarity_iters}"
+    )
     return 0
 
 

@@ -40,17 +40,32 @@ def test_a_space_offline_starts_on_the_bundled_models_and_says_why(empty_caches,
         pipe = pipelines[name]
         assert not isinstance(pipe, models.MissingModel), pipe.message  # the bundled model answers
         line = models.describe(name, pipe)
-        assert line.startswith(f"⚠️ The authors' release `{release}` could not be loaded (Could not load the {name} release `{release}`: ")
-        assert "offline" in line and "this tab runs the bundled model instead. **Weights:** the bundled toy model: " in line
-        assert f"{name}: {models.SPECS[name].default} loaded in " in log and f"{name}: The authors' release `{release}`" in log
-    assert models.describe("coat", pipelines["coat"]).startswith("**Weights:** the bundled toy model: 64 px, trained here on "
-                                                                  "synthetic faces: try a synthetic example; no authors' release")
+        assert line.startswith(
+            f"⚠️ The authors' release `{release}` could not be loaded (Could not load the {name} release `{release}`: "
+        )
+        assert (
+            "offline" in line
+            and "this tab runs the bundled model instead. **Weights:** the bundled toy model: " in line
+        )
+        assert (
+            f"{name}: {models.SPECS[name].default} loaded in " in log
+            and f"{name}: The authors' release `{release}`" in log
+        )
+    assert models.describe("coat", pipelines["coat"]).startswith(
+        "**Weights:** the bundled toy model: 64 px, trained here on "
+        "synthetic faces: try a synthetic example; no authors' release"
+    )
     # the second GANgealing model has no bundled stand-in: the tab that offers it says why it is missing
     cat = pipelines["gangealing_cat"]
     assert isinstance(cat, models.MissingModel) and "python -m gangealing.convert_official official:cat" in cat.message
     answer = json.loads(json.dumps(models.describe_all(pipelines)))  # what /models returns
-    assert {k: v["kind"] for k, v in answer.items()} == {"coordgan": "bundled", "gangealing": "bundled", "cocosnet": "bundled",
-                                                          "coat": "bundled", "gangealing_cat": "missing"}
+    assert {k: v["kind"] for k, v in answer.items()} == {
+        "coordgan": "bundled",
+        "gangealing": "bundled",
+        "cocosnet": "bundled",
+        "coat": "bundled",
+        "gangealing_cat": "missing",
+    }
     assert "official:celeba" in answer["gangealing"]["note"] and answer["gangealing"]["resolution"] == 32
     assert answer["coordgan"]["seconds"] > 0 and answer["coat"]["note"] == ""
 
@@ -58,16 +73,22 @@ def test_a_space_offline_starts_on_the_bundled_models_and_says_why(empty_caches,
 def test_a_converted_release_is_described_and_flags_still_win(empty_caches, tmp_path):
     from gangealing import tiny_random_pipeline
 
-    tiny_random_pipeline().save_pretrained(gangealing_converter.release_folder("celeba"))  # as if converted at an earlier start
+    tiny_random_pipeline().save_pretrained(
+        gangealing_converter.release_folder("celeba")
+    )  # as if converted at an earlier start
     pipe = models.load(models.SPECS["gangealing"], mode="official", env={})
     assert pipe.weights["kind"] == "release" and pipe.weights["source"] == "official:celeba"
-    assert models.describe("gangealing", pipe) == ("**Weights:** the authors' release: GANgealing `official:celeba`: 128 px generator, "
-                                                   "trained on CelebA faces (GANgealing (Peebles et al., CVPR 2022)).")
+    assert models.describe("gangealing", pipe) == (
+        "**Weights:** the authors' release: GANgealing `official:celeba`: 128 px generator, "
+        "trained on CelebA faces (GANgealing (Peebles et al., CVPR 2022))."
+    )
     # an explicit folder (flag or GANGEALING_MODEL) wins over the release default
     folder = tmp_path / "mine"
     tiny_random_pipeline().save_pretrained(folder)
-    for pipe in (models.load(models.SPECS["gangealing"], str(folder), env={}, mode="official"),
-                 models.load(models.SPECS["gangealing"], None, env={"GANGEALING_MODEL": str(folder)}, mode="official")):
+    for pipe in (
+        models.load(models.SPECS["gangealing"], str(folder), env={}, mode="official"),
+        models.load(models.SPECS["gangealing"], None, env={"GANGEALING_MODEL": str(folder)}, mode="official"),
+    ):
         assert pipe.weights == dict(pipe.weights, kind="folder or repo", source=str(folder), note="")
         assert models.describe("gangealing", pipe).startswith(f"**Weights:** `{folder}` (folder or repo, ")
     # a named GANgealing model also means no second (cat) model is added
@@ -77,8 +98,10 @@ def test_a_converted_release_is_described_and_flags_still_win(empty_caches, tmp_
 def test_bundled_mode_names_how_to_get_the_real_models():
     pipe = models.load(models.SPECS["coordgan"], env={})
     line = models.describe("coordgan", pipe)
-    assert line.startswith("**Weights:** the bundled toy model: 64 px, trained here on synthetic faces: try a synthetic example; "
-                           "real photos need the authors' models: run the app with `--models official`")
+    assert line.startswith(
+        "**Weights:** the bundled toy model: 64 px, trained here on synthetic faces: try a synthetic example; "
+        "real photos need the authors' models: run the app with `--models official`"
+    )
     assert "`--coordgan official:NAME`" in line and "python -m coordgan.convert_official --list" in line
     missing = models.MissingModel("No coordgan checkpoint at `x`.")
     assert models.describe("coordgan", missing) == "⚠️ **No model loaded.** No coordgan checkpoint at `x`."

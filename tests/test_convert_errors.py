@@ -26,12 +26,16 @@ from tests.helpers.authors_files import authors_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
-needs_fixtures = pytest.mark.skipif(not (FIXTURES / "cocosnet-official").is_dir() or not (FIXTURES / "gangealing-official").is_dir(),
-                                    reason=f"official key lists not found under {FIXTURES}")
+needs_fixtures = pytest.mark.skipif(
+    not (FIXTURES / "cocosnet-official").is_dir() or not (FIXTURES / "gangealing-official").is_dir(),
+    reason=f"official key lists not found under {FIXTURES}",
+)
 CONVERTERS = {"coordgan": coordgan_converter, "gangealing": gangealing_converter, "cocosnet": cocosnet_converter}
-WHAT_TO_PASS = {"coordgan": "Pass a checkpoint written by the authors' CoordGAN train.py",
-                "gangealing": "Pass one of the authors' released GANgealing files",
-                "cocosnet": "Pass the authors' CoCosNet checkpoint folder"}
+WHAT_TO_PASS = {
+    "coordgan": "Pass a checkpoint written by the authors' CoordGAN train.py",
+    "gangealing": "Pass one of the authors' released GANgealing files",
+    "cocosnet": "Pass the authors' CoCosNet checkpoint folder",
+}
 # the network whose keys the key rows change, as each importer names it in its message
 NETWORK = {"coordgan": "'g_ema'", "gangealing": "'g_ema'", "cocosnet": "'generator (latest_net_G.pth)'"}
 
@@ -46,7 +50,9 @@ def real_state(file: Path) -> dict:
 def cocosnet_pair(folder: Path, config: str = "celebahq") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for net in ("G", "Corr"):
-        torch.save(real_state(FIXTURES / "cocosnet-official" / f"keys_{config}_{net}.json"), folder / f"latest_net_{net}.pth")
+        torch.save(
+            real_state(FIXTURES / "cocosnet-official" / f"keys_{config}_{net}.json"), folder / f"latest_net_{net}.pth"
+        )
     return folder
 
 
@@ -149,20 +155,46 @@ def expected(case: str, package: str, path: Path) -> list[str]:
         "pickled code": [f"{str(path)!r} holds pickled Python objects (pathlib.PosixPath) besides tensors"],
         "safetensors": [f"{str(path)!r} is a safetensors file"],
         "a GANgealing release": [f"{str(path)!r} looks like a GANgealing release (g_ema, t_ema, ll), not "],
-        "a CoordGAN train.py file": [f"{str(path)!r} looks like a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch), not "],
-        "CoCosNet's generator": [f"{str(path)!r} looks like CoCosNet's generator (a latest_net_G.pth state_dict), not "],
-        "a renamed key": [f"{NETWORK[package]} does not match the network this importer builds: unknown keys: {keys[0]}_renamed; "
-                          f"missing keys: {keys[0]}"],
-        "ten missing keys": [f"{NETWORK[package]} does not match the network this importer builds: missing keys: "
-                             f"{', '.join(keys[:4])}, ... (10 in all)"],
-        "a wrong shape": [f"{NETWORK[package]} does not match the network this importer builds: wrong shapes: "
-                          f"{keys[1]} (3,) (expected {tuple(state[keys[1]].shape)})"],
+        "a CoordGAN train.py file": [
+            f"{str(path)!r} looks like a CoordGAN train.py checkpoint (g, d, g_ema, g_optim, d_optim, d_patch), not "
+        ],
+        "CoCosNet's generator": [
+            f"{str(path)!r} looks like CoCosNet's generator (a latest_net_G.pth state_dict), not "
+        ],
+        "a renamed key": [
+            f"{NETWORK[package]} does not match the network this importer builds: unknown keys: {keys[0]}_renamed; "
+            f"missing keys: {keys[0]}"
+        ],
+        "ten missing keys": [
+            f"{NETWORK[package]} does not match the network this importer builds: missing keys: "
+            f"{', '.join(keys[:4])}, ... (10 in all)"
+        ],
+        "a wrong shape": [
+            f"{NETWORK[package]} does not match the network this importer builds: wrong shapes: "
+            f"{keys[1]} (3,) (expected {tuple(state[keys[1]].shape)})"
+        ],
     }[case]
 
 
-CASES = ["missing", "text", "empty", "truncated", "pickled code", "safetensors", "a GANgealing release", "a CoordGAN train.py file",
-         "CoCosNet's generator", "a renamed key", "ten missing keys", "a wrong shape"]
-OWN_FORMAT = {"gangealing": "a GANgealing release", "coordgan": "a CoordGAN train.py file", "cocosnet": "CoCosNet's generator"}
+CASES = [
+    "missing",
+    "text",
+    "empty",
+    "truncated",
+    "pickled code",
+    "safetensors",
+    "a GANgealing release",
+    "a CoordGAN train.py file",
+    "CoCosNet's generator",
+    "a renamed key",
+    "ten missing keys",
+    "a wrong shape",
+]
+OWN_FORMAT = {
+    "gangealing": "a GANgealing release",
+    "coordgan": "a CoordGAN train.py file",
+    "cocosnet": "CoCosNet's generator",
+}
 
 
 @pytest.mark.parametrize("package, case", [(p, c) for p in CONVERTERS for c in CASES if OWN_FORMAT[p] != c])
@@ -209,11 +241,32 @@ def test_truncated_at_any_length_is_a_value_error(tmp_path):
 def test_gangealing_names_a_folder_and_a_generator_only_checkpoint(tmp_path, capsys):
     err = run(gangealing_converter.main, [str(tmp_path), "--output", str(tmp_path / "out")], capsys)
     assert_clean(err, "is a folder, not a checkpoint file")
-    stylegan2 = {"g": {}, "d": {}, "g_ema": {"style.1.weight": torch.zeros(2)}, "g_optim": {}, "d_optim": {}, "args": argparse.Namespace()}
-    err = run(gangealing_converter.main, [str(save(tmp_path / "stylegan2.pt", stylegan2)), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "looks like a StyleGAN2 training checkpoint (g, d, g_ema, ...), not one of the authors' GANgealing releases")
-    err = run(gangealing_converter.main, [str(save(tmp_path / "other.pt", {"g_ema": {}, "weights": {}})), "--output", str(tmp_path / "o")], capsys)
-    assert_clean(err, "is not one of the authors' GANgealing releases: unknown top-level keys: weights; missing top-level keys: t_ema, ll")
+    stylegan2 = {
+        "g": {},
+        "d": {},
+        "g_ema": {"style.1.weight": torch.zeros(2)},
+        "g_optim": {},
+        "d_optim": {},
+        "args": argparse.Namespace(),
+    }
+    err = run(
+        gangealing_converter.main,
+        [str(save(tmp_path / "stylegan2.pt", stylegan2)), "--output", str(tmp_path / "out")],
+        capsys,
+    )
+    assert_clean(
+        err,
+        "looks like a StyleGAN2 training checkpoint (g, d, g_ema, ...), not one of the authors' GANgealing releases",
+    )
+    err = run(
+        gangealing_converter.main,
+        [str(save(tmp_path / "other.pt", {"g_ema": {}, "weights": {}})), "--output", str(tmp_path / "o")],
+        capsys,
+    )
+    assert_clean(
+        err,
+        "is not one of the authors' GANgealing releases: unknown top-level keys: weights; missing top-level keys: t_ema, ll",
+    )
 
 
 def test_gangealing_names_every_missing_key_when_the_layout_cannot_be_read(tmp_path, capsys):
@@ -221,10 +274,15 @@ def test_gangealing_names_every_missing_key_when_the_layout_cannot_be_read(tmp_p
     every missing key is named (not only the first the layout reader needed)."""
     ckpt = authors_checkpoint("gangealing")
     ckpt["t_ema"] = {"stns.0.final_linear.weight": torch.zeros(3)}
-    err = run(gangealing_converter.main, [str(save(tmp_path / "celeba.pt", ckpt)), "--output", str(tmp_path / "out")], capsys)
+    err = run(
+        gangealing_converter.main, [str(save(tmp_path / "celeba.pt", ckpt)), "--output", str(tmp_path / "out")], capsys
+    )
     # the authors' STN has 88 entries, 5 of them constants their loader skips: 83 - 1 present = 82 missing
-    assert_clean(err, "'t_ema' does not match the network this importer builds: missing keys: stns.0.convs.0.0.weight, ",
-                 "(82 in all); wrong shapes: stns.0.final_linear.weight (3,) (expected (512, 8192))")
+    assert_clean(
+        err,
+        "'t_ema' does not match the network this importer builds: missing keys: stns.0.convs.0.0.weight, ",
+        "(82 in all); wrong shapes: stns.0.final_linear.weight (3,) (expected (512, 8192))",
+    )
 
 
 def test_gangealing_cli_names_our_own_micro_networks_as_wrong_shapes(tmp_path, capsys):
@@ -232,10 +290,17 @@ def test_gangealing_cli_names_our_own_micro_networks_as_wrong_shapes(tmp_path, c
     from gangealing import tiny_random_pipeline
 
     pipe = tiny_random_pipeline()
-    torch.save({"g_ema": pipe.generator.state_dict(), "t_ema": pipe.transformer.state_dict(), "ll": pipe.target.state_dict()},
-               tmp_path / "micro.pt")
+    torch.save(
+        {"g_ema": pipe.generator.state_dict(), "t_ema": pipe.transformer.state_dict(), "ll": pipe.target.state_dict()},
+        tmp_path / "micro.pt",
+    )
     err = run(gangealing_converter.main, [str(tmp_path / "micro.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "'g_ema' does not match", "wrong shapes: input.input (1, 32, 4, 4) (expected (1, 512, 4, 4))", "(41 in all)")
+    assert_clean(
+        err,
+        "'g_ema' does not match",
+        "wrong shapes: input.input (1, 32, 4, 4) (expected (1, 512, 4, 4))",
+        "(41 in all)",
+    )
     torch.save({"g_ema": {"w": [1, 2]}, "t_ema": {}, "ll": {}}, tmp_path / "lists.pt")
     err = run(gangealing_converter.main, [str(tmp_path / "lists.pt"), "--output", str(tmp_path / "out")], capsys)
     assert_clean(err, "'g_ema' must be a state_dict of tensors with data; 1 entries are not: w")
@@ -247,10 +312,24 @@ def test_cocosnet_cli_names_pair_problems(tmp_path, capsys):
     out = ["--output", str(tmp_path / "out")]
     # the release is recognised from the files; forcing another config names the shapes that differ
     err = run(cocosnet_converter.main, [str(folder), "--config", "celebahq", *out], capsys)
-    assert_clean(err, "'correspondence (latest_net_Corr.pth)' does not match the network this importer builds: wrong shapes: "
-                 "adaptive_model_seg.layer1.0.weight_orig (64, 20, 3, 3) (expected (64, 19, 3, 3))", "Check --config")
+    assert_clean(
+        err,
+        "'correspondence (latest_net_Corr.pth)' does not match the network this importer builds: wrong shapes: "
+        "adaptive_model_seg.layer1.0.weight_orig (64, 20, 3, 3) (expected (64, 19, 3, 3))",
+        "Check --config",
+    )
     # swapped files
-    err = run(cocosnet_converter.main, ["--generator", str(folder / "latest_net_Corr.pth"), "--correspondence", str(folder / "latest_net_G.pth"), *out], capsys)
+    err = run(
+        cocosnet_converter.main,
+        [
+            "--generator",
+            str(folder / "latest_net_Corr.pth"),
+            "--correspondence",
+            str(folder / "latest_net_G.pth"),
+            *out,
+        ],
+        capsys,
+    )
     assert_clean(err, "the two files are swapped")
     # half a pair
     (folder / "latest_net_Corr.pth").rename(tmp_path / "elsewhere.pth")
@@ -271,11 +350,17 @@ def test_cocosnet_names_a_correspondence_file_of_another_kind(tmp_path, capsys):
     torch.save({"fc.weight": torch.zeros(1)}, folder / "latest_net_G.pth")
     torch.save({"theta.weight": torch.zeros(1)}, folder / "latest_net_Corr.pth")
     err = run(cocosnet_converter.main, [str(folder), *out], capsys)
-    assert_clean(err, "is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: adaptive_model_seg.layer1.0.weight_orig",
-                 "its keys: theta.weight")
+    assert_clean(
+        err,
+        "is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: adaptive_model_seg.layer1.0.weight_orig",
+        "its keys: theta.weight",
+    )
     torch.save(real_state(FIXTURES / "cocosnet-official" / "keys_celebahq_D.json"), folder / "latest_net_Corr.pth")
     err = run(cocosnet_converter.main, [str(folder), *out], capsys)
-    assert_clean(err, "looks like CoCosNet's discriminator (a latest_net_D.pth state_dict), not CoCosNet's correspondence network")
+    assert_clean(
+        err,
+        "looks like CoCosNet's discriminator (a latest_net_D.pth state_dict), not CoCosNet's correspondence network",
+    )
     from cocosnet import tiny_random_pipeline
 
     tiny_random_pipeline().save_pretrained(tmp_path / "converted")
@@ -302,8 +387,13 @@ def test_a_recognised_pair_converts_and_loads_from_the_app_flag(tmp_path, capsys
 def test_command_exits_2_without_traceback(tmp_path, module):
     text = tmp_path / "latest_net_G.pth"
     text.write_text("not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", module, str(text), "--output", str(tmp_path / "out")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", module, str(text), "--output", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     assert_clean(done.stderr, "is not a PyTorch checkpoint")
     assert done.stdout == ""
@@ -314,8 +404,12 @@ def test_app_flags_show_the_problem_in_two_lines(tmp_path, case):
     for name in ("gangealing", "cocosnet"):
         path = bad_file(case, name, tmp_path)
         message = models.load(models.SPECS[name], str(path), env={}).message
-        assert_clean(message, f"Could not load the {name} checkpoint `{path}`", *expected(case, name, path),
-                     f"Pass --{name} a save_pretrained folder")
+        assert_clean(
+            message,
+            f"Could not load the {name} checkpoint `{path}`",
+            *expected(case, name, path),
+            f"Pass --{name} a save_pretrained folder",
+        )
     path = bad_file("text", "coordgan", tmp_path)
     message = models.load(models.SPECS["coordgan"], str(path), env={}).message
     assert_clean(message, "is a file, but coordgan loads a save_pretrained folder or a Hub repo id")

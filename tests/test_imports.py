@@ -69,7 +69,11 @@ def import_graph(package: str, root: Path = ROOT) -> dict:
     for name, path in modules.items():
         # an import of a package's submodule also runs the package's __init__; that edge is how
         # Python works and is no cycle, so only imports of other files of the package count
-        graph[name] = {m for m in imports(path, module_level_only=False, root=root) if m in modules and m != name and not name.startswith(m + ".")}
+        graph[name] = {
+            m
+            for m in imports(path, module_level_only=False, root=root)
+            if m in modules and m != name and not name.startswith(m + ".")
+        }
     return graph
 
 

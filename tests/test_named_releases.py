@@ -68,8 +68,12 @@ def coordgan_dataset(server: ReleaseServer) -> None:
     """The dataset as the authors might have laid it out, under names in no table of ours."""
     server.add_dataset_file(REPO, "README.md", b"CoordGAN\n")
     server.add_dataset_file(REPO, "data/celeba_labels/0001.png", b"not a checkpoint")
-    server.add_dataset_file(REPO, "coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt", saved(authors_checkpoint("coordgan")))
-    server.add_dataset_file(REPO, "coordgan_checkpoints/celeba-inversion_e_final.pth", saved(authors_checkpoint("coordgan-encoder")))
+    server.add_dataset_file(
+        REPO, "coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt", saved(authors_checkpoint("coordgan"))
+    )
+    server.add_dataset_file(
+        REPO, "coordgan_checkpoints/celeba-inversion_e_final.pth", saved(authors_checkpoint("coordgan-encoder"))
+    )
     server.add_dataset_file(REPO, "coordgan_checkpoints/celeba_512_ft.pt", b"never fetched for official:celebA")
     server.add_dataset_file(REPO, "coordgan_checkpoints/afhq-cats_300k.pt", b"never fetched for official:celebA")
 
@@ -79,8 +83,13 @@ def test_coordgan_release_is_found_classified_converted_loaded_and_cached(server
     pipe = coordgan_converter.load_release("official:celebA")
     assert pipe.generator.resolution == 128 and type(pipe.encoder).__name__ == "CoordGANOfficialEncoder"
     fetched = sorted(Path(p).name for p in server.downloads)
-    assert fetched == ["CelebAHQ-stage1_iter300000.pt", "celeba-inversion_e_final.pth"], fetched  # by the rule, then the keys
-    assert "official:celebA: coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the dataset" in capsys.readouterr().err
+    assert fetched == ["CelebAHQ-stage1_iter300000.pt", "celeba-inversion_e_final.pth"], (
+        fetched
+    )  # by the rule, then the keys
+    assert (
+        "official:celebA: coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the dataset"
+        in capsys.readouterr().err
+    )
     folder = coordgan_converter.release_folder("celebA")
     assert (folder / "model_index.json").is_file() and not list(folder.parent.glob("*.tmp*"))
     # a second start: offline, the server gone: nothing fetched, nothing converted
@@ -94,14 +103,18 @@ def test_coordgan_release_is_found_classified_converted_loaded_and_cached(server
 
 def test_coordgan_release_without_a_fitting_file_lists_what_is_there(server):
     server.add_dataset_file(REPO, "README.md", b"CoordGAN\n")
-    server.add_dataset_file(REPO, "coordgan_checkpoints/celeba_best.pt", saved(authors_checkpoint("gangealing")))  # another model's
+    server.add_dataset_file(
+        REPO, "coordgan_checkpoints/celeba_best.pt", saved(authors_checkpoint("gangealing"))
+    )  # another model's
     with pytest.raises(ValueError) as info:
         coordgan_converter.load_release("official:celebA")
     message = str(info.value)
-    assert message.startswith(f"official:celebA: no 128 px CoordGAN generator among the files of {REPO} whose names mention celeba; "
-                              "refused: coordgan_checkpoints/celeba_best.pt (it looks like a GANgealing release (g_ema, t_ema, ll), "
-                              "not one of the authors' CoordGAN checkpoints); the dataset holds README.md, "
-                              "coordgan_checkpoints/celeba_best.pt"), message
+    assert message.startswith(
+        f"official:celebA: no 128 px CoordGAN generator among the files of {REPO} whose names mention celeba; "
+        "refused: coordgan_checkpoints/celeba_best.pt (it looks like a GANgealing release (g_ema, t_ema, ll), "
+        "not one of the authors' CoordGAN checkpoints); the dataset holds README.md, "
+        "coordgan_checkpoints/celeba_best.pt"
+    ), message
     assert not coordgan_converter.release_folder("celebA").exists()
 
 
@@ -110,8 +123,11 @@ def test_coordgan_download_that_fails_says_so_and_leaves_nothing_complete(server
     coordgan_dataset(server)
     path = "/datasets/" + REPO + "/resolve/main/coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt"
     server.faults[path] = fault
-    with pytest.raises(ValueError, match=r"official:celebA: downloading coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the "
-                                         r"dataset .* failed \(.*\); run once with network access: python -m coordgan.convert_official official:celebA"):
+    with pytest.raises(
+        ValueError,
+        match=r"official:celebA: downloading coordgan_checkpoints/CelebAHQ-stage1_iter300000.pt from the "
+        r"dataset .* failed \(.*\); run once with network access: python -m coordgan.convert_official official:celebA",
+    ):
         coordgan_converter.load_release("official:celebA")
     assert not coordgan_converter.release_folder("celebA").exists()
     snapshots = list((coordgan_releases.DOWNLOAD_CACHE).rglob("CelebAHQ-stage1_iter300000.pt"))
@@ -122,11 +138,17 @@ def test_coordgan_download_that_fails_says_so_and_leaves_nothing_complete(server
 
 def test_coordgan_offline_with_nothing_cached_says_the_command(server, monkeypatch, capsys):
     offline(monkeypatch)
-    with pytest.raises(ValueError, match=r"^official:celebA is not converted here and this machine is offline \(HF_HUB_OFFLINE=1\); "
-                                         r"run once with network access: python -m coordgan.convert_official official:celebA$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^official:celebA is not converted here and this machine is offline \(HF_HUB_OFFLINE=1\); "
+        r"run once with network access: python -m coordgan.convert_official official:celebA$",
+    ):
         coordgan_converter.load_release("official:celebA")
     assert server.downloads == []
-    assert coordgan_converter.main(["official:celebA"]) == 2 and "python -m coordgan.convert_official official:celebA" in capsys.readouterr().err
+    assert (
+        coordgan_converter.main(["official:celebA"]) == 2
+        and "python -m coordgan.convert_official official:celebA" in capsys.readouterr().err
+    )
     assert coordgan_converter.main(["official:nope", "--output", "x"]) == 2
     assert "unknown CoordGAN release 'nope'; the named releases are official:celebA" in capsys.readouterr().err
 
@@ -138,7 +160,10 @@ def test_the_three_commands_list_their_releases_and_sources(capsys):
     assert gangealing_converter.main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "http://efrosgans.eecs.berkeley.edu/gangealing/pretrained/NAME.pt" in listed
-    assert all(f"official:{n}" in listed for n in ("bicycle", "car", "cat", "cat_ssl_mix6", "celeba", "cub", "dog", "horse", "tvmonitor"))
+    assert all(
+        f"official:{n}" in listed
+        for n in ("bicycle", "car", "cat", "cat_ssl_mix6", "celeba", "cub", "dog", "horse", "tvmonitor")
+    )
     assert "official:celeba " in listed and "128 px, CelebA faces; padding border, iters 1" in listed
     assert cocosnet_converter.main(["--list"]) == 0
     listed = capsys.readouterr().out
@@ -150,10 +175,14 @@ def test_gangealing_release_downloads_converts_once_and_is_cached(server, monkey
     server.files["/gangealing/celeba.pt"] = saved(authors_checkpoint("gangealing"))
     assert gangealing_converter.main(["official:celeba"]) == 0  # into the cache the app reads
     out = capsys.readouterr()
-    assert f"downloading {server.url}/gangealing/celeba.pt" in out.err and "celeba.pt: " in out.err  # progress in the log
+    assert (
+        f"downloading {server.url}/gangealing/celeba.pt" in out.err and "celeba.pt: " in out.err
+    )  # progress in the log
     assert "128 px generator, K=1, padding border, iters 1" in out.out
     pipe = gangealing_converter.load_release("official:celeba")
-    assert pipe.transformer.config.similarity_iters == 1 and pipe.target.config.inject_index == 6  # the authors' celeba settings
+    assert (
+        pipe.transformer.config.similarity_iters == 1 and pipe.target.config.inject_index == 6
+    )  # the authors' celeba settings
     assert server.downloads == ["/gangealing/celeba.pt"]
     assert sorted(p.name for p in gangealing_releases.DOWNLOAD_CACHE.iterdir()) == ["celeba.pt"]  # no .part left
     assert gangealing_releases.release_url("cat") == server.url + "/gangealing/cat.pt"
@@ -166,23 +195,32 @@ def test_gangealing_download_that_fails_leaves_no_file(server, fault):
     server.files["/gangealing/cat.pt"] = saved(authors_checkpoint("gangealing"))
     server.faults["/gangealing/cat.pt"] = fault
     reason = "OSError: the connection closed after" if fault == "drop" else "HTTPError: HTTP Error 404"
-    with pytest.raises(ValueError, match=rf"official:cat: downloading {server.url}/gangealing/cat.pt failed \({reason}.*\); "
-                                         r"run once with network access: python -m gangealing.convert_official official:cat"):
+    with pytest.raises(
+        ValueError,
+        match=rf"official:cat: downloading {server.url}/gangealing/cat.pt failed \({reason}.*\); "
+        r"run once with network access: python -m gangealing.convert_official official:cat",
+    ):
         gangealing_converter.load_release("official:cat")
     assert not gangealing_releases.DOWNLOAD_CACHE.exists() or list(gangealing_releases.DOWNLOAD_CACHE.iterdir()) == []
 
 
 def test_gangealing_release_that_is_another_models_file(server):
     server.files["/gangealing/dog.pt"] = saved(authors_checkpoint("coordgan"))
-    with pytest.raises(ValueError, match=r"dog.pt' looks like a CoordGAN train.py checkpoint .*, not one of the authors' GANgealing releases"):
+    with pytest.raises(
+        ValueError,
+        match=r"dog.pt' looks like a CoordGAN train.py checkpoint .*, not one of the authors' GANgealing releases",
+    ):
         gangealing_converter.load_release("official:dog")
     assert not gangealing_converter.release_folder("dog").exists()
 
 
 def test_gangealing_offline_with_nothing_cached_says_the_command(server, monkeypatch):
     offline(monkeypatch)
-    with pytest.raises(ValueError, match=r"official:cat is not in the cache .* and this machine is offline \(HF_HUB_OFFLINE=1\); "
-                                         r"run once with network access: python -m gangealing.convert_official official:cat$"):
+    with pytest.raises(
+        ValueError,
+        match=r"official:cat is not in the cache .* and this machine is offline \(HF_HUB_OFFLINE=1\); "
+        r"run once with network access: python -m gangealing.convert_official official:cat$",
+    ):
         gangealing_converter.load_release("official:cat")
     assert server.downloads == []
 
@@ -213,22 +251,30 @@ def test_a_download_killed_midway_is_fetched_again_not_loaded_truncated(server, 
 # ------------------------------------------------------------------ CoCosNet: Drive folders
 def cocosnet_folder(server: ReleaseServer, generator: bytes | None = None) -> str:
     folder_id = cocosnet_releases.RELEASES["celebahq"].folder_id
-    server.add_drive_folder(folder_id, {
-        "celebahq/G_epoch60.pth": generator if generator is not None else saved(authors_checkpoint("cocosnet-G")),
-        "celebahq/corr-epoch60.pth": saved(authors_checkpoint("cocosnet-Corr")),
-        "celebahq/latest_net_D.pth": b"the discriminator: never fetched",
-        "celebahq/opt.txt": b"options",
-    })
+    server.add_drive_folder(
+        folder_id,
+        {
+            "celebahq/G_epoch60.pth": generator if generator is not None else saved(authors_checkpoint("cocosnet-G")),
+            "celebahq/corr-epoch60.pth": saved(authors_checkpoint("cocosnet-Corr")),
+            "celebahq/latest_net_D.pth": b"the discriminator: never fetched",
+            "celebahq/opt.txt": b"options",
+        },
+    )
     return folder_id
 
 
 def test_cocosnet_release_is_found_classified_converted_loaded_and_cached(server, monkeypatch):
     cocosnet_folder(server)
     pipe = cocosnet_converter.load_release("official:celebahq")
-    assert pipe.correspondence_network.config.input_channels == 19 and pipe.input_kind == "mask"  # the face-parsing release
+    assert (
+        pipe.correspondence_network.config.input_channels == 19 and pipe.input_kind == "mask"
+    )  # the face-parsing release
     assert len(server.downloads) == 2 and all(p.startswith("/drive/files/") for p in server.downloads)
     assert sorted(p.name for p in (cocosnet_releases.DOWNLOAD_CACHE / "celebahq").iterdir()) == [
-        "G_epoch60.pth", "corr-epoch60.pth", "files.json"]
+        "G_epoch60.pth",
+        "corr-epoch60.pth",
+        "files.json",
+    ]
     offline(monkeypatch)
     server.close()
     assert cocosnet_converter.load_release("celebahq").generator is not None and len(server.downloads) == 2
@@ -236,19 +282,28 @@ def test_cocosnet_release_is_found_classified_converted_loaded_and_cached(server
 
 def test_cocosnet_release_failures(server, monkeypatch):
     folder_id = cocosnet_folder(server, generator=saved(authors_checkpoint("gangealing")))
-    with pytest.raises(ValueError, match=r"official:celebahq: the generator of CoCosNet's release is not among the files of its Drive "
-                                         r"folder .*: G_epoch60.pth, corr-epoch60.pth; refused: G_epoch60.pth \(it looks like a GANgealing"):
+    with pytest.raises(
+        ValueError,
+        match=r"official:celebahq: the generator of CoCosNet's release is not among the files of its Drive "
+        r"folder .*: G_epoch60.pth, corr-epoch60.pth; refused: G_epoch60.pth \(it looks like a GANgealing",
+    ):
         cocosnet_converter.load_release("official:celebahq")
     # a 404 and a dropped file, on a fresh cache
     monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", cocosnet_releases.DOWNLOAD_CACHE.with_name("again"))
     first = next(p for p in server.files if p.startswith("/drive/files/"))
     for fault in ("404", "drop"):
         server.faults[first] = fault
-        with pytest.raises(ValueError, match=rf"official:celebahq: downloading the Drive folder {folder_id} failed .*"
-                                             r"run once with network access: python -m cocosnet.convert_official official:celebahq"):
+        with pytest.raises(
+            ValueError,
+            match=rf"official:celebahq: downloading the Drive folder {folder_id} failed .*"
+            r"run once with network access: python -m cocosnet.convert_official official:celebahq",
+        ):
             cocosnet_converter.load_release("official:celebahq")
         assert not any(p.suffix == ".pth" for p in cocosnet_releases.DOWNLOAD_CACHE.rglob("*"))
     offline(monkeypatch)
     monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", cocosnet_releases.DOWNLOAD_CACHE.with_name("empty"))
-    with pytest.raises(ValueError, match=r"official:celebahq is not in the cache .* offline .*python -m cocosnet.convert_official official:celebahq"):
+    with pytest.raises(
+        ValueError,
+        match=r"official:celebahq is not in the cache .* offline .*python -m cocosnet.convert_official official:celebahq",
+    ):
         cocosnet_converter.load_release("official:celebahq")

@@ -54,7 +54,10 @@ def gangealing_parts() -> dict:
         g = StyleGAN2Generator(resolution=128, style_dim=512, n_mlp=8, channel_multiplier=1.0)
         t = SpatialTransformer(flow_size=128, input_size=256, channel_multiplier=0.5, num_heads=1)
         ll = LearnedTarget(num_directions=512, num_heads=1, inject_index=6, num_latents=g.num_latents, style_dim=512)
-    return {name: zeros({k: v.shape for k, v in net.state_dict().items()}) for name, net in (("g_ema", g), ("t_ema", t), ("ll", ll))}
+    return {
+        name: zeros({k: v.shape for k, v in net.state_dict().items()})
+        for name, net in (("g_ema", g), ("t_ema", t), ("ll", ll))
+    }
 
 
 def cocosnet_parts(config: str = "celebahq") -> dict:
@@ -63,7 +66,10 @@ def cocosnet_parts(config: str = "celebahq") -> dict:
     corr_kwargs, gen_kwargs, _ = network_configs(CONFIGS[config])
     with torch.device("meta"):
         corr, gen = CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs)
-    return {"G": zeros({k: v.shape for k, v in gen.state_dict().items()}), "Corr": zeros({k: v.shape for k, v in corr.state_dict().items()})}
+    return {
+        "G": zeros({k: v.shape for k, v in gen.state_dict().items()}),
+        "Corr": zeros({k: v.shape for k, v in corr.state_dict().items()}),
+    }
 
 
 def authors_checkpoint(kind: str):

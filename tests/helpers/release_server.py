@@ -111,8 +111,11 @@ class ReleaseServer:
             if repo not in self.datasets or parts[5:6] != ["tree"]:
                 return None, {}
             sub = "/".join(parts[7:])
-            listing = [dict(type="file", path=p, size=len(d), oid=hashlib.sha1(d).hexdigest())
-                       for p, d in sorted(self.datasets[repo].items()) if p.startswith(sub)]
+            listing = [
+                dict(type="file", path=p, size=len(d), oid=hashlib.sha1(d).hexdigest())
+                for p, d in sorted(self.datasets[repo].items())
+                if p.startswith(sub)
+            ]
             return json.dumps(listing).encode(), {"Content-Type": "application/json"}
         if path.startswith("/datasets/"):  # /datasets/{owner}/{name}/resolve/{revision}/{path}
             parts = path.split("/")
@@ -120,7 +123,10 @@ class ReleaseServer:
             data = self.datasets.get(repo, {}).get(file)
             if data is None:
                 return None, {}
-            return data, {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                          "Content-Type": "application/octet-stream"}
+            return data, {
+                "X-Repo-Commit": COMMIT,
+                "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                "Content-Type": "application/octet-stream",
+            }
         data = self.files.get(path)
         return data, {"Content-Type": "application/octet-stream"}
