@@ -133,7 +133,7 @@ def _landmarks(predictor, image: np.ndarray, box) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
 
-def _upright_landmarks(detector, predictor, photo: np.ndarray, center, half: float, turn: float):
+def _upright_landmarks(detector, predictor, photo_image: Image.Image, center, half: float, turn: float):
     """Landmarks from a full-resolution patch of the photo turned by `turn` degrees around `center`,
     where the face (a detection square of half-side `half`) sits upright: the detector runs again on
     the patch for a box the predictor knows (kept as it was when it finds none), and the landmarks
@@ -141,7 +141,6 @@ def _upright_landmarks(detector, predictor, photo: np.ndarray, center, half: flo
     -inf when the detector found none on the patch)."""
     side = int(np.ceil(4 * half))
     patch_to_photo = warp.rotation(-turn, center) @ warp.translation(*(np.asarray(center) - (side - 1) / 2))
-    photo_image = Image.fromarray(photo)
     # The detector runs on a copy where the box is ~120 px (as fast as it gets, above its 80 px floor).
     shrink = max(1.0, 2 * half / PATCH_BOX)
     small = int(np.ceil(side / shrink))
@@ -167,7 +166,8 @@ def roll(landmarks: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(-dy, dx)))
 
 
-def _faces_at(photo: np.ndarray, work: np.ndarray, work_to_photo: np.ndarray, angle: float, upsample: int):
+def _faces_at(photo: np.ndarray, photo_image: Image.Image, work: np.ndarray, work_to_photo: np.ndarray, angle: float,
+              upsample: int):
     """Faces found in `work` (the photo turned by `angle` and scaled), landmarks from the full photo.
 
     The 68-point predictor, like the detector, expects an upright face: when the landmarks show
@@ -189,14 +189,14 @@ def _faces_at(photo: np.ndarray, work: np.ndarray, work_to_photo: np.ndarray, an
         if turns == (0.0,):
             landmarks = _landmarks(predictor, photo, box)
         else:
-            tries = [_upright_landmarks(detector, predictor, photo, center, half, turn) for turn in turns]
+            tries = [_upright_landmarks(detector, predictor, photo_image, center, half, turn) for turn in turns]
             landmarks, center, half, upright_score = max(tries, key=lambda t: t[3])
             score = max(score, upright_score)
         for _ in range(2):
             if abs(roll(landmarks)) <= ROLL_LIMIT:
                 break
-            landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo, center, half,
-                                                                        -roll(landmarks))
+            landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center,
+                                                                        half, -roll(landmarks))
             score = max(score, upright_score)
         faces.append(Face.from_landmarks(landmarks, box, score, angle))
     return faces
@@ -205,14 +205,14 @@ def _faces_at(photo: np.ndarray, work: np.ndarray, work_to_photo: np.ndarray, an
 def detect(image, *, angles=RETRY_ANGLES, min_score: float = MIN_SCORE) -> list[Face]:
     """Faces in a photo with 68 landmarks each, the largest first; [] when there is none.
 
-    dlib's HOG detector finds upright faces only (about +-15 degrees of roll). When it finds none,
-    the photo is turned by each of `angles` in turn (degrees, counter-clockwise) and searched
-    again; the first turn that finds faces wins, and their landmarks are predicted on an upright
-    patch of the full-resolution photo and mapped back, so a tilted face gets the same landmarks
-    as an upright one; landmarks showing more than 8 degrees of roll are predicted again on an
-    upright patch. Detection runs on a copy whose longer side is at most 640 px (upsampled once when
-    under 400 px): faces down to ~80 px at that scale (~130 px in a 1024 px photo, ~40 px in a
-    small one).
+    dlib's HOG detector finds faces within about 45 degrees of upright (its filters for rolled faces
+    included, whose roll is found by searching upright patches turned 30 degrees either way); the
+    68-point predictor wants them upright: landmarks showing more than 8 degrees of roll are
+    predicted again on a patch of the full-resolution photo turned upright, and mapped back. When
+    no face is found, the photo is turned by each of `angles` in turn (degrees, counter-clockwise)
+    and searched again; the first turn that finds faces wins. Detection runs on a copy whose longer
+    side is at most 640 px (upsampled once when under 400 px): faces down to ~80 px at that scale
+    (~130 px in a 1024 px photo, ~40 px in a small one).
 
     Args:
         image: PIL image or uint8 array (H, W[, 3]).
@@ -232,16 +232,18 @@ def detect(image, *, angles=RETRY_ANGLES, min_score: float = MIN_SCORE) -> list[
     # work pixel q -> photo pixel (q + 0.5) / scale - 0.5 (the exact map of a resize to `size`)
     work_to_photo = np.diag([w / size[0], h / size[1], 1.0])
     work_to_photo[:2, 2] = 0.5 * np.array([w / size[0], h / size[1]]) - 0.5
-    work = Image.fromarray(photo).resize(size, Image.BILINEAR, reducing_gap=2.0) if scale < 1 else Image.fromarray(photo)
-    faces = [f for f in _faces_at(photo, np.asarray(work), work_to_photo, 0.0, upsample) if f.score >= min_score]
+    photo_image = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(photo)
+    work = photo_image.resize(size, Image.BILINEAR, reducing_gap=2.0) if scale < 1 else photo_image
+    faces = [f for f in _faces_at(photo, photo_image, np.asarray(work), work_to_photo, 0.0, upsample)
+             if f.score >= min_score]
     for angle in () if faces else angles:
         # The turned copy: a canvas big enough for the whole turned photo, centred on it.
         side = int(np.ceil(np.hypot(*work.size)))
         turned_to_work = warp.rotation(-angle, ((work.size[0] - 1) / 2, (work.size[1] - 1) / 2)) @ warp.translation(
             (work.size[0] - side) / 2, (work.size[1] - side) / 2)
         turned = warp.resample(work, turned_to_work, (side, side), fast=True)
-        faces = [f for f in _faces_at(photo, np.asarray(turned), work_to_photo @ turned_to_work, angle, upsample)
-                 if f.score >= min_score]
+        faces = [f for f in _faces_at(photo, photo_image, np.asarray(turned), work_to_photo @ turned_to_work, angle,
+                                      upsample) if f.score >= min_score]
         if faces:
             break
     return _distinct(sorted(faces, key=lambda f: -f.score))
