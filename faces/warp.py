@@ -15,6 +15,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 SUPERSAMPLE_MAX = 4
+# Reflection padding (as fractions of the padded region's side): the blur's radius, the distance over
+# which the mirror image turns into the blur, and the share of the mean colour reached at FLAT_RAMP.
+BLUR, BLUR_RAMP, FLAT, FLAT_RAMP = 0.04, 0.03, 0.7, 0.25
 
 
 def translation(dx: float, dy: float) -> np.ndarray:
@@ -46,43 +49,51 @@ def _pil_data(dst_to_src: np.ndarray) -> tuple:
 
 
 def _reflect_pad(inner: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-    """Float (h, w[, c]) padded by reflection, the mirror image blurring and fading towards the mean
+    """uint8 (h, w[, c]) padded by reflection, the mirror image blurring and fading towards the mean
     colour with the distance from the photo (FFHQ's padding, from its description)."""
     padded = np.pad(inner, pads + ((0, 0),) * (inner.ndim - 2), mode="symmetric")
     (top, bottom), (left, right) = pads
     h, w = padded.shape[:2]
-    ys, xs = np.arange(h), np.arange(w)
-    dy = np.maximum(top - ys, ys - (h - bottom - 1)).clip(0)
-    dx = np.maximum(left - xs, xs - (w - right - 1)).clip(0)
-    distance = np.hypot(dy[:, None], dx[None, :]).astype(np.float32)  # to the photo's rectangle
     side = float(max(h, w))
-    blur_weight = np.clip(distance / (0.05 * side), 0, 1)  # the mirror image dissolves into a blur...
-    flat_weight = 0.5 * np.clip(distance / (0.3 * side), 0, 1)  # ...and half-way into the mean colour
-    if padded.ndim == 3:
-        blur_weight, flat_weight = blur_weight[..., None], flat_weight[..., None]
-    radius = max(1.0, 0.02 * side)
+    radius = max(1.0, BLUR * side)
     k = max(1, int(radius / 4))  # a blur this wide is as good from a k-times smaller copy, and k^2 cheaper
-    image = Image.fromarray(padded.round().clip(0, 255).astype(np.uint8))
-    blurred = image.reduce(k).filter(ImageFilter.GaussianBlur(radius / k)).resize(image.size, Image.BILINEAR)
-    blurred = np.asarray(blurred, np.float32)
-    out = padded + (blurred - padded) * blur_weight
-    out += (inner.reshape(-1, *inner.shape[2:]).mean(0) - out) * flat_weight
-    return out
+    image = Image.fromarray(padded)
+    blurred = np.asarray(image.reduce(k).filter(ImageFilter.GaussianBlur(radius / k)).resize(image.size, Image.BILINEAR))
+    mean = inner.reshape(-1, *inner.shape[2:]).mean(0, dtype=np.float64).astype(np.float32)
+    # Only the strips outside the photo change: above, below, then left and right of the photo's rows.
+    strips = [(slice(0, top), slice(0, w)), (slice(h - bottom, h), slice(0, w)),
+              (slice(top, h - bottom), slice(0, left)), (slice(top, h - bottom), slice(w - right, w))]
+    for rows, cols in strips:
+        ys, xs = np.arange(h)[rows], np.arange(w)[cols]
+        if not ys.size or not xs.size:
+            continue
+        dy = np.maximum(top - ys, ys - (h - bottom - 1)).clip(0)
+        dx = np.maximum(left - xs, xs - (w - right - 1)).clip(0)
+        distance = np.hypot(dy[:, None], dx[None, :]).astype(np.float32)  # to the photo's rectangle
+        blur_weight = np.clip(distance / (BLUR_RAMP * side), 0, 1)  # the mirror image dissolves into a blur...
+        flat_weight = FLAT * np.clip(distance / (FLAT_RAMP * side), 0, 1)  # ...and mostly into the mean colour
+        if padded.ndim == 3:
+            blur_weight, flat_weight = blur_weight[..., None], flat_weight[..., None]
+        part = padded[rows, cols].astype(np.float32)
+        part += (blurred[rows, cols] - part) * blur_weight
+        part += (mean - part) * flat_weight
+        padded[rows, cols] = part.round().clip(0, 255)
+    return padded
 
 
 def _source_region(src: Image.Image, box, reduce: int, pad: str) -> np.ndarray:
-    """float32 (h, w[, c]): src over `box` (x0, y0, x1, y1; x0, y0 multiples of `reduce`, which
+    """uint8 (h, w[, c]): src over `box` (x0, y0, x1, y1; x0, y0 multiples of `reduce`, which
     divides the box's sides), box-filtered by `reduce`, padded with zeros or by reflection."""
     x0, y0, x1, y1 = box
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, src.width), min(y1, src.height)
     shape = ((y1 - y0) // reduce, (x1 - x0) // reduce) + ((len(src.getbands()),) if len(src.getbands()) > 1 else ())
     if ix0 >= ix1 or iy0 >= iy1:  # nothing of the photo: its mean colour
-        fill = np.asarray(src, np.float32).reshape(-1, *shape[2:]).mean(0) if pad == "reflect" else 0
-        return np.broadcast_to(np.float32(fill), shape).copy()
+        fill = np.asarray(src).reshape(-1, *shape[2:]).mean(0).round() if pad == "reflect" else 0
+        return np.broadcast_to(np.uint8(fill), shape).copy()
     inner = src.crop((ix0, iy0, ix1, iy1))
     if reduce > 1:  # index p -> (p + 0.5) / f - 0.5; a partial block at the photo's edge is averaged
         inner = inner.reduce(reduce)
-    inner = np.asarray(inner, np.float32)
+    inner = np.asarray(inner)
     top, left = (iy0 - y0) // reduce, (ix0 - x0) // reduce
     pads = ((top, shape[0] - top - inner.shape[0]), (left, shape[1] - left - inner.shape[1]))
     if pads == ((0, 0), (0, 0)):
@@ -90,6 +101,17 @@ def _source_region(src: Image.Image, box, reduce: int, pad: str) -> np.ndarray:
     if pad == "reflect":
         return _reflect_pad(inner, pads)
     return np.pad(inner, pads + ((0, 0),) * (inner.ndim - 2))
+
+
+def _box_mean(samples: np.ndarray, m: int) -> np.ndarray:
+    """float32 mean of each m x m block of uint8 samples (m <= 16), by strided sums (10x numpy's mean)."""
+    rows = samples[0::m].astype(np.uint16)
+    for i in range(1, m):
+        rows += samples[i::m]
+    out = rows[:, 0::m].copy()
+    for j in range(1, m):
+        out += rows[:, j::m]
+    return out.astype(np.float32) * np.float32(1 / (m * m))
 
 
 def _bounds(src: Image.Image, a: np.ndarray, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
@@ -141,11 +163,11 @@ def resample_array(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, in
     if m > 1 or not exact:
         # 8-bit bicubic samples (PIL rounds them down: their mean is 0.5 low, added back), averaged
         # in float over m x m: one call instead of one per channel.
-        region8 = Image.fromarray(region.round().clip(0, 255).astype(np.uint8))
-        samples = np.asarray(region8.transform((w * m, h * m), Image.AFFINE, data, resample=Image.BICUBIC), np.float32)
-        return samples.reshape(h, m, w, m, *samples.shape[2:]).mean((1, 3)) + 0.5
+        samples = np.asarray(Image.fromarray(region).transform((w * m, h * m), Image.AFFINE, data,
+                                                              resample=Image.BICUBIC))
+        return _box_mean(samples, m) + np.float32(0.5)
     # Each channel in float (mode F): exact, where an 8-bit result would be 0.5 low.
-    channels = np.atleast_3d(region).transpose(2, 0, 1)
+    channels = np.atleast_3d(region).transpose(2, 0, 1).astype(np.float32)
     out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c)).transform(
         (w, h), Image.AFFINE, data, resample=Image.BICUBIC)) for c in channels], -1)
     return out if region.ndim == 3 else out[..., 0]
