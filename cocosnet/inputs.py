@@ -114,7 +114,8 @@ def load_input_map(pipe, source, what: str = "input map", palette=None):
     if kind == "pose":
         return load_pose(pipe, source, "input pose" if what == "input map" else what)
     raise ValueError(f"this CoCosNet checkpoint takes {pipe.input_channels} raw input channels that cannot be built "
-                     "from an image; load a mask, edge, CelebA-HQ edge (15 channels) or DeepFashion pose (20 channels) model")
+                     "from an image; load a mask, edge, CelebA-HQ edge (15 channels) or DeepFashion pose (20 "
+                     "channels) model")
 
 
 def load_exemplar_map(pipe, source, palette=None):

@@ -78,7 +78,7 @@ def test_correspondence_points_follow_eq3_argmax(pipe):
     assert (matched[:, 0] >= 0).all() and (matched[:, 0] <= 79).all() and (matched[:, 1] <= 99).all()
     # the dense formula: argmax over the full (HW x HW) cosine matrix at the same cells
     x, _ = pipe.encode_input_map(mask)
-    y = pipe.encode_exemplar(exemplar)
+    y, _ = pipe.preprocess([exemplar])
     net = pipe.correspondence_network
     with torch.no_grad():
         q, k = net.correlation_vectors(*net.shared_features(x, y))

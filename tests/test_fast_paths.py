@@ -97,7 +97,7 @@ def test_exemplar_cache_reuses_only_the_same_exemplar_and_weights():
     with torch.inference_mode():
         x, _ = pipe.encode_input_map(mask_a)
         xb, _ = pipe.encode_input_map(mask_b)
-        y, y2 = pipe.encode_exemplar(photo_a), pipe.encode_exemplar(photo_b)
+        y, y2 = pipe.preprocess([photo_a])[0], pipe.preprocess([photo_b])[0]
         first = net(x, y).warped_exemplar
         key = net.correlation(x, y)[3]
         assert net.correlation(xb, y)[3] is key  # same exemplar, another input map: reused
