@@ -184,7 +184,8 @@ def main(argv=None) -> int:
             for k, v in r["models"].items()
         )
         print(
-            f"| {which} | {r['import_s']:.1f} | {r['load_s']:.1f} | {time.perf_counter() - wall:.1f} | {r['peak_mib']:.0f} | "
+            f"| {which} | {r['import_s']:.1f} | {r['load_s']:.1f} | {time.perf_counter() - wall:.1f} | "
+            f"{r['peak_mib']:.0f} | "
             f"{r['rss_mib']:.0f} | {per} |"
         )
         bad = {k: v for k, v in r["models"].items() if v["kind"] != ("bundled" if k == "coat" else "release")}

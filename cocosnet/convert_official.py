@@ -4,7 +4,7 @@
     python -m cocosnet.convert_official --config celebahq \
         --generator checkpoints/celebahq/latest_net_G.pth \
         --correspondence checkpoints/celebahq/latest_net_Corr.pth --output runs/cocosnet-celebahq
-    python -m cocosnet.convert_official official:celebahq [--output DIR]   (a named release: downloaded and converted once)
+    python -m cocosnet.convert_official official:celebahq [--output DIR]  (a named release: downloaded, converted once)
     python -m cocosnet.convert_official --list                           (the named releases and where they come from)
 
 writes a `save_pretrained` folder that `CoCosNetPipeline.from_pretrained` loads. The release
@@ -50,7 +50,8 @@ CELEBAHQ_GLASSES_CHANNEL = 16
 EXPECTED = "a network of the authors' CoCosNet releases"
 WHAT_TO_PASS = (
     "Pass the authors' CoCosNet checkpoint folder (latest_net_G.pth and latest_net_Corr.pth) or its latest_net_G.pth "
-    "(--correspondence / correspondence= for a Corr file elsewhere); a converted folder loads with CoCosNetPipeline.from_pretrained."
+    "(--correspondence / correspondence= for a Corr file elsewhere); a converted folder loads with "
+    "CoCosNetPipeline.from_pretrained."
 )
 CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/cocosnet/NAME
 
@@ -226,7 +227,8 @@ def convert(config: str, generator_state: dict, correspondence_state: dict):
         load_into(generator, generator_state, "generator (latest_net_G.pth)")
     except ValueError as error:
         raise ValueError(
-            f"{error}\nCheck --config / config= ({config}; the releases are {', '.join(OFFICIAL_CONFIGS)}) and that the "
+            f"{error}\nCheck --config / config= ({config}; the releases are {', '.join(OFFICIAL_CONFIGS)}) and that "
+            "the "
             "files are the matching latest_net_G.pth / latest_net_Corr.pth of one release."
         ) from None
     return correspondence.eval(), generator.eval()
@@ -328,12 +330,15 @@ def official_components(
         if correspondence_file is None:
             raise ValueError(
                 f"{str(generator_file)!r} is not named like the authors' latest_net_G.pth, so its latest_net_Corr.pth "
-                "cannot be found beside it: pass correspondence=PATH (--correspondence), or the folder holding both files"
+                "cannot be found beside it: pass correspondence=PATH (--correspondence), or the folder holding both "
+                "files"
             )
         if correspondence is None and not correspondence_file.exists():
             raise ValueError(
-                f"the correspondence network {str(correspondence_file)!r} (beside {generator_file.name}) does not exist: "
-                f"a CoCosNet release is a pair of files; put {CORRESPONDENCE_FILE} beside it or pass correspondence=PATH "
+                f"the correspondence network {str(correspondence_file)!r} (beside {generator_file.name}) does not "
+                "exist: "
+                f"a CoCosNet release is a pair of files; put {CORRESPONDENCE_FILE} beside it or pass "
+                "correspondence=PATH "
                 "(--correspondence)"
             )
         correspondence_state = load_official_state_dict(correspondence_file)
@@ -405,7 +410,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "checkpoint",
         nargs="?",
         default=None,
-        help="the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth), latest_net_G.pth, or official:NAME",
+        help="the authors' checkpoint folder (latest_net_G.pth + latest_net_Corr.pth), latest_net_G.pth, "
+        "or official:NAME",
     )
     p.add_argument("--generator", default=None, help="path to latest_net_G.pth (instead of the positional argument)")
     p.add_argument(

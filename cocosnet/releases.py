@@ -166,7 +166,8 @@ def download_url(url: str, path: Path, timeout: float = 60.0) -> Path:
                 if total and done * 10 // total > shown:
                     shown = done * 10 // total
                     print(
-                        f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, {time.monotonic() - start:.1f} s",
+                        f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, "
+                        f"{time.monotonic() - start:.1f} s",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -2,7 +2,7 @@
 
     python -m coordgan.convert_official celebA_128.pt --encoder celebA_enc.pt --output checkpoints/coordgan-celebA
     python -m coordgan.convert_official celebA_512.pt --output checkpoints/coordgan-celebA-512
-    python -m coordgan.convert_official official:celebA [--output DIR]   (a named release: downloaded and converted once)
+    python -m coordgan.convert_official official:celebA [--output DIR]  (a named release: downloaded, converted once)
     python -m coordgan.convert_official --list                            (the named releases and where they come from)
 
 In Python, `from_official_checkpoint(path, **options)` returns a CoordGANPipeline (this module
@@ -64,7 +64,7 @@ CODE_MEAN_SAMPLES, CODE_MEAN_SEED = 4096, 0
 CONVERTED_CACHE = Path(constants.HF_HOME) / "converted"  # converted folders: CONVERTED_CACHE/coordgan/NAME
 
 
-# ----------------------------------------------------------------------------- reading a file (the originals of the copies)
+# ------------------------------------------------------------------------- reading a file (the originals of the copies)
 def _shorten(items, limit: int = 4) -> str:
     """A few items, then the count: "a, b, c, d, ... (12 in all)"."""
     items = [str(item) for item in items]
@@ -197,7 +197,8 @@ def _check_state_dict(state, name: str, path: Path) -> dict:
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
     if bad:
         raise ValueError(
-            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}"
+            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: "
+            f"{_shorten(bad)}"
         )
     return state
 
@@ -278,7 +279,7 @@ def generator_key_map(generator: CoordGANGenerator) -> dict:
             out[f"{official}.upsample.kernel"] = ((4, 4), [("constant", fir_kernel())])
     same("lff.ffm.conv.weight", "fourier.conv.weight")
     same("lff.ffm.conv.bias", "fourier.conv.bias")
-    # foldnet: Conv1d(2 + w_dim, hidden, 1) on [x, y, w_s]; ours splits the first layer into its coordinate and code columns
+    # foldnet: Conv1d(2 + w_dim, hidden, 1) on [x, y, w_s]; ours splits the first layer into coordinate and code columns
     h = c.warp_hidden
     out["foldnet.conv1_1.weight"] = (
         (h, 2 + c.w_dim, 1),
@@ -430,7 +431,8 @@ def release_files(name: str) -> dict:
     if "generator" not in found:
         kept = [f for f in files if not f.startswith("data/")]
         raise ValueError(
-            f"official:{name}: no {release.resolution} px CoordGAN generator among the files of {releases.RELEASE_REPO} "
+            f"official:{name}: no {release.resolution} px CoordGAN generator among the files of "
+            f"{releases.RELEASE_REPO} "
             f"whose names mention {' or '.join(release.words)}"
             + (f"; refused: {'; '.join(refused)}" if refused else "")
             + f"; the dataset holds {_shorten(kept, 12)} (and {len(files) - len(kept)} files in data/)"
@@ -481,12 +483,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
         print(
-            f"Named releases (official:NAME): files of the Hugging Face dataset {releases.RELEASE_REPO}, found by their names "
+            f"Named releases (official:NAME): files of the Hugging Face dataset {releases.RELEASE_REPO}, found by "
+            "their names "
             "and classified by their keys; converted into " + str(CONVERTED_CACHE / "coordgan")
         )
         for name, r in releases.RELEASES.items():
             print(
-                f"  official:{name:<12} {r.resolution} px, {r.trained_on}; {'generator + encoder' if r.encoder else 'generator only'}; "
+                f"  official:{name:<12} {r.resolution} px, {r.trained_on}; "
+                f"{'generator + encoder' if r.encoder else 'generator only'}; "
                 f"files mentioning {' or '.join(r.words)}"
             )
         return 0

@@ -77,7 +77,8 @@ def repo_files(name: str) -> list[str]:
     """Every file of the release dataset (a ValueError when offline or unreachable)."""
     if is_offline_mode():
         raise ValueError(
-            f"official:{name} is not converted here and this machine is offline (HF_HUB_OFFLINE=1); {run_once_online(name)}"
+            f"official:{name} is not converted here and this machine is offline (HF_HUB_OFFLINE=1); "
+            f"{run_once_online(name)}"
         )
     try:
         return sorted(HfApi(endpoint=_endpoint()).list_repo_files(RELEASE_REPO, repo_type="dataset"))

@@ -80,8 +80,10 @@ SPECS = {
             "GANgealingPipeline",
             "GANGEALING_MODEL",
             "checkpoints/gangealing-faces",
-            "python train/stylegan2.py --config tiny --data synthetic:faces --pose wide --output runs/stylegan2-faces, then "
-            "python train/gangealing.py --config tiny --generator runs/stylegan2-faces/generator --data synthetic:faces "
+            "python train/stylegan2.py --config tiny --data synthetic:faces --pose wide --output "
+            "runs/stylegan2-faces, then "
+            "python train/gangealing.py --config tiny --generator runs/stylegan2-faces/generator --data "
+            "synthetic:faces "
             "--output runs/gangealing-faces, and copy runs/gangealing-faces/pipeline to checkpoints/gangealing-faces",
             official="the authors' released .pt (e.g. cat.pt)",
             official_options=dict(category=None),  # the authors' test-time settings follow the file name
@@ -93,7 +95,8 @@ SPECS = {
             "checkpoints/cocosnet-faces",
             "python train/cocosnet.py --config tiny --data synthetic:faces --output runs/cocosnet-faces "
             "and copy runs/cocosnet-faces/pipeline to checkpoints/cocosnet-faces",
-            official="the authors' checkpoint folder holding latest_net_G.pth and latest_net_Corr.pth (or its latest_net_G.pth)",
+            official="the authors' checkpoint folder holding latest_net_G.pth and latest_net_Corr.pth "
+            "(or its latest_net_G.pth)",
             official_folder_file="latest_net_G.pth",
             official_options=dict(config=None, correspondence=None),  # release recognised from the files; Corr beside G
         ),
@@ -402,7 +405,10 @@ def weights_info(name: str, pipe) -> dict:
     elif info["kind"] == "bundled":
         how = BUNDLED_HOW.format(flag=SPECS[package].flag if package in SPECS else "--" + package, package=package)
         if package == "coat":  # no authors' release: ours is the only COAT here
-            how = "no authors' release of COAT exists; a bigger model trained on real photos would need `train/coat.py --config paper`"
+            how = (
+                "no authors' release of COAT exists; a bigger model trained on real photos would need "
+                "`train/coat.py --config paper`"
+            )
         info.update(trained_on="synthetic faces (synthetic/, trained here on a CPU)", paper=None)
         info["line"] = (
             f"**Weights:** the bundled toy model: {info['resolution']} px, trained here on synthetic faces: "

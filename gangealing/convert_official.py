@@ -215,7 +215,8 @@ def _check_state_dict(state, name: str, path: Path) -> dict:
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_meta]
     if bad:
         raise ValueError(
-            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: {_shorten(bad)}"
+            f"{str(path)!r}: '{name}' must be a state_dict of tensors with data; {len(bad)} entries are not: "
+            f"{_shorten(bad)}"
         )
     return state
 
@@ -335,7 +336,8 @@ def official_components(path, category: str | None = None, **overrides) -> dict:
     category = category or (stem if stem in PRETRAINED_TEST_SETTINGS else None)
     if category is not None and category not in PRETRAINED_TEST_SETTINGS:
         raise ValueError(
-            f"unknown category {category!r}; choose one of {sorted(PRETRAINED_TEST_SETTINGS)} or pass the settings explicitly"
+            f"unknown category {category!r}; choose one of {sorted(PRETRAINED_TEST_SETTINGS)} or pass the settings "
+            "explicitly"
         )
     unknown = sorted(set(overrides) - set(DEFAULT_TEST_SETTINGS))
     if unknown:
@@ -450,12 +452,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
         print(
-            f"Named releases (official:NAME): downloaded from {releases.release_url('NAME')}, converted into {CONVERTED_CACHE / 'gangealing'}"
+            f"Named releases (official:NAME): downloaded from {releases.release_url('NAME')}, converted into "
+            f"{CONVERTED_CACHE / 'gangealing'}"
         )
         for name, r in releases.RELEASES.items():
             s = {**DEFAULT_TEST_SETTINGS, **PRETRAINED_TEST_SETTINGS[name]}
             print(
-                f"  official:{name:<13} {r.resolution} px, {r.trained_on}; padding {s['padding_mode']}, iters {s['similarity_iters']}"
+                f"  official:{name:<13} {r.resolution} px, {r.trained_on}; padding {s['padding_mode']}, iters "
+                f"{s['similarity_iters']}"
             )
         return 0
     if not args.checkpoint or not (args.output or str(args.checkpoint).startswith("official:")):
@@ -483,7 +487,8 @@ def main(argv=None) -> int:
         return 2
     t = pipe.transformer.config
     print(
-        f"wrote {args.output}: {pipe.generator.resolution} px generator, K={t.num_heads}, padding {t.padding_mode}, iters {t.similarity_iters}"
+        f"wrote {args.output}: {pipe.generator.resolution} px generator, K={t.num_heads}, padding {t.padding_mode}, "
+        f"iters {t.similarity_iters}"
     )
     return 0
 

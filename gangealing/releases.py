@@ -53,7 +53,8 @@ def release_name(source) -> str | None:
     name = str(source).split(":", 1)[1]
     if name not in RELEASES:
         raise ValueError(
-            f"unknown GANgealing release {name!r}; the named releases are {', '.join('official:' + n for n in RELEASES)}"
+            f"unknown GANgealing release {name!r}; the named releases are "
+            f"{', '.join('official:' + n for n in RELEASES)}"
         )
     return name
 
@@ -73,7 +74,8 @@ def download_release(name: str, cache_dir=None) -> Path:
         return path
     if is_offline_mode():
         raise ValueError(
-            f"official:{name} is not in the cache ({path}) and this machine is offline (HF_HUB_OFFLINE=1); {run_once_online(name)}"
+            f"official:{name} is not in the cache ({path}) and this machine is offline (HF_HUB_OFFLINE=1); "
+            f"{run_once_online(name)}"
         )
     url = release_url(name)
     try:
@@ -109,7 +111,8 @@ def download_url(url: str, path: Path, timeout: float = 60.0) -> Path:
                 if total and done * 10 // total > shown:
                     shown = done * 10 // total
                     print(
-                        f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, {time.monotonic() - start:.1f} s",
+                        f"  {path.name}: {done / 2**20:.1f} of {total / 2**20:.1f} MiB, "
+                        f"{time.monotonic() - start:.1f} s",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -265,7 +265,8 @@ def test_gangealing_names_a_folder_and_a_generator_only_checkpoint(tmp_path, cap
     )
     assert_clean(
         err,
-        "is not one of the authors' GANgealing releases: unknown top-level keys: weights; missing top-level keys: t_ema, ll",
+        "is not one of the authors' GANgealing releases: unknown top-level keys: weights; missing top-level keys: "
+        "t_ema, ll",
     )
 
 
@@ -352,7 +353,8 @@ def test_cocosnet_names_a_correspondence_file_of_another_kind(tmp_path, capsys):
     err = run(cocosnet_converter.main, [str(folder), *out], capsys)
     assert_clean(
         err,
-        "is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: adaptive_model_seg.layer1.0.weight_orig",
+        "is not CoCosNet's correspondence network (latest_net_Corr.pth): missing keys: "
+        "adaptive_model_seg.layer1.0.weight_orig",
         "its keys: theta.weight",
     )
     torch.save(real_state(FIXTURES / "cocosnet-official" / "keys_celebahq_D.json"), folder / "latest_net_Corr.pth")

@@ -304,6 +304,7 @@ def test_cocosnet_release_failures(server, monkeypatch):
     monkeypatch.setattr(cocosnet_releases, "DOWNLOAD_CACHE", cocosnet_releases.DOWNLOAD_CACHE.with_name("empty"))
     with pytest.raises(
         ValueError,
-        match=r"official:celebahq is not in the cache .* offline .*python -m cocosnet.convert_official official:celebahq",
+        match=r"official:celebahq is not in the cache .* offline .*"
+        r"python -m cocosnet.convert_official official:celebahq",
     ):
         cocosnet_converter.load_release("official:celebahq")
