@@ -272,6 +272,14 @@ class CoCosNetPipeline(DiffusionPipeline):
             PointMatches: the centre of the exemplar cell of highest M(u, v) (eq. 3) at the
             correspondence resolution (R/4), in the exemplar's pixels; the heat map is the point's
             softmax row of eq. (4), the confidence its mass within one cell of the match.
+
+        Example:
+            >>> from cocosnet import tiny_random_pipeline
+            >>> pipe, exemplar = tiny_random_pipeline(), Image.new("RGB", (90, 70))
+            >>> mask = np.zeros((48, 40), np.int64); mask[10:30, 8:30] = 1
+            >>> m = pipe.match_points(mask, exemplar, [[20.0, 20.0]])
+            >>> m.points.shape, m.heatmaps.shape, pipe.dense_flow(mask, exemplar).shape
+            ((1, 2), (1, 16, 16), (16, 16, 2))
         """
         return matching.match_points(self, image_a, image_b, points, **options)
 

@@ -216,6 +216,13 @@ class CoordGANPipeline(DiffusionPipeline):
         Returns:
             PointMatches: B's pixel with the nearest canonical coordinate (eq. 1) for each point,
             the heat map of the relaxed eq. (1) over B's map cells, and its mass near the match.
+
+        Example:
+            >>> from coordgan import tiny_random_pipeline
+            >>> pipe, photo = tiny_random_pipeline(), np.zeros((24, 20, 3), np.uint8)
+            >>> m = pipe.match_points(photo, photo, [[3.0, 5.0]])
+            >>> m.points.shape, m.confidence.shape, m.heatmaps.shape, pipe.dense_flow(photo, photo).shape
+            ((1, 2), (1,), (1, 8, 8), (24, 20, 2))
         """
         return matching.match_points(self, image_a, image_b, points, **options)
 

@@ -375,6 +375,13 @@ class GANgealingPipeline(DiffusionPipeline):
             PointMatches: into congealed space by A's transformation, out by B's; the heat map of
             where the congealed cells near the point land in B, and its mass near the match times
             how well congealed cells cover the point.
+
+        Example:
+            >>> from gangealing import tiny_random_pipeline
+            >>> pipe, photo = tiny_random_pipeline(), np.zeros((24, 20, 3), np.uint8)
+            >>> m = pipe.match_points(photo, photo, [[3.0, 5.0]])
+            >>> m.points.shape, m.confidence.shape, pipe.dense_flow(photo, photo).shape
+            ((1, 2), (1,), (24, 20, 2))
         """
         return matching.match_points(self, image_a, image_b, points, **options)
 
