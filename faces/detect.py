@@ -23,8 +23,9 @@ from . import warp
 WORK_SIDE = 640  # detect on a copy whose longer side is at most this (landmarks use the full photo)
 UPSAMPLE_BELOW = 400  # ...and upsample it once when it is smaller, for faces under 80 px
 RETRY_ANGLES = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)  # degrees, tried in order when none is upright
-ROLLED_KINDS = (3, 4)  # get_frontal_face_detector's filters for rolled frontal faces (0-2: upright)
-ROLLED_TURN = 30.0  # degrees tried both ways for those
+# get_frontal_face_detector's filters for rolled faces (0-2 are upright) -> the turn (degrees,
+# counter-clockwise) that rights them, measured on the astronaut rolled +-15 to +-45 degrees.
+ROLLED_TURNS = {3: -30.0, 4: 30.0}
 MIN_SCORE = 0.2  # detections with a lower SVM margin are dropped (see `detect`)
 PATCH_BOX = 120.0  # px: the size a face gets in the copy the detector searches again
 ROLL_LIMIT = 8.0  # degrees of roll above which landmarks are predicted again on an upright patch
@@ -182,21 +183,22 @@ def _faces_at(photo: np.ndarray, photo_image: Image.Image, work: np.ndarray, wor
         in_photo = warp.apply(work_to_photo, corners)
         box = (*in_photo.min(0), *in_photo.max(0))
         center, half = in_photo.mean(0), np.hypot(*(in_photo[1] - in_photo[0])) / 2
-        # The detector's kinds 3 and 4 are its rolled-face filters, whose roll the predictor cannot
-        # read off (it gives level eyes on a face rolled 40 degrees): try both ways, keep the turn
-        # on which the detector finds the face best.
-        turns = (angle + ROLLED_TURN, angle - ROLLED_TURN) if kind in ROLLED_KINDS else (angle,)
-        if turns == (0.0,):
+        # The detector's kinds 3 and 4 are its filters for faces rolled one way or the other, whose
+        # roll the predictor cannot read off (it gives level eyes on a face rolled 40 degrees): the
+        # face is looked at again on an upright patch turned 30 degrees the way the kind says.
+        turn = angle + ROLLED_TURNS.get(int(kind), 0.0)
+        if turn == 0.0:
             landmarks = _landmarks(predictor, photo, box)
         else:
-            tries = [_upright_landmarks(detector, predictor, photo_image, center, half, turn) for turn in turns]
-            landmarks, center, half, upright_score = max(tries, key=lambda t: t[3])
+            landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center, half,
+                                                                        turn)
             score = max(score, upright_score)
-        for _ in range(2):
-            if abs(roll(landmarks)) <= ROLL_LIMIT:
+        for _ in range(2):  # the roll the predictor saw is the face's roll plus the turn
+            if abs(roll(landmarks) + turn) <= ROLL_LIMIT:
                 break
+            turn = -roll(landmarks)
             landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center,
-                                                                        half, -roll(landmarks))
+                                                                        half, turn)
             score = max(score, upright_score)
         faces.append(Face.from_landmarks(landmarks, box, score, angle))
     return faces
@@ -206,7 +208,7 @@ def detect(image, *, angles=RETRY_ANGLES, min_score: float = MIN_SCORE) -> list[
     """Faces in a photo with 68 landmarks each, the largest first; [] when there is none.
 
     dlib's HOG detector finds faces within about 45 degrees of upright (its filters for rolled faces
-    included, whose roll is found by searching upright patches turned 30 degrees either way); the
+    included, whose roll is then found on a patch turned 30 degrees the filter's way); the
     68-point predictor wants them upright: landmarks showing more than 8 degrees of roll are
     predicted again on a patch of the full-resolution photo turned upright, and mapped back. When
     no face is found, the photo is turned by each of `angles` in turn (degrees, counter-clockwise)
