@@ -71,9 +71,9 @@ def create_demo(pipe) -> None:
         content = inputs.ImageInput(value=pair[0], label="Content photo (the object; click it)", elem_classes=None,
                                     elem_id="coat-content")  # not stretched: clicks map to pixels
         style = inputs.ImageInput(value=pair[1], label="Style photo (the appearance)", elem_id="coat-style")
-        result = gr.Image(label="Result", format="png", height=display.MIN_SIDE, elem_classes="pixelated",
+        result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated",
                           elem_id="coat-result")
-        answer = gr.Image(pair[2], label="Exact answer (synthetic example only)", format="png", height=display.MIN_SIDE,
+        answer = gr.Image(pair[2], label="Exact answer (synthetic example only)", format="png", height=display.HEIGHT,
                           interactive=False, elem_classes="pixelated", elem_id="coat-answer")
     with gr.Row():
         n = gr.Slider(0, num_layers, value=default_n, step=1, scale=3,
@@ -84,7 +84,7 @@ def create_demo(pipe) -> None:
             clicked, clicked_text = matching.click_panel("The point | where it lands in the style photo (heat: softmax "
                                                          "of eq. 1's similarities; confidence: eq. 2)", "coat-clicked")
         matches = gr.Image(label="Confident matches (finest scale): content left, style right", format="png",
-                           height=display.MIN_SIDE, elem_id="coat-matches")
+                           height=display.HEIGHT, elem_id="coat-matches")
     files = gr.File(label="Take away: confident matches (.json) and the dense correspondence (.npy, content cell -> "
                     "style pixel)", file_count="multiple", elem_id="coat-files")
     rows = [[pair[0], pair[1], pair[2], default_n]]

@@ -146,8 +146,20 @@ def views(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1):
     for name, r in results.items():
         if "skipped" not in r and name != "identity":
             caption = f"{name}: {r['seconds']:.2f} s" + (f", {r['mean_error_px']:.1f} px off" if truth is not None else "")
-            gallery.append((matching.lines_view(a, b, pts, r["points"], truth=truth), caption))
+            gallery.append((matching.titled(matching.lines_view(a, b, pts, r["points"], truth=truth), caption), caption))
     return gallery, table(results), answer
+
+
+def pair_files(seed):
+    """The synthetic pair of `seed` as two image files, shown as image A and B (seed < 0: unchanged)."""
+    if seed is None or seed == "" or float(seed) < 0:
+        return gr.skip(), gr.skip()
+    pair = synthetic_pair(int(seed))
+    folder = matching.out_folder()
+    paths = [folder / f"pair_{int(seed)}_{name}.png" for name in ("a", "b")]
+    for image, path in zip(pair.image, paths):
+        Image.fromarray(image).save(path)
+    return str(paths[0]), str(paths[1])
 
 
 def create_demo(pipelines: dict) -> None:
@@ -155,7 +167,7 @@ def create_demo(pipelines: dict) -> None:
                 "point starts), its time and confidence. A **synthetic pair** (seed >= 0) comes with the exact "
                 "match of every keypoint (white rings) and each method's error; CoCosNet joins there (it matches "
                 "A's label map). For photos, give points as JSON or use a grid.")
-    first = [examples.path("face_0.png"), examples.path("face_3.png")]
+    first = pair_files(0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=360):
             with gr.Row():
@@ -172,9 +184,12 @@ def create_demo(pipelines: dict) -> None:
             rows = gr.Dataframe(headers=COLUMNS, label="Per method", interactive=False, elem_id="cmp-table")
     answer = gr.JSON(label="JSON (as /compare returns it)", open=False, elem_id="cmp-json")
     photos = examples.photos("astronaut.png", "chelsea.png")
-    gr.Examples([[first[0], first[1], "", 4, 0], [first[0], first[1], "", 4, 7]]
-                + ([[photos[0], photos[0], "", 4, -1]] if photos else []),
-                [image_a, image_b, points, grid, seed], label="Synthetic pairs (seeds 0, 7); a photo with itself")
+    faces = [examples.path("face_0.png"), examples.path("face_3.png")]
+    gr.Examples([[*faces, "", 4, -1]] + ([[photos[0], photos[1], "", 4, -1]] if len(photos) == 2 else []),
+                [image_a, image_b, points, grid, seed], label="Photos (seed -1): two synthetic faces; two real photos")
+    seed.change(pair_files, seed, [image_a, image_b], api_visibility="private", queue=False)
+    for image in (image_a, image_b):
+        image.upload(lambda: -1, None, seed, api_visibility="private", queue=False)
 
     @events.handler
     def on_compare(image_a, image_b, points="", grid=4, seed=-1):

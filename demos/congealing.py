@@ -87,7 +87,7 @@ def _counted(frames, total, progress):
 def preview_video(path):
     """The edited video in the player that shows it: an <img> for a GIF, a <video> for an MP4."""
     gif = bool(path) and str(path).lower().endswith(".gif")
-    return (gr.Image(value=path if gif else None, visible=gif or not path),
+    return (gr.Image(value=path if gif else None, visible=gif),
             gr.Video(value=None if gif else path, visible=bool(path) and not gif))
 
 
@@ -116,11 +116,11 @@ def create_demo(pipe) -> None:
             canvas = inputs.Editor("2. Average congealed image: paint your edit here", 2, height=400, elem_id="gg-canvas")
         with gr.Column(scale=1, min_width=220):
             edit_button = gr.Button("3. Propagate the edit", variant="primary")
-            edited_image = gr.Image(label="Edited image", format="png", height=display.MIN_SIDE,
+            edited_image = gr.Image(label="Edited image", format="png", height=display.HEIGHT,
                                     elem_classes="pixelated", elem_id="gg-edited")
-            edited_gif = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif",
-                                  height=display.MIN_SIDE, elem_classes="pixelated", elem_id="gg-video")
-            edited_mp4 = gr.Video(label="Edited video", height=display.MIN_SIDE, visible=False, elem_id="gg-video-mp4")
+            edited_gif = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", visible=False,
+                                  height=display.HEIGHT, elem_classes="pixelated", elem_id="gg-video")
+            edited_mp4 = gr.Video(label="Edited video", height=display.HEIGHT, visible=False, elem_id="gg-video-mp4")
     with gr.Row(equal_height=False):
         edit_rgba = inputs.ImageInput(value=examples.path("edit_glasses.png"), label="Edit (RGBA, transparent = unchanged)",
                                       image_mode=None, elem_id="gg-edit")
@@ -136,7 +136,7 @@ def create_demo(pipe) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=220):
             single_congeal = gr.Button("Congeal the image to edit")
-            congealed_image = gr.Image(label="Congealed image", format="png", height=display.MIN_SIDE,
+            congealed_image = gr.Image(label="Congealed image", format="png", height=display.HEIGHT,
                                        elem_classes="pixelated", elem_id="gg-congealed")
         match_image = inputs.ImageInput(value=examples.path("face_3.png"), label="Second image (for clicks)",
                                         elem_id="gg-match-image", scale=1)

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 MIN_SIDE = 256  # a result's long side on screen, at least
+HEIGHT = MIN_SIDE + 24  # an image component's height: its picture keeps MIN_SIDE inside the frame's padding
 
 
 def factor(size: tuple[int, int]) -> int:

@@ -264,20 +264,20 @@ def create_demo(pipe) -> None:
         exemplar = inputs.ImageInput(value=first[1], label="Exemplar photo", elem_id="et-exemplar")
         exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own map (required by this model)",
                                          visible=needs_map, elem_id="et-exemplar-map")
-        result = gr.Image(label="Result", format="png", height=display.MIN_SIDE, elem_classes="pixelated", elem_id="et-result")
+        result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated", elem_id="et-result")
     button = gr.Button("Translate", variant="primary")
     with gr.Row(equal_height=False):
         with gr.Column():
             marked, marked_text = matching.click_panel("The point | where it lands in the exemplar (heat: the softmax "
                                                        "row of eq. 4)", "et-marked")
-        warped = gr.Image(label="Warped exemplar", format="png", height=display.MIN_SIDE, elem_classes="pixelated",
+        warped = gr.Image(label="Warped exemplar", format="png", height=display.HEIGHT, elem_classes="pixelated",
                           elem_id="et-warped")
     if kind == "pose":
         with gr.Row():
             pose_file = gr.File(label="Or upload an OpenPose .json file", file_types=[".json"], type="filepath",
                                 elem_id="et-pose-file")
             preview = gr.Image(pose_preview(pipe, EXAMPLE_POSES[0]), label="The pose the model reads (click a point)",
-                               format="png", height=display.MIN_SIDE, interactive=False, elem_id="et-pose-preview")
+                               format="png", height=display.HEIGHT, interactive=False, elem_id="et-pose-preview")
     with gr.Accordion("The input this model reads" + (", and a painter" if kind in ("mask", "face") else ""), open=False):
         gr.Markdown(describe(pipe))
         blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}

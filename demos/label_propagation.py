@@ -80,7 +80,7 @@ def create_demo(pipe) -> None:
         reference_labels = inputs.ImageInput(value=examples.path("face_0_labels_color.png"), label="Reference label map",
                                              elem_id="lp-labels")
         query_image = inputs.ImageInput(value=examples.path("face_1.png"), label="Query image", elem_id="lp-query")
-        overlay = gr.Image(label="Query with propagated labels", format="png", height=display.MIN_SIDE,
+        overlay = gr.Image(label="Query with propagated labels", format="png", height=display.HEIGHT,
                            elem_classes="pixelated", elem_id="lp-overlay")
     with gr.Row():
         rule = gr.Radio([(RULE_DESCRIPTIONS[r], r) for r in RULES], value=OUR_RULE, label="Propagation rule", scale=3)
@@ -89,7 +89,7 @@ def create_demo(pipe) -> None:
         with gr.Column():
             clicked, clicked_text = matching.click_panel("Click the reference: the point | where it lands in the query "
                                                          "(heat: the relaxed eq. 1 over the query's map)", "lp-clicked")
-        label_map = gr.Image(label="Propagated label map", format="png", height=display.MIN_SIDE,
+        label_map = gr.Image(label="Propagated label map", format="png", height=display.HEIGHT,
                              elem_classes="pixelated", elem_id="lp-label-map")
     with gr.Accordion("More queries, a generated reference, painting, classes", open=False):
         with gr.Row():

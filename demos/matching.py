@@ -145,6 +145,15 @@ def lines_view(image_a: Image.Image, image_b: Image.Image, points_a, points_b, m
     return np.asarray(canvas)
 
 
+def titled(picture: np.ndarray, title: str) -> np.ndarray:
+    """`picture` with `title` written on a white band above it."""
+    image = Image.fromarray(np.asarray(picture))
+    canvas = Image.new("RGB", (image.width, image.height + 18), (255, 255, 255))
+    canvas.paste(image, (0, 18))
+    ImageDraw.Draw(canvas).text((4, 3), title, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
 def click(pipe, a, b, x: int, y: int, shown_a: Image.Image | None = None, **options):
     """One clicked point -> (match view, the numbers as text)."""
     m = run(pipe, a, b, [(x, y)], **options)

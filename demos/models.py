@@ -243,7 +243,9 @@ def load(spec: ModelSpec, source: str | None = None, env: dict | None = None, mo
         if not isinstance(pipe, MissingModel):
             return pipe
         bundled = _timed(spec.name, spec.default, lambda: _load_source(spec, None, env))
-        reason = pipe.message.splitlines()[0]
+        reason = pipe.message.splitlines()[0].replace(
+            f"Could not load the {spec.name} release `{RELEASE_DEFAULTS[spec.name]}`: ", ""
+        )
         note = (
             f"The authors' release `{RELEASE_DEFAULTS[spec.name]}` could not be loaded ({reason}); "
             "this tab runs the bundled model instead."

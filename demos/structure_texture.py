@@ -15,9 +15,6 @@ from coordgan import matching as coordgan_matching
 from . import display, events, inputs, matching, models
 
 MAX_GRID = 6
-# the generator's settings, in the order of the /generate endpoint's parameters
-SETTINGS = ("structure_seed", "texture_seed", "structure_seed_2", "texture_seed_2", "structure_mix", "texture_mix",
-            "truncation", "resolution")
 
 
 def model_summary(pipe) -> str:
@@ -122,7 +119,7 @@ def create_demo(pipe) -> None:
             image = gr.Image(format="png", visible=False, elem_id="st-image-model")
             shown = gr.Image(label="Image (click it)", format="png", interactive=False, elem_id="st-image")
         with gr.Column(scale=3, min_width=280):
-            correspondence = gr.Image(label="Correspondence map", format="png", height=display.MIN_SIDE,
+            correspondence = gr.Image(label="Correspondence map", format="png", height=display.HEIGHT,
                                       elem_classes="pixelated", elem_id="st-correspondence")
     clicked, clicked_text = matching.click_panel("The point | the same canonical point in the second structure seed's "
                                                  "image, same texture (heat: the relaxed eq. 1)", "st-clicked")
@@ -144,8 +141,12 @@ def create_demo(pipe) -> None:
         show, image, shown, api_visibility="private", queue=False)
 
     @events.handler
-    def on_select(*values, evt: gr.SelectData = None):
-        return match_click(pipe, evt.index if evt is not None else None, dict(zip(SETTINGS, values)))
+    def on_select(structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation,
+                  resolution, evt: gr.SelectData = None):
+        settings = dict(structure_seed=structure_seed, texture_seed=texture_seed, structure_seed_2=structure_seed_2,
+                        texture_seed_2=texture_seed_2, structure_mix=structure_mix, texture_mix=texture_mix,
+                        truncation=truncation, resolution=resolution)
+        return match_click(pipe, evt.index if evt is not None else None, settings)
 
     shown.select(on_select, [*controls, resolution], [clicked, clicked_text], api_visibility="private")
 
@@ -155,7 +156,7 @@ def create_demo(pipe) -> None:
             rows = gr.Slider(1, MAX_GRID, value=3, step=1, label="Rows (structure seeds from the structure seed)")
             cols = gr.Slider(1, MAX_GRID, value=4, step=1, label="Columns (texture seeds from the texture seed)")
             grid_button = gr.Button("Grid")
-        grid_image = gr.Image(label="Grid", format="png", height=display.MIN_SIDE, elem_classes="pixelated",
+        grid_image = gr.Image(label="Grid", format="png", height=display.HEIGHT, elem_classes="pixelated",
                               elem_id="st-grid")
 
     @events.handler

@@ -10,7 +10,7 @@ import numpy as np
 
 import synthetic
 
-from . import events
+from . import display, events
 
 MAX_SEED = 2**31 - 1
 
@@ -57,9 +57,10 @@ def create_demo() -> None:
         resolution = gr.Slider(32, 512, value=128, step=16, label="Resolution")
         pose = gr.Radio(list(synthetic.POSES), value="aligned", label="Pose range")
     with gr.Row():
-        image = gr.Image(label="Image", format="png", elem_id="synthetic-image")
-        overlay = gr.Image(label="Part labels", format="png")
-        coords = gr.Image(label="Canonical coordinates (x red, y green)", format="png")
+        image = gr.Image(label="Image", format="png", height=display.HEIGHT, elem_classes="pixelated", elem_id="synthetic-image")
+        overlay = gr.Image(label="Part labels", format="png", height=display.HEIGHT, elem_classes="pixelated")
+        coords = gr.Image(label="Canonical coordinates (x red, y green)", format="png", height=display.HEIGHT,
+                          elem_classes="pixelated")
     inputs = [category, structure_seed, texture_seed, resolution, pose]
     gr.Examples([["faces", 0, 1, 128, "aligned"], ["cats", 3, 7, 128, "aligned"], ["faces", 5, 5, 128, "wide"]], inputs)
     gr.on([c.change for c in inputs], render_example, inputs, [image, overlay, coords], api_name="synthetic")
