@@ -16,11 +16,13 @@ Offline (HF_HUB_OFFLINE=1 or no network) a ValueError says the command to run on
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
-from huggingface_hub import HfApi, hf_hub_download, is_offline_mode
+from huggingface_hub import HfApi, constants, hf_hub_download, is_offline_mode
 
 RELEASE_REPO = "JitengMu/CVPR2022_CoordGAN_release"  # a Hugging Face *dataset* repository
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -80,6 +82,15 @@ def repo_files(name: str) -> list[str]:
             f"official:{name} is not converted here and this machine is offline (HF_HUB_OFFLINE=1); "
             f"{run_once_online(name)}"
         )
+    endpoint = urlparse(_endpoint() or constants.ENDPOINT)
+    try:  # a quick look first: without a network, huggingface_hub retries for half a minute
+        socket.create_connection(
+            (endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)), 10
+        ).close()
+    except OSError as error:
+        raise ValueError(
+            f"official:{name}: {endpoint.hostname} cannot be reached ({_one_line(error)}); {run_once_online(name)}"
+        ) from None
     try:
         return sorted(HfApi(endpoint=_endpoint()).list_repo_files(RELEASE_REPO, repo_type="dataset"))
     except Exception as error:  # HTTP errors, refused connections, DNS: one line and what to do
