@@ -206,8 +206,8 @@ def main(argv=None) -> dict:
             seconds = time.perf_counter() - start
             results.append((endpoint, bad, outcome, seconds))
             if "unexpected" in outcome:
-                failures.append(dict(seed=args.seed, call=number, endpoint=endpoint, hostile=bad, seconds=round(seconds, 2),
-                                     error=problem or outcome))
+                failures.append(dict(seed=args.seed, call=number, endpoint=endpoint, hostile=bad,
+                                     seconds=round(seconds, 2), error=problem or outcome))
 
         start = time.time()
         with ThreadPoolExecutor(args.clients) as pool:
