@@ -8,8 +8,8 @@ re-predicted on an upright patch), turned 60 degrees (found only on a turned cop
 cup (no face: every turned copy is searched). Per photo: detect, align (to celebahq at --size), paste
 (an RGB result back) and the parsing map, p50 and min over --calls calls after one warm-up, one
 thread; then the same pipeline from 2 threads at once (dlib runs outside the GIL, one detector per
-thread), as wall time per call. Prints the CPU model and the load average: the numbers are only as
-quiet as the machine.
+thread), as wall time per call; and `follow` (a video's next frame) against `detect`. Prints the CPU
+model and the load average: the numbers are only as quiet as the machine.
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ def pipeline(photo, size):
     return t1 - t0, t2 - t1, t3 - t2, t4 - t3
 
 
+def _timed(function, *args) -> float:
+    t = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - t
+
+
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -103,6 +109,16 @@ def main(argv=None) -> int:
         print(f"| {name} | {len(found)} (turned {found[0].angle:g})" if found else f"| {name} | 0", end="")
         print(f" | {cell(times[:, 0])} | {cell(times[:, 1])} | {cell(both)}{mark} | {cell(times[:, 2])} | "
               f"{cell(times[:, 3])} |")
+
+    print("\nvideo: `follow` (the last frame's face searched again around where it was) instead of `detect`:")
+    print("| photo | detect ms (p50 / min) | follow ms (p50 / min) |")
+    print("|---|---|---|")
+    for name in ("astronaut 1024", "close-up 1024", "turned 30 deg"):
+        photo = cases[name]
+        face = faces.detect(photo)[0]
+        det = np.array([_timed(faces.detect, photo) for _ in range(args.calls)]) * 1000
+        fol = np.array([_timed(faces.follow, photo, face) for _ in range(args.calls)]) * 1000
+        print(f"| {name} | {np.median(det):.0f} / {det.min():.0f} | {np.median(fol):.0f} / {fol.min():.0f} |")
 
     print(f"\n2 threads at once, {args.calls} calls each, detect + align + paste + parsing:")
     print("| photo | wall ms per call (2 threads) | 1 thread ms per call |")

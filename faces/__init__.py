@@ -12,9 +12,9 @@ For a photo: `faces.detect(photo)` (largest face first, [] when none) or `faces.
 """
 
 from .align import Aligned, NoFaceError, align, align_largest, center_crop
-from .detect import Face, detect
+from .detect import Face, detect, follow
 from .frames import FRAMES, Frame
 from .parsing import FACE_PALETTE, FACE_PARTS, parsing_from_landmarks
 
 __all__ = ["FACE_PALETTE", "FACE_PARTS", "FRAMES", "Aligned", "Face", "Frame", "NoFaceError", "align",
-           "align_largest", "center_crop", "detect", "parsing_from_landmarks"]
+           "align_largest", "center_crop", "detect", "follow", "parsing_from_landmarks"]

@@ -300,6 +300,27 @@ def test_parsing_has_the_parts_in_place():
 
 
 @needs_dlib
+def test_follow_tracks_a_turning_face_and_lets_go():
+    """Video frames: the astronaut turning 10 degrees and moving 5 px per frame; `follow` from the last
+    frame's face finds her landmarks where they truly are (mapped from the upright photo's)."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    upright = faces.detect(photo)[0].landmarks
+    previous, c = None, 255.5
+    for k, angle in enumerate(range(0, 40, 10)):
+        frame_to_photo = warp.rotation(-angle, (c, c)) @ warp.translation(c - 349.5 - 4 * k, c - 349.5 + 3 * k)
+        frame = warp.resample(photo, frame_to_photo, (700, 700))
+        truth = warp.apply(np.linalg.inv(frame_to_photo), upright)
+        face = faces.detect(frame)[0] if previous is None else faces.follow(frame, previous)
+        assert face is not None and np.abs(face.landmarks - truth).mean() < 1.5, (angle, face)
+        previous = face
+    assert faces.follow(data.coffee(), previous) is None  # the face is gone: detect again
+    with pytest.raises(ValueError, match="from detect"):
+        faces.follow(data.coffee(), faces.Face((10.0, 10.0), (30.0, 10.0), (20.0, 30.0)))
+
+
+@needs_dlib
 def test_two_threads_share_the_predictor_and_detect_the_same():
     from skimage import data
 
