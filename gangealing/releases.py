@@ -37,12 +37,12 @@ RELEASES = {  # the authors' VALID_MODELS, less simclr_vgg_phase150 (their SSL V
     "bicycle": Release(256, "LSUN Bicycles"),
     "car": Release(256, "LSUN Cars"),
     "cat": Release(256, "LSUN Cats"),
-    "cat_ssl_mix6": Release(256, "LSUN Cats (self-supervised features, mixing cutoff 6)"),
-    "celeba": Release(128, "CelebA faces"),
-    "cub": Release(256, "CUB-200 birds"),
+    "cat_ssl_mix6": Release(256, "LSUN Cats (the authors' cat_ssl_mix6 variant)"),
+    "celeba": Release(128, "In-The-Wild CelebA faces"),
+    "cub": Release(256, "CUB-200-2011 birds"),
     "dog": Release(256, "LSUN Dogs"),
     "horse": Release(256, "LSUN Horses"),
-    "tvmonitor": Release(256, "LSUN TV monitors"),
+    "tvmonitor": Release(256, "LSUN TVs"),
 }
 
 

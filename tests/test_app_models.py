@@ -79,7 +79,7 @@ def test_a_converted_release_is_described_and_flags_still_win(empty_caches, tmp_
     assert pipe.weights["kind"] == "release" and pipe.weights["source"] == "official:celeba"
     assert models.describe("gangealing", pipe) == (
         "**Weights:** the authors' release: GANgealing `official:celeba`: 128 px generator, "
-        "trained on CelebA faces (GANgealing (Peebles et al., CVPR 2022))."
+        "trained on In-The-Wild CelebA faces (GANgealing (Peebles et al., CVPR 2022))."
     )
     # an explicit folder (flag or GANGEALING_MODEL) wins over the release default
     folder = tmp_path / "mine"

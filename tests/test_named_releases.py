@@ -164,7 +164,7 @@ def test_the_three_commands_list_their_releases_and_sources(capsys):
         f"official:{n}" in listed
         for n in ("bicycle", "car", "cat", "cat_ssl_mix6", "celeba", "cub", "dog", "horse", "tvmonitor")
     )
-    assert "official:celeba " in listed and "128 px, CelebA faces; padding border, iters 1" in listed
+    assert "official:celeba " in listed and "128 px, In-The-Wild CelebA faces; padding border, iters 1" in listed
     assert cocosnet_converter.main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "official:celebahq" in listed and "Drive folder 16xgIrGzGBKJWbAUROM71wiA1cf7zrQk5" in listed
