@@ -68,7 +68,8 @@ def load_pose(pipe, source, what: str = "input pose") -> dict:
     OpenPose-style dict with its canvas size, checked. Text is only parsed as JSON, never taken for
     a file path. Raises ValueError saying what to give."""
     if source is None or (isinstance(source, str) and not source.strip()):
-        raise ValueError(f"no {what} given: give OpenPose keypoints JSON (or a .json file, or an example)")
+        raise ValueError(f"no {what} given: paste OpenPose keypoints JSON (or upload a .json file, or pick an example) "
+                         "first")
     if isinstance(source, str):
         if len(source) > MAX_JSON_BYTES:
             raise ValueError(f"the {what} is longer than {MAX_JSON_BYTES // 1000} kB; give the keypoints of one person")

@@ -16,7 +16,7 @@ import threading
 import gradio as gr
 from gradio.context import Context
 
-from . import models
+from . import inputs, models
 
 
 def handler(fn):
@@ -30,7 +30,7 @@ def handler(fn):
         except gr.Error:  # a ValueError too, already worded for the app
             raise
         except ValueError as e:
-            raise gr.Error(f"{str(e).rstrip('.')}.") from None
+            raise inputs.library_error(e) from None
 
     return models.inference(checked)
 

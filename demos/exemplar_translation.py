@@ -13,89 +13,27 @@ Runs alone with `python -m demos.exemplar_translation`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-import synthetic
-from cocosnet import matching as cocosnet_matching
-from cocosnet import openpose
 from cocosnet.encodings import FACE_PARTS as CELEBA_PARTS  # CelebAMask-HQ part ids (the authors' face models)
 from cocosnet.encodings import render_pose
+from cocosnet.inputs import (  # what the loaded model asks for: the package's semantics, shown here
+    EXAMPLE_POSES,
+    FACE_TO_CELEBA,
+    MAX_JSON_BYTES,
+    class_names,
+    input_kind,
+    num_classes,
+    pose_preview,
+)
 
 from . import display, events, examples, inputs, matching, models
 
-FACE_CLASSES = synthetic.category("faces").class_names
-# our synthetic face classes -> CelebAMask-HQ ids (for the examples of the authors' face models)
-FACE_TO_CELEBA = np.array([CELEBA_PARTS.index(n) for n in ("background", "skin", "hair", "neck", "l_ear", "r_ear", "l_brow",
-                                                           "r_brow", "l_eye", "r_eye", "nose", "mouth")])
-MAX_JSON_BYTES = 1_000_000
-
-
-def input_kind(pipe) -> str:
-    """What the tab asks for, from the pipeline's config: 'mask' (label map of class ids), 'edge'
-    (an edge image), 'face' (a CelebAMask-HQ face label map, for the authors' 15-channel edge
-    model), 'pose' (18 OpenPose keypoints, for the authors' 20-channel pose model) or 'channels'
-    (a raw stack the app cannot draw)."""
-    if not pipe:
-        return "mask"
-    if pipe.input_kind == "channels":
-        return {"face_edges": "face", "pose": "pose"}.get(getattr(pipe, "channel_encoding", None), "channels")
-    return pipe.input_kind
-
-
-def num_classes(pipe) -> int:
-    if input_kind(pipe) == "face":
-        return len(CELEBA_PARTS)
-    return int(pipe.num_classes) if pipe and pipe.num_classes else len(FACE_CLASSES)
-
-
-def class_names(pipe) -> tuple:
-    names = getattr(pipe, "class_names", None) if pipe else None
-    n = num_classes(pipe)
-    if names and len(names) == n:
-        return tuple(names)
-    if n == len(CELEBA_PARTS):  # the authors' CelebA-HQ models (masks and edges) read CelebAMask-HQ ids
-        return CELEBA_PARTS
-    return FACE_CLASSES if n == len(FACE_CLASSES) else tuple(f"class {i}" for i in range(n))
-
-
-def load_pose(pipe, source, what: str = "input pose") -> dict:
-    """Keypoints JSON text (or a parsed dict / list) -> an OpenPose-style dict with the canvas size,
-    checked; every refusal is a gr.Error that says what to give. Text is only ever parsed as JSON
-    (`openpose.loads`), never taken for a file path on the server."""
-    if source is None or (isinstance(source, str) and not source.strip()):
-        raise gr.Error(f"No {what} given: paste OpenPose keypoints JSON (or upload a .json file, or pick an example) first.")
-    if isinstance(source, str):
-        if len(source) > MAX_JSON_BYTES:
-            raise gr.Error(f"The {what} is longer than {MAX_JSON_BYTES // 1000} kB; give the keypoints of one person.")
-        try:
-            source = openpose.loads(source, f"The {what}")
-        except ValueError as e:
-            raise gr.Error(f"{e}.") from None
-    r = pipe.resolution
-    try:
-        xy, (h, w) = openpose.keypoints_and_canvas(source, (r, r))
-        openpose.check_canvas(xy, (h, w))
-    except ValueError as e:
-        raise gr.Error(f"The {what}: {e}.") from None
-    if np.isnan(xy).all():
-        raise gr.Error(f"The {what} has none of the 18 keypoints (all missing); give at least the points of one limb.")
-    return openpose.to_openpose(xy, (h, w))
-
-
-def pose_preview(pipe, source) -> np.ndarray | None:
-    """The pose as the model sees it (RGB skeleton at the canvas size); None for unreadable input."""
-    if not pipe or input_kind(pipe) != "pose":
-        return None
-    try:
-        pose = load_pose(pipe, source)
-    except gr.Error:
-        return None
-    return render_pose(pose, (pose["canvas_height"], pose["canvas_width"]))[0]
+__all__ = ["EXAMPLE_POSES", "class_names", "create_demo", "input_kind", "num_classes", "pose_preview", "translate"]
 
 
 def read_pose_file(path) -> str:
@@ -111,44 +49,21 @@ def read_pose_file(path) -> str:
         raise gr.Error(f"{path.name!r} is not a text file; upload the OpenPose .json file (UTF-8 text).") from None
 
 
-def load_input_map(pipe, input_map, what: str = "input map"):
-    """A label map (index or palette PNG) -> int array; an edge map -> greyscale PIL image; keypoints
-    JSON -> an OpenPose-style dict (pose models)."""
-    kind = input_kind(pipe)
-    if kind in ("mask", "face"):
-        return inputs.load_label_map(input_map, num_classes(pipe), f"{what} ({'face ' if kind == 'face' else ''}label map)")
-    if kind == "edge":
-        return inputs.load_rgb(input_map, f"{what} (edge map)").convert("L")
-    if kind == "pose":
-        return load_pose(pipe, input_map, "input pose" if what == "input map" else what)
-    raise gr.Error(f"This CoCosNet checkpoint takes {pipe.input_channels} raw input channels that the app cannot build; "
-                   "load a mask, edge, CelebA-HQ edge (15 channels) or DeepFashion pose (20 channels) model.")
-
-
-def exemplar_map_for(pipe, exemplar_map):
-    if not pipe.needs_exemplar_map:
-        return None
-    if exemplar_map is None:
-        raise gr.Error("This CoCosNet checkpoint also needs the exemplar's own map: upload it as the exemplar's label map "
-                       "(same kind as the input map, the layout of the exemplar photo).")
-    return load_input_map(pipe, exemplar_map, "exemplar map")
-
-
 def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
     """-> (translated image, exemplar warped onto the input's layout, [the dense correspondence
     as .npy]), the images at the input map's size. The flow holds, for each cell of the input map
     at the correspondence resolution (f x f), its best match in the exemplar (pixel indices x, y)."""
     pipe = models.require(pipe)
-    semantic = load_input_map(pipe, input_map)
+    semantic = inputs.load_cocosnet_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
-    extra = exemplar_map_for(pipe, exemplar_map)
+    extra = inputs.load_cocosnet_exemplar_map(pipe, exemplar_map)
     if progress is not None:
         progress(0.1, desc="matching and translating")
     try:
         out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
-        flow = cocosnet_matching.dense_flow(pipe, semantic, photo, extra)
+        flow = pipe.dense_flow(semantic, photo, exemplar_map=extra)
     except ValueError as e:  # a check of the library the app did not make first
-        raise gr.Error(f"{e}.") from None
+        raise inputs.library_error(e) from None
     return out.image, out.warped_exemplar, [matching.save_flow(matching.out_folder(), "flow_input_to_exemplar", flow)]
 
 
@@ -167,9 +82,9 @@ def correspondence(pipe, input_map, exemplar, x: int | None, y: int | None, exem
     """-> (the input with a marker on pixel (x, y) (None: the input's centre) | the exemplar under
     the softmax row of that point (eq. 4) with a marker on its match, the numbers as text)."""
     pipe = models.require(pipe)
-    semantic = load_input_map(pipe, input_map)
+    semantic = inputs.load_cocosnet_map(pipe, input_map)
     photo = inputs.load_rgb(exemplar, "exemplar")
-    extra = exemplar_map_for(pipe, exemplar_map)
+    extra = inputs.load_cocosnet_exemplar_map(pipe, exemplar_map)
     shown, h, w = shown_input(pipe, semantic)
     if x is None or y is None:
         x, y = w // 2, h // 2
@@ -179,20 +94,6 @@ def correspondence(pipe, input_map, exemplar, x: int | None, y: int | None, exem
 
 
 # ------------------------------------------------------------------ examples per input kind
-def _pose_json(points: dict, canvas: int = 256) -> str:
-    """OpenPose JSON (one person, COCO-18, confidence 1; absent points 0, 0, 0) on a square canvas."""
-    xy = np.array([points.get(name, (np.nan, np.nan)) for name in openpose.POSE_KEYPOINTS], np.float64)
-    return json.dumps(openpose.to_openpose(xy, (canvas, canvas)))
-
-
-_STANDING = dict(nose=(128, 40), neck=(128, 72), r_shoulder=(100, 74), r_elbow=(92, 120), r_wrist=(88, 165), l_shoulder=(156, 74),
-                 l_elbow=(164, 120), l_wrist=(168, 165), r_hip=(110, 160), r_knee=(108, 205), r_ankle=(106, 248), l_hip=(146, 160),
-                 l_knee=(148, 205), l_ankle=(150, 248), r_eye=(121, 33), l_eye=(135, 33), r_ear=(112, 38), l_ear=(144, 38))
-_ARMS_UP = dict(_STANDING, r_elbow=(84, 48), r_wrist=(80, 10), l_elbow=(172, 48), l_wrist=(176, 10))
-_TURNED = {k: v for k, v in dict(_STANDING, r_elbow=(104, 118), r_wrist=(126, 150), l_knee=(160, 200), l_ankle=(176, 240)).items() if k != "r_ear"}
-EXAMPLE_POSES = (_pose_json(_STANDING), _pose_json(_ARMS_UP), _pose_json(_TURNED))
-
-
 def celeba_example(i: int) -> str:
     """Example face i's label map with CelebAMask-HQ ids, in the app's 19-class colours."""
     path = Path(examples.path(f"face_{i}_celeba_color.png"))

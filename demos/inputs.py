@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 import synthetic
+from cocosnet import inputs as cocosnet_inputs
 from synthetic import colorize  # the app's class colours: synthetic.palette, background black
 
 MAX_SIDE = 4096  # pixels, either side (so at most 16.8 megapixels: a 4096 x 4096 photo passes)
@@ -252,6 +253,40 @@ def display_size(image: Image.Image, labels: np.ndarray | None = None):
 
 
 # ------------------------------------------------------------------ videos and numbers
+def library_error(error: ValueError, sentence: bool = False) -> gr.Error:
+    """A library's ValueError (no full stop: it may be embedded) as the app shows it; `sentence`:
+    its first letter capitalised too (where it is the whole message, not a clause)."""
+    text = str(error).strip().rstrip(".")
+    return gr.Error((text[:1].upper() + text[1:] if sentence else text) + ".")
+
+
+def load_cocosnet_map(pipe, source, what: str = "input map"):
+    """A CoCosNet input (or exemplar) map as the app receives it -> what the pipeline reads, by the
+    kind the model asks for (`cocosnet.inputs.input_kind`): label maps through the app's reader
+    (size limits, index PNG or class colours), edge maps as greyscale images, poses (JSON text)
+    through cocosnet.inputs; every refusal a gr.Error saying what to give."""
+    kind = cocosnet_inputs.input_kind(pipe)
+    if kind in cocosnet_inputs.LABEL_KINDS:
+        face = "face " if kind == "face" else ""
+        return load_label_map(source, cocosnet_inputs.num_classes(pipe), f"{what} ({face}label map)")
+    if kind == "edge":
+        return load_rgb(source, f"{what} (edge map)").convert("L")
+    try:
+        return cocosnet_inputs.load_input_map(pipe, source, "input pose" if what == "input map" else what)
+    except ValueError as e:
+        raise library_error(e, sentence=True) from None
+
+
+def load_cocosnet_exemplar_map(pipe, source):
+    """The exemplar's own map for the CoCosNet models that read it (the authors' maskmix), else None."""
+    if not pipe.needs_exemplar_map:
+        return None
+    if source is None:
+        raise gr.Error("This CoCosNet checkpoint also needs the exemplar's own map: upload it as the exemplar's label "
+                       "map (same kind as the input map, the layout of the exemplar photo).")
+    return load_cocosnet_map(pipe, source, "exemplar map")
+
+
 def seed(value, name: str) -> int:
     if value is None or not float(value).is_integer() or not 0 <= float(value) <= MAX_SEED:
         raise gr.Error(f"The {name} must be a whole number between 0 and {MAX_SEED}.")

@@ -11,7 +11,6 @@ import gradio as gr
 import numpy as np
 
 import synthetic
-from coordgan import matching as coordgan_matching
 from coordgan.correspondence import OUR_RULE, RULE_DESCRIPTIONS, RULES
 
 from . import display, events, examples, inputs, matching, models
@@ -53,7 +52,7 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
     folder = matching.out_folder()
     files = [matching.save_index_png(folder, f"labels_query_{i + 1}", p) for i, p in enumerate(predicted)]
-    flow = coordgan_matching.dense_flow(pipe, reference, queries[0])
+    flow = pipe.dense_flow(reference, queries[0])  # for each query pixel, the reference pixel it matches
     files.append(matching.save_flow(folder, "flow_query_1_to_reference", flow))
     return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery, files
 

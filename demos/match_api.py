@@ -11,7 +11,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from . import events, exemplar_translation, inputs, matching, models
+from . import events, inputs, matching, models
 
 
 def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map=None) -> dict:
@@ -22,8 +22,8 @@ def match_points(pipelines: dict, method, image_a, image_b, points, exemplar_map
     b = inputs.load_rgb(image_b, "image B (the exemplar photo)" if method == "cocosnet" else "image B")
     extra = None
     if method == "cocosnet":
-        a = exemplar_translation.load_input_map(pipe, image_a, "image A (the input map)")
-        extra = exemplar_translation.exemplar_map_for(pipe, exemplar_map)
+        a = inputs.load_cocosnet_map(pipe, image_a, "image A (the input map)")
+        extra = inputs.load_cocosnet_exemplar_map(pipe, exemplar_map)
         size_a = a.shape[:2] if isinstance(a, np.ndarray) else (a.height, a.width)  # a label map, or an edge image
     else:
         a = inputs.load_rgb(image_a, "image A")

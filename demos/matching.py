@@ -60,7 +60,7 @@ def run(pipe, a, b, points, **options):
     except gr.Error:
         raise
     except ValueError as e:
-        raise gr.Error(f"{str(e).rstrip('.')}.") from None
+        raise inputs.library_error(e) from None
 
 
 def as_json(method: str, matches, size_a: tuple[int, int], size_b: tuple[int, int]) -> dict:

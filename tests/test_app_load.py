@@ -6,7 +6,7 @@ Gradio names an output picture's cache file after the hash of its bytes, so iden
 the same file. Written in place, a later call truncates it while an earlier download is being
 served: the server sends fewer bytes than its Content-Length and drops the connection (the client's
 `httpx.RemoteProtocolError: peer closed connection without sending complete message body`). The
-app writes those files under a temporary name and renames them into place (`app.atomic_image_cache`).
+app writes those files under a temporary name and renames them into place (`demos.gradio_fixes.atomic_image_cache`).
 
 The app runs in a subprocess on its bundled checkpoints, as `bench/load_app.py` starts it.
 """
@@ -106,10 +106,11 @@ def test_identical_translate_calls_under_load_drop_no_connection(inputs):
 def test_output_pictures_are_replaced_not_rewritten(tmp_path):
     """The mechanism, without a server: saving the same picture again gives the path a new file
     (a rename), so a download that opened the first copy keeps reading it whole."""
-    import app
     from gradio import processing_utils
 
-    app.atomic_image_cache()
+    from demos import gradio_fixes
+
+    gradio_fixes.atomic_image_cache()
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
     path = processing_utils.save_pil_to_cache(picture, str(tmp_path), format="png")
     with open(path, "rb") as reader:
