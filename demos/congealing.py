@@ -7,6 +7,8 @@ Runs alone with `python -m demos.congealing`.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 import numpy as np
 
@@ -96,8 +98,8 @@ def edit_from_editor(editor_value):
     return gr.skip() if merged is None else merged
 
 
-def create_demo(pipe) -> None:
-    models.missing_notice(pipe)
+def layout() -> SimpleNamespace:
+    """The tab's components, by name."""
     gr.Markdown(
         "**1.** Congeal a set of images (aligns them to one frame) **2.** paint an edit on their average "
         "**3.** propagate it to an image, more images and a short video "
@@ -153,39 +155,45 @@ def create_demo(pipe) -> None:
         [image_set, edit_image, video],
         label="Synthetic faces and a short GIF; real photos from scikit-image (a cat for the authors' cat model)",
     )
+    return SimpleNamespace(**{k: v for k, v in locals().items() if isinstance(v, gr.components.Component)})
+
+
+def create_demo(pipe) -> None:
+    models.missing_notice(pipe)
+    ui = layout()
 
     @events.handler
     def on_congeal_set(files, progress=gr.Progress()):
         return congeal_set(pipe, files, progress)
 
-    congeal_button.click(on_congeal_set, image_set, [canvas, congealed_gallery], api_visibility="private")
-    canvas.input(edit_from_editor, canvas, edit_rgba, api_visibility="private", queue=False)
+    ui.congeal_button.click(on_congeal_set, ui.image_set, [ui.canvas, ui.congealed_gallery], api_visibility="private")
+    ui.canvas.input(edit_from_editor, ui.canvas, ui.edit_rgba, api_visibility="private", queue=False)
 
     @events.handler
     def on_congeal(image):
         return congeal(pipe, image)
 
-    single_congeal.click(on_congeal, edit_image, [congealed_image, congeal_files], api_name="congeal")
+    ui.single_congeal.click(on_congeal, ui.edit_image, [ui.congealed_image, ui.congeal_files], api_name="congeal")
 
     @events.handler
     def on_click(image, second, evt: gr.SelectData = None):
         return matching.click_photos(pipe, image, second, evt.index if evt else None, IMAGES)
 
-    edit_image.select(on_click, [edit_image, match_image], [clicked, clicked_text], api_visibility="private")
+    ui.edit_image.select(on_click, [ui.edit_image, ui.match_image], [ui.clicked, ui.clicked_text], api_visibility="private")
 
     @events.handler
     def on_edit(edit_rgba, image, more_images=None, video=None, progress=gr.Progress()):
         return propagate_edit(pipe, edit_rgba, image, more_images, video, progress)
 
-    edit_button.click(
-        on_edit, [edit_rgba, edit_image, more_images, video], [edited_image, edited_gallery, edited_video],
-        api_name="propagate_edit",
-    ).then(preview_video, edited_video, [edited_gif, edited_mp4], api_visibility="private", queue=False)
+    ui.edit_button.click(
+        on_edit, [ui.edit_rgba, ui.edit_image, ui.more_images, ui.video],
+        [ui.edited_image, ui.edited_gallery, ui.edited_video], api_name="propagate_edit",
+    ).then(preview_video, ui.edited_video, [ui.edited_gif, ui.edited_mp4], api_visibility="private", queue=False)
 
-    events.on_open(pipe, on_edit, [edit_rgba, edit_image], [edited_image, edited_gallery, edited_video])
-    events.on_open(pipe, on_congeal_set, image_set, [canvas, congealed_gallery])
-    events.on_open(pipe, on_congeal, edit_image, [congealed_image, congeal_files])
-    events.on_open(pipe, on_click, [edit_image, match_image], [clicked, clicked_text])
+    events.on_open(pipe, on_edit, [ui.edit_rgba, ui.edit_image], [ui.edited_image, ui.edited_gallery, ui.edited_video])
+    events.on_open(pipe, on_congeal_set, ui.image_set, [ui.canvas, ui.congealed_gallery])
+    events.on_open(pipe, on_congeal, ui.edit_image, [ui.congealed_image, ui.congeal_files])
+    events.on_open(pipe, on_click, [ui.edit_image, ui.match_image], [ui.clicked, ui.clicked_text])
 
 
 if __name__ == "__main__":
