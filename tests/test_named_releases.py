@@ -101,6 +101,20 @@ def test_coordgan_release_is_found_classified_converted_loaded_and_cached(server
     assert len(server.downloads) == 2
 
 
+def test_coordgan_512_release_is_told_from_the_128_by_its_shapes(server):
+    """official:celebA-512 takes the file whose generator has the 512 px stages, and the encoder file."""
+    server.add_dataset_file(REPO, "coordgan_checkpoints/celebA-hq_generator.pt", saved(authors_checkpoint("coordgan")))
+    server.add_dataset_file(
+        REPO, "coordgan_checkpoints/celebA-hq_generator_v2.pt", saved(authors_checkpoint("coordgan-512"))
+    )
+    server.add_dataset_file(
+        REPO, "coordgan_checkpoints/celebA-hq_inversion.pt", saved(authors_checkpoint("coordgan-encoder"))
+    )
+    files = coordgan_converter.release_files("celebA-512")
+    assert files["generator"].name == "celebA-hq_generator_v2.pt" and files["encoder"].name == "celebA-hq_inversion.pt"
+    assert coordgan_converter.release_files("celebA")["generator"].name == "celebA-hq_generator.pt"
+
+
 def test_coordgan_release_without_a_fitting_file_lists_what_is_there(server):
     server.add_dataset_file(REPO, "README.md", b"CoordGAN\n")
     server.add_dataset_file(

@@ -5,6 +5,7 @@ keeps the view), so a 150 M-value CoCosNet pair is a few kB on disk; the constan
 converters check hold their real values.
 
     authors_checkpoint("coordgan")            {g, d, g_ema, g_optim, d_optim, d_patch} (train.py, 128 px)
+    authors_checkpoint("coordgan-512")        the same at 512 px (celebA_512)
     authors_checkpoint("coordgan-encoder")    {g, e, g_ema, g_optim} (train-encoder.py)
     authors_checkpoint("gangealing")          {g_ema, t_ema, ll, args} (celeba: 128 px, K = 1)
     authors_checkpoint("cocosnet-G"), authors_checkpoint("cocosnet-Corr")   latest_net_G / _Corr.pth (celebahq)
@@ -25,12 +26,12 @@ def zeros(shapes: dict) -> dict:
     return {k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}
 
 
-def coordgan_g_ema() -> dict:
+def coordgan_g_ema(config: str = "celebA_128") -> dict:
     from coordgan.convert_official import generator_key_map
     from coordgan.model import CONFIGS, CoordGANGenerator
 
     with torch.device("meta"):
-        key_map = generator_key_map(CoordGANGenerator(**CONFIGS["celebA_128"]))
+        key_map = generator_key_map(CoordGANGenerator(**CONFIGS[config]))
     from coordgan.layers import fir_kernel
 
     state = zeros({k: shape for k, (shape, _) in key_map.items()})
@@ -76,6 +77,9 @@ def authors_checkpoint(kind: str):
     """The object torch.save writes for `kind` (see the module docstring)."""
     if kind == "coordgan":
         g_ema = coordgan_g_ema()
+        return {"g": g_ema, "d": {}, "g_ema": g_ema, "g_optim": {}, "d_optim": {}, "d_patch": {}}
+    if kind == "coordgan-512":
+        g_ema = coordgan_g_ema("celebA_512")
         return {"g": g_ema, "d": {}, "g_ema": g_ema, "g_optim": {}, "d_optim": {}, "d_patch": {}}
     if kind == "coordgan-encoder":
         g_ema = coordgan_g_ema()
