@@ -165,7 +165,7 @@ def align_largest(image, size: int = 256, frame: str = "ffhq") -> Aligned:
     """`align` on the largest face `detect` finds; `NoFaceError` (a ValueError) when there is none."""
     faces = detect(image)
     if not faces:
-        raise NoFaceError("No face was found in the photo (dlib's frontal face detector, turned up to 45 degrees). "
+        raise NoFaceError("No face was found in the photo (dlib's frontal face detector, upright or turned up to 90 degrees). "
                           "Use a photo with a clearer, larger frontal face, or the centre crop instead "
                           "(faces.center_crop(image, size)).")
     return align(image, faces[0], size, frame)

@@ -225,9 +225,10 @@ def _astronaut_rotated(angle: float, side: int = 800):
 
 
 @needs_dlib
-@pytest.mark.parametrize("angle", [20, 40, -40, 55])
+@pytest.mark.parametrize("angle", [20, 40, -40, 55, 90])
 def test_rotated_astronaut_gives_the_upright_crop(angle):
-    """20 degrees: the issue's check. 40 and 55: the predictor re-run on an upright patch, the turned retry."""
+    """20 degrees: the issue's check. +-40: dlib's rolled-face filters, landmarks from an upright patch;
+    55 and 90: found on a copy turned 30 and 60 degrees."""
     photo, rotated, photo_to_canvas = _astronaut_rotated(angle)
     upright = faces.align_largest(photo, 256, "celebahq")
     turned = faces.align_largest(rotated, 256, "celebahq")
