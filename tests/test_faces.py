@@ -59,7 +59,7 @@ def posed():
     rng = np.random.default_rng(24)
     n = 6
     square = 2 * max(2 * abs(EYE_RIGHT[0] - EYE_LEFT[0]) / 2, 1.8 * (MOUTH[1] - EYE_LEFT[1]) / 2)  # recipe side, canonical
-    rel = rng.uniform(0.5, 2.0, n)  # the recipe square's side in the photo, in crop sides
+    rel = np.geomspace(0.5, 2.0, n)  # the recipe square's side in the photo, in crop sides
     scale = rel * CROP / (square / 2 * PHOTO)  # the renderer's scale (canonical half-width 1 -> scale * PHOTO / 2 px)
     structure = np.zeros((n, len(synthetic.structure_names(CAT))), np.float32)
     structure[:, 0] = np.radians(rng.uniform(-30, 30, n))
