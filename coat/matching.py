@@ -60,7 +60,8 @@ def image_size(image) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def match_points(pipe, image_a, image_b, points, scale: int = 0, heatmaps: bool = True, chunk: int = 1024) -> PointMatches:
+def match_points(pipe, image_a, image_b, points, scale: int = 0, heatmaps: bool = True,
+                 chunk: int = 1024) -> PointMatches:
     """Points (x, y) of image A -> the cell of B with the highest S (eq. 1) at feature scale
     `scale` (0 = finest), returned as that cell's centre in B's pixels; confidence is Q (eq. 2)
     of the pair, 1 for a mutual nearest neighbour (a match that eq. 3 would swap); the heat map

@@ -37,8 +37,10 @@ def coat_forward(encoder: COATEncoder, modulation_encoder: COATModulationEncoder
     Latent extraction (E on both images), latent alignment at every scale (MNN on the matching
     features, hard swap of F^l, eq. 3), latent decoding D(E_mod(...)) (eq. 4)."""
     if content.shape != style.shape:
-        raise ValueError(f"content and style batches must have the same shape, got {tuple(content.shape)} and {tuple(style.shape)}")
-    both, keys = encoder(torch.cat([content, style]), with_matching=True)  # one pass for the pair: per scale (2B, C, h, w)
+        raise ValueError(f"content and style batches must have the same shape, got {tuple(content.shape)} and "
+                         f"{tuple(style.shape)}")
+    both, keys = encoder(torch.cat([content, style]),
+                         with_matching=True)  # one pass for the pair: per scale (2B, C, h, w)
     f1 = [f[: len(content)] for f in both]
     f2 = [f[len(content):] for f in both]
     k1, k2 = [k[: len(content)] for k in keys], [k[len(content):] for k in keys]
@@ -215,7 +217,8 @@ def build_pipeline(config: str | dict = "tiny", content_layers: int | None = Non
     from .model import CONFIGS
 
     enc, mod, dec = network_configs(config)
-    n = content_layers if content_layers is not None else (CONFIGS[config]["content_layers"] if isinstance(config, str) else config["content_layers"])
+    trained = CONFIGS[config]["content_layers"] if isinstance(config, str) else config["content_layers"]
+    n = content_layers if content_layers is not None else trained
     decoder = COATDecoder(**dec, content_layers=int(n))
     return COATPipeline(COATEncoder(**enc), COATModulationEncoder(**mod), decoder)
 

@@ -13,7 +13,8 @@ raster.py (skeleton drawing).
 Self-contained: imports no other package of this project.
 """
 
-from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CorrespondenceOutput, network_configs
+from .model import (CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CorrespondenceOutput,
+                    network_configs)
 from .pipeline import CoCosNetPipeline, TranslationOutput, build_pipeline, tiny_random_pipeline
 
 __all__ = [

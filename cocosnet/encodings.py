@@ -35,7 +35,8 @@ from .raster import blend, fill_convex, fill_disc, limb_polygon
 FACE_PARTS = ("background", "hair", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip",
               "mouth", "l_lip", "neck", "cloth", "hat", "eye_g", "ear_r", "neck_l")  # id -> name (19 ids)
 # channels 1..13: the distance maps of these parts' boundaries, in this order
-FACE_DISTANCE_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip", "mouth", "l_lip", "eye_g", "hair")
+FACE_DISTANCE_PARTS = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_ear", "r_ear", "nose", "u_lip", "mouth",
+                       "l_lip", "eye_g", "hair")
 FACE_EDGE_CHANNELS = 1 + len(FACE_DISTANCE_PARTS) + 1  # 15
 
 # ------------------------------------------------------------------ body pose (OpenPose COCO-18)
@@ -43,9 +44,9 @@ FACE_EDGE_CHANNELS = 1 + len(FACE_DISTANCE_PARTS) + 1  # 15
 POSE_LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
               (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
 # colour of keypoint / limb i: the hue circle in 18 steps (as RGB in the rendered channels 0-2)
-POSE_COLORS = np.array([(0, 0, 255), (0, 85, 255), (0, 170, 255), (0, 255, 255), (0, 255, 170), (0, 255, 85), (0, 255, 0),
-                        (85, 255, 0), (170, 255, 0), (255, 255, 0), (255, 170, 0), (255, 85, 0), (255, 0, 0), (255, 0, 85),
-                        (255, 0, 170), (255, 0, 255), (170, 0, 255), (85, 0, 255)], np.uint8)
+POSE_COLORS = np.array([(0, 0, 255), (0, 85, 255), (0, 170, 255), (0, 255, 255), (0, 255, 170), (0, 255, 85),
+                        (0, 255, 0), (85, 255, 0), (170, 255, 0), (255, 255, 0), (255, 170, 0), (255, 85, 0),
+                        (255, 0, 0), (255, 0, 85), (255, 0, 170), (255, 0, 255), (170, 0, 255), (85, 0, 255)], np.uint8)
 POSE_CHANNELS = 3 + len(POSE_LIMBS)  # 20
 JOINT_RADIUS = 4  # pixels, filled circle on each keypoint
 LIMB_HALF_WIDTH = 4  # pixels, minor semi-axis of each limb's ellipse
@@ -111,10 +112,12 @@ def face_edge_channels(labels, photo=None) -> np.ndarray:
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"face labels must be an integer array [H, W] of CelebAMask-HQ part ids 0..18, got {labels.dtype} {labels.shape}; "
+        raise ValueError("face labels must be an integer array [H, W] of CelebAMask-HQ part ids 0..18, got "
+                         f"{labels.dtype} {labels.shape}; "
                          "convert a colour map to ids first")
     if min(labels.shape) < 8:
-        raise ValueError(f"the face label map is too small ({labels.shape[1]}x{labels.shape[0]}); give at least 8x8 pixels")
+        raise ValueError(f"the face label map is too small ({labels.shape[1]}x{labels.shape[0]}); give at "
+                         "least 8x8 pixels")
     bad = np.unique(labels[(labels < 0) | (labels >= len(FACE_PARTS))])
     if bad.size:
         raise ValueError(f"unknown face part ids {bad[:10].tolist()}: use the CelebAMask-HQ ids 0..18 "
@@ -135,7 +138,8 @@ def face_edge_channels(labels, photo=None) -> np.ndarray:
 
         if isinstance(photo, np.ndarray):
             if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
-                raise ValueError(f"the face photo must be a uint8 array [H, W] or [H, W, 3] (or a PIL image), got {photo.dtype} {photo.shape}")
+                raise ValueError("the face photo must be a uint8 array [H, W] or [H, W, 3] (or a PIL image), got "
+                                 f"{photo.dtype} {photo.shape}")
             photo = Image.fromarray(photo)
         if not isinstance(photo, Image.Image):
             raise ValueError(f"the face photo must be a PIL image or a uint8 array, got {type(photo).__name__}")
@@ -183,6 +187,6 @@ def pose_channels(keypoints, size: tuple[int, int]) -> np.ndarray:
     return channels
 
 
-__all__ = ["CHANNEL_ENCODINGS", "FACE_DISTANCE_PARTS", "FACE_EDGE_CHANNELS", "FACE_PARTS", "JOINT_RADIUS", "LIMB_HALF_WIDTH",
-           "POSE_CHANNELS", "POSE_COLORS", "POSE_LIMBS", "channel_encoding", "distance_map", "face_edge_channels", "part_boundary",
-           "pose_channels", "render_pose", "resize_channels"]
+__all__ = ["CHANNEL_ENCODINGS", "FACE_DISTANCE_PARTS", "FACE_EDGE_CHANNELS", "FACE_PARTS", "JOINT_RADIUS",
+           "LIMB_HALF_WIDTH", "POSE_CHANNELS", "POSE_COLORS", "POSE_LIMBS", "channel_encoding", "distance_map",
+           "face_edge_channels", "part_boundary", "pose_channels", "render_pose", "resize_channels"]

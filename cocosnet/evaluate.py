@@ -76,7 +76,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
-def correspondence_accuracy(match: np.ndarray, coords_a: np.ndarray, coords_b: np.ndarray, labels_a: np.ndarray, labels_b: np.ndarray) -> tuple:
+def correspondence_accuracy(match: np.ndarray, coords_a: np.ndarray, coords_b: np.ndarray, labels_a: np.ndarray,
+                            labels_b: np.ndarray) -> tuple:
     """(% of foreground cells within COORD_THRESHOLD canonical units, % with the right part label).
 
     match (n, f*f) exemplar cell per input cell; coords (n, f, f, 2) canonical coordinates (NaN on
@@ -95,7 +96,8 @@ def correspondence_accuracy(match: np.ndarray, coords_a: np.ndarray, coords_b: n
 def style_scores(vgg, output: torch.Tensor, exact: torch.Tensor, exemplar: torch.Tensor) -> dict:
     """Semantic consistency (to the exact answer) and style relevance colour / texture (to the exemplar)."""
     fo, fe, fx = vgg(output), vgg(exact), vgg(exemplar)
-    semantic = np.mean([F.cosine_similarity(fo[k].flatten(1), fe[k].flatten(1)).mean().item() for k in ("relu3_2", "relu4_2", "relu5_2")])
+    semantic = np.mean([F.cosine_similarity(fo[k].flatten(1),
+                                            fe[k].flatten(1)).mean().item() for k in ("relu3_2", "relu4_2", "relu5_2")])
     colour = F.cosine_similarity(fo["relu1_2"].mean((2, 3)), fx["relu1_2"].mean((2, 3))).mean().item()
     texture = F.cosine_similarity(fo["relu2_2"].std((2, 3)), fx["relu2_2"].std((2, 3))).mean().item()
     return {"semantic_consistency": float(semantic), "style_colour": float(colour), "style_texture": float(texture)}
@@ -109,7 +111,8 @@ def downsample_nearest(array: np.ndarray, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, seed: int = 987_654, pose: str = "aligned",
+def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, seed: int = 987_654,
+             pose: str = "aligned",
              batch_size: int = 16) -> dict:
     """The table as a dict {method: {metric: value}} plus "meta"."""
     import synthetic
@@ -121,7 +124,8 @@ def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, s
     kind = pipe.input_kind
     num_classes = pipe.num_classes or len(synthetic.category(category).class_names)
     if kind == "mask" and num_classes != len(synthetic.category(category).class_names):
-        raise ValueError(f"the model knows {num_classes} classes but {category} has {len(synthetic.category(category).class_names)}")
+        raise ValueError(f"the model knows {num_classes} classes but {category} has "
+                         f"{len(synthetic.category(category).class_names)}")
     device, dtype = pipe.device, pipe.correspondence_network.dtype
     outputs, warped, matches = [], [], []
     for s in range(0, pairs, batch_size):
@@ -133,7 +137,8 @@ def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, s
         matches.append(best_match(corr.query, corr.key).cpu())
     to_u8 = lambda t: ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
     ours, ours_warp = to_u8(torch.cat(outputs)), to_u8(torch.cat(warped))
-    mean_colour = np.broadcast_to(b.image.reshape(pairs, -1, 3).mean(1).round().astype(np.uint8)[:, None, None], b.image.shape).copy()
+    mean_colour = np.broadcast_to(b.image.reshape(pairs, -1, 3).mean(1).round().astype(np.uint8)[:, None, None],
+                                  b.image.shape).copy()
     candidates = {"cocosnet": ours, "copy exemplar": b.image, "exemplar mean colour": mean_colour}
 
     coords_a, coords_b = downsample_nearest(a.coords, f), downsample_nearest(b.coords, f)
@@ -148,7 +153,8 @@ def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, s
     for name, images in candidates.items():
         t = to_tensor(images)
         row = {"psnr": float(psnr(images, exact).mean()), "lpips": float(lp(t, exact_t).mean())}
-        row["warp_psnr"] = float(psnr(ours_warp, exact).mean()) if name == "cocosnet" else (row["psnr"] if name == "copy exemplar" else None)
+        copied = row["psnr"] if name == "copy exemplar" else None
+        row["warp_psnr"] = float(psnr(ours_warp, exact).mean()) if name == "cocosnet" else copied
         acc = corr_acc.get(name)
         row["corr_accuracy"], row["corr_label_accuracy"] = (acc if acc else (None, None))
         row.update(style_scores(vgg, t, exact_t, exemplar_t))
@@ -160,7 +166,8 @@ def evaluate(pipe: CoCosNetPipeline, category: str = "faces", pairs: int = 64, s
 
 
 @torch.no_grad()
-def figure5_grid(pipe: CoCosNetPipeline, input_maps: torch.Tensor, map_images: np.ndarray, exemplars: torch.Tensor) -> np.ndarray:
+def figure5_grid(pipe: CoCosNetPipeline, input_maps: torch.Tensor, map_images: np.ndarray,
+                 exemplars: torch.Tensor) -> np.ndarray:
     """The layout of the paper's Figure 5: exemplars in the first row; below, one row per input map
     (its rendering first) with its translation in the style of each exemplar. uint8 [H, W, 3]."""
     n, m = len(input_maps), len(exemplars)
@@ -174,7 +181,8 @@ def figure5_grid(pipe: CoCosNetPipeline, input_maps: torch.Tensor, map_images: n
     return grid.transpose(0, 2, 1, 3, 4).reshape((n + 1) * r, (m + 1) * r, 3)
 
 
-def write_figure(pipe: CoCosNetPipeline, path: str, category: str = "faces", rows: int = 4, cols: int = 5, seed: int = 4321) -> None:
+def write_figure(pipe: CoCosNetPipeline, path: str, category: str = "faces", rows: int = 4, cols: int = 5,
+                 seed: int = 4321) -> None:
     """Figure 5 on unseen synthetic pairs, saved as PNG."""
     import synthetic
     from PIL import Image
@@ -183,7 +191,8 @@ def write_figure(pipe: CoCosNetPipeline, path: str, category: str = "faces", row
     a = synthetic.sample(category, rows, r, seed=seed)
     b = synthetic.sample(category, cols, r, seed=seed + 1)
     maps = labels_to_input(torch.from_numpy(a.labels), pipe.input_kind, pipe.num_classes or 1).to(pipe.device)
-    Image.fromarray(figure5_grid(pipe, maps, map_images(a.labels, pipe.input_kind), to_tensor(b.image).to(pipe.device))).save(path)
+    Image.fromarray(figure5_grid(pipe, maps, map_images(a.labels, pipe.input_kind),
+                                 to_tensor(b.image).to(pipe.device))).save(path)
 
 
 def map_images(labels: np.ndarray, kind: str) -> np.ndarray:
@@ -196,7 +205,8 @@ def map_images(labels: np.ndarray, kind: str) -> np.ndarray:
 
 
 def format_table(table: dict) -> str:
-    cols = ["psnr", "lpips", "warp_psnr", "corr_accuracy", "corr_label_accuracy", "semantic_consistency", "style_colour", "style_texture"]
+    cols = ["psnr", "lpips", "warp_psnr", "corr_accuracy", "corr_label_accuracy", "semantic_consistency",
+            "style_colour", "style_texture"]
     heads = ["PSNR dB", "LPIPS", "warp PSNR", "corr acc %", "label acc %", "sem. cons.", "style col.", "style tex."]
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"  # noqa: E731
     lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -204,7 +214,8 @@ def format_table(table: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(fmt(table[name][c]) for c in cols) + " |")
     m = table["meta"]
     lines.append(f"\n{m['pairs']} unseen {m['category']} pairs at {m['resolution']}px (seed {m['seed']}); LPIPS trunk "
-                 f"{'ImageNet' if m['lpips_pretrained'] else 'random (fallback)'}, VGG-19 {'ImageNet' if m['vgg_pretrained'] else 'random (fallback)'}.")
+                 f"{'ImageNet' if m['lpips_pretrained'] else 'random (fallback)'}, VGG-19 "
+                 f"{'ImageNet' if m['vgg_pretrained'] else 'random (fallback)'}.")
     return "\n".join(lines)
 
 

@@ -34,6 +34,23 @@ FACE_TO_CELEBA = np.array([FACE_PARTS.index(name.replace("left_", "l_").replace(
                            for name in SYNTHETIC_FACE_PARTS])
 
 
+def face_labels_for(pipe, celeba_ids) -> np.ndarray:
+    """A CelebAMask-HQ face-parsing map (FACE_PARTS ids) -> the ids this model's label maps use: the
+    same for the authors' face models (19 classes); the synthetic faces' for the bundled models (12:
+    both lips and the inner mouth become "mouth", parts they lack become background). A ValueError
+    for a model whose classes are not face parts."""
+    ids = np.asarray(celeba_ids, np.int64)
+    n = num_classes(pipe)
+    if n == len(FACE_PARTS):
+        return ids
+    if n != len(SYNTHETIC_FACE_PARTS):
+        raise ValueError(f"this CoCosNet model reads {n} classes, not face parts: a face map cannot be given to it")
+    table = np.zeros(len(FACE_PARTS), np.int64)
+    table[FACE_TO_CELEBA] = np.arange(len(SYNTHETIC_FACE_PARTS))
+    table[[FACE_PARTS.index("u_lip"), FACE_PARTS.index("l_lip")]] = SYNTHETIC_FACE_PARTS.index("mouth")
+    return table[ids]
+
+
 def input_kind(pipe) -> str:
     """What to ask the user for: one of INPUT_KINDS, from the pipeline's config."""
     if not pipe:

@@ -54,7 +54,8 @@ class SNConv2d(nn.Conv2d):
 
     def normalized_weight(self) -> torch.Tensor:
         if not torch.is_grad_enabled() and not self.training:  # inference: W / sigma once, until a tensor changes
-            return _cached(self, "_inference_weight", (self.weight_orig, self.weight_u, self.weight_v), self._normalized_weight)
+            return _cached(self, "_inference_weight", (self.weight_orig, self.weight_u, self.weight_v),
+                           self._normalized_weight)
         return self._normalized_weight()
 
     def _normalized_weight(self) -> torch.Tensor:

@@ -102,7 +102,8 @@ FEATURE_MATCHING_WEIGHTS = {"relu1_2": 1 / 32, "relu2_2": 1 / 16, "relu3_2": 1 /
 CONTEXTUAL_WEIGHTS = {"relu3_2": 2.0, "relu4_2": 4.0, "relu5_2": 8.0}
 
 
-def feature_matching_loss(fake_features: dict, real_features: dict, weights: dict = FEATURE_MATCHING_WEIGHTS) -> torch.Tensor:
+def feature_matching_loss(fake_features: dict, real_features: dict,
+                          weights: dict = FEATURE_MATCHING_WEIGHTS) -> torch.Tensor:
     """Eq. (8): sum_l lambda_l || phi_l(G(x_A, x'_B)) - phi_l(x_B) ||_1 (on pseudo exemplar pairs)."""
     return sum(w * F.l1_loss(fake_features[name], real_features[name].detach()) for name, w in weights.items())
 
@@ -117,7 +118,8 @@ def perceptual_loss(fake_features: dict, real_features: dict, layer: str = "relu
     return F.l1_loss(fake_features[layer], real_features[layer].detach())
 
 
-def contextual_similarity(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.1, chunk_size: int = 1024) -> torch.Tensor:
+def contextual_similarity(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.1,
+                          chunk_size: int = 1024) -> torch.Tensor:
     """(1/n) sum_i max_j A(x_i, y_j) of eq. (11) (Mechrez et al., 2018), per batch element.
 
     x (B, C, h, w), y (B, C, h', w'). Both are centred by y's mean feature and L2-normalised;
@@ -136,7 +138,8 @@ def contextual_similarity(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0
     return torch.cat(best, 1).mean(1)  # (B,)
 
 
-def contextual_loss(fake_features: dict, exemplar_features: dict, weights: dict = CONTEXTUAL_WEIGHTS, bandwidth: float = 0.1) -> torch.Tensor:
+def contextual_loss(fake_features: dict, exemplar_features: dict, weights: dict = CONTEXTUAL_WEIGHTS,
+                    bandwidth: float = 0.1) -> torch.Tensor:
     """Eq. (11): sum_l omega_l [-log CX_l(x_B-hat, y_B)]; relu3_2 average-pooled by 2 as in the authors' code."""
     total = 0.0
     for name, w in weights.items():

@@ -34,22 +34,28 @@ _PAPER = dict(resolution=256, adaptor_channels=(64, 128, 256, 512, 512), feature
               ndf=64, discriminator_layers=4, num_discriminators=2, discriminator_attention=True)
 CONFIGS = {
     # label masks, 150 classes + "don't care" = 151 one-hot channels; nearest x4 upsampling of the warp
-    "ade20k": dict(_PAPER, input_kind="mask", input_channels=151, adaptor_kernel=3, maskmix=True, warp_mask=True, warp_mode="nearest"),
+    "ade20k": dict(_PAPER, input_kind="mask", input_channels=151, adaptor_kernel=3, maskmix=True, warp_mask=True,
+                   warp_mode="nearest"),
     # face-part masks, 19 one-hot channels (channel 16 = glasses)
-    "celebahq": dict(_PAPER, input_kind="mask", input_channels=19, adaptor_kernel=4, maskmix=True, warp_mask=True, warp_mode="bilinear"),
+    "celebahq": dict(_PAPER, input_kind="mask", input_channels=19, adaptor_kernel=4, maskmix=True, warp_mask=True,
+                     warp_mode="bilinear"),
     # 15 channels: all edges, 13 part-boundary distance maps, part edges
-    "celebahqedge": dict(_PAPER, input_kind="channels", input_channels=15, adaptor_kernel=4, maskmix=True, warp_mask=False, warp_mode="bilinear"),
+    "celebahqedge": dict(_PAPER, input_kind="channels", input_channels=15, adaptor_kernel=4, maskmix=True,
+                         warp_mask=False, warp_mode="bilinear"),
     # 20 channels: RGB skeleton rendering + 17 limb distance maps; the exemplar is warped as 4x4 patches
-    "deepfashion": dict(_PAPER, input_kind="channels", input_channels=20, adaptor_kernel=4, maskmix=False, warp_mask=False, warp_mode="patch"),
+    "deepfashion": dict(_PAPER, input_kind="channels", input_channels=20, adaptor_kernel=4, maskmix=False,
+                        warp_mask=False, warp_mode="patch"),
     # CPU configs for synthetic data; input_kind / input_channels are set from the data
     "tiny": dict(resolution=64, adaptor_channels=(16, 32, 64, 64, 64), feature_channels=64, spade_hidden=32,
                  correlation_channels=64, match_kernel=3, num_residual=2, ngf=8, generator_attention=False,
                  ndf=16, discriminator_layers=3, num_discriminators=2, discriminator_attention=False,
-                 input_kind="mask", input_channels=12, adaptor_kernel=4, maskmix=False, warp_mask=False, warp_mode="bilinear"),
+                 input_kind="mask", input_channels=12, adaptor_kernel=4, maskmix=False, warp_mask=False,
+                 warp_mode="bilinear"),
     "micro": dict(resolution=64, adaptor_channels=(4, 8, 8, 8, 8), feature_channels=8, spade_hidden=8,
                   correlation_channels=8, match_kernel=3, num_residual=1, ngf=2, generator_attention=True,
                   ndf=4, discriminator_layers=2, num_discriminators=2, discriminator_attention=True,
-                  input_kind="mask", input_channels=12, adaptor_kernel=4, maskmix=False, warp_mask=False, warp_mode="bilinear"),
+                  input_kind="mask", input_channels=12, adaptor_kernel=4, maskmix=False, warp_mask=False,
+                  warp_mode="bilinear"),
 }
 CONFIGS["paper"] = dict(CONFIGS["celebahq"])  # the paper's face setting; input channels follow the data
 
@@ -144,8 +150,10 @@ class CoCosNetCorrespondence(ModelMixin, ConfigMixin):
             raise ValueError(f"resolution must be a multiple of {downsample * 8}, got {resolution}")
         if len(adaptor_channels) != 5:
             raise ValueError(f"adaptor_channels needs 5 widths, got {adaptor_channels}")
-        self.adaptive_model_seg = DomainAdaptor(input_channels, tuple(adaptor_channels), adaptor_kernel, feature_channels, spade_hidden)
-        self.adaptive_model_img = DomainAdaptor(3, tuple(adaptor_channels), adaptor_kernel, feature_channels, spade_hidden)
+        self.adaptive_model_seg = DomainAdaptor(input_channels, tuple(adaptor_channels), adaptor_kernel,
+                                                feature_channels, spade_hidden)
+        self.adaptive_model_img = DomainAdaptor(3, tuple(adaptor_channels), adaptor_kernel, feature_channels,
+                                                spade_hidden)
         width = feature_channels + (input_channels if maskmix else 0)
         self.layer = nn.Sequential(*[CorrespondenceResidualBlock(width) for _ in range(num_residual)])
         self.phi = nn.Conv2d(width, correlation_channels, 1)
@@ -186,7 +194,8 @@ class CoCosNetCorrespondence(ModelMixin, ConfigMixin):
         y_s, key = self._exemplar_side(exemplar, exemplar_map)
         return x_s, y_s, query, key
 
-    def _exemplar_side(self, exemplar: torch.Tensor, exemplar_map: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _exemplar_side(self, exemplar: torch.Tensor,
+                       exemplar_map: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         device = exemplar.device.type
         autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         weights = [*self.adaptive_model_img.parameters(), *self.adaptive_model_img.buffers(), *self.layer.parameters(),
@@ -299,7 +308,8 @@ class PatchDiscriminator(nn.Module):
         for n in range(1, num_layers):
             nf_prev, nf = nf, min(nf * 2, 512)
             stride = 1 if n == num_layers - 1 else 2
-            layer = nn.Sequential(nn.Sequential(conv(nf_prev, nf, 4, stride=stride, padding=2, spectral=True, bias=False),
+            layer = nn.Sequential(nn.Sequential(conv(nf_prev, nf, 4, stride=stride, padding=2, spectral=True,
+                                                     bias=False),
                                                 nn.InstanceNorm2d(nf, affine=False)), nn.LeakyReLU(0.2))
             setattr(self, f"model{n}", layer)
         setattr(self, f"model{num_layers}", nn.Sequential(nn.Conv2d(nf, 1, 4, stride=1, padding=2)))
@@ -310,8 +320,8 @@ class PatchDiscriminator(nn.Module):
             self.attn = SelfAttention(width)
         dec, c = [], width
         for _ in range(3):
-            dec += [nn.Upsample(scale_factor=2), nn.Sequential(conv(c, c // 2, 3, spectral=True, bias=False),
-                                                                nn.InstanceNorm2d(c // 2, affine=False)), nn.LeakyReLU(0.2)]
+            up = nn.Sequential(conv(c, c // 2, 3, spectral=True, bias=False), nn.InstanceNorm2d(c // 2, affine=False))
+            dec += [nn.Upsample(scale_factor=2), up, nn.LeakyReLU(0.2)]
             c //= 2
         dec.append(nn.Conv2d(c, segmentation_channels, 3, padding=1))
         self.dec = nn.Sequential(*dec)
@@ -339,7 +349,8 @@ class CoCosNetDiscriminator(ModelMixin, ConfigMixin):
                  num_discriminators: int = 2, attention: bool = True):
         super().__init__()
         for i in range(num_discriminators):
-            self.add_module(f"discriminator_{i}", PatchDiscriminator(input_channels, segmentation_channels, ndf, num_layers, attention))
+            self.add_module(f"discriminator_{i}",
+                            PatchDiscriminator(input_channels, segmentation_channels, ndf, num_layers, attention))
 
     def forward(self, input_map: torch.Tensor, image: torch.Tensor) -> list:
         x = torch.cat([input_map, image], 1)  # (B, C_in + 3, R, R)

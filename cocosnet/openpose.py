@@ -27,7 +27,8 @@ def loads(text: str, what: str = "the keypoint text"):
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{what} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); give OpenPose JSON "
-                         '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] pairs') from None
+                         '({"people": [{"pose_keypoints_2d": [x0, y0, c0, ...]}]}) or a list of 18 [x, y] '
+                         "pairs") from None
 
 
 def read_json(source):
@@ -37,7 +38,8 @@ def read_json(source):
     if isinstance(source, (str, Path)) and not (isinstance(source, str) and source.lstrip()[:1] in ("{", "[")):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"no keypoints file at {str(source)!r}: give an OpenPose JSON file, its text, or an array [18, 2|3]")
+            raise ValueError(f"no keypoints file at {str(source)!r}: give an OpenPose JSON file, its text, or an "
+                             "array [18, 2|3]")
         try:
             source = path.read_text()
         except UnicodeDecodeError:
@@ -56,8 +58,10 @@ def parse_keypoints(keypoints) -> np.ndarray:
     keypoints = read_json(keypoints)
     if isinstance(keypoints, dict):
         people = keypoints.get("people")
-        if not isinstance(people, list) or not people or not isinstance(people[0], dict) or "pose_keypoints_2d" not in people[0]:
-            raise ValueError('OpenPose JSON needs "people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}] with at least one person')
+        first = people[0] if isinstance(people, list) and people else None
+        if not isinstance(first, dict) or "pose_keypoints_2d" not in first:
+            raise ValueError('OpenPose JSON needs "people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}] '
+                             'with at least one person')
         keypoints = people[0]["pose_keypoints_2d"]
     try:
         arr = np.asarray(keypoints, np.float64)
@@ -68,8 +72,9 @@ def parse_keypoints(keypoints) -> np.ndarray:
     if arr.ndim == 2 and arr.shape == (25, 3):
         arr = arr[list(BODY25_TO_COCO18)]
     if arr.ndim != 2 or arr.shape[0] != len(POSE_KEYPOINTS) or arr.shape[1] not in (2, 3):
-        raise ValueError(f"need the 18 OpenPose COCO-18 keypoints ({', '.join(POSE_KEYPOINTS)}) as [18, 2] (x, y) or [18, 3] "
-                         f"(x, y, confidence), or 54 / 75 flat numbers; got {f'{arr.size} numbers' if arr.ndim == 1 else f'shape {arr.shape}'}")
+        got = f"{arr.size} numbers" if arr.ndim == 1 else f"shape {arr.shape}"
+        raise ValueError(f"need the 18 OpenPose COCO-18 keypoints ({', '.join(POSE_KEYPOINTS)}) as [18, 2] (x, y) "
+                         f"or [18, 3] (x, y, confidence), or 54 / 75 flat numbers; got {got}")
     xy = arr[:, :2].copy()
     missing = ~np.isfinite(xy).all(1) | (xy < 0).any(1)
     if arr.shape[1] == 3:
@@ -88,7 +93,8 @@ def keypoints_and_canvas(source, default_size: tuple[int, int]) -> tuple[np.ndar
         try:
             size = (int(source["canvas_height"]), int(source["canvas_width"]))
         except (KeyError, TypeError, ValueError):
-            raise ValueError('give both "canvas_height" and "canvas_width" as whole numbers of pixels (the image the keypoints belong to)') from None
+            raise ValueError('give both "canvas_height" and "canvas_width" as whole numbers of pixels (the image the '
+                             'keypoints belong to)') from None
     return parse_keypoints(source), size
 
 
@@ -101,7 +107,8 @@ def check_canvas(xy: np.ndarray, size) -> tuple[int, int]:
     far = np.isfinite(xy).all(1) & ((xy < -max(h, w)) | (xy > 2 * max(h, w))).any(1)
     if far.any():
         i = int(np.flatnonzero(far)[0])
-        raise ValueError(f"keypoint {i} ({POSE_KEYPOINTS[i]}) at ({xy[i, 0]:g}, {xy[i, 1]:g}) lies far outside the {w}x{h} canvas: "
+        raise ValueError(f"keypoint {i} ({POSE_KEYPOINTS[i]}) at ({xy[i, 0]:g}, {xy[i, 1]:g}) lies far outside the "
+                         f"{w}x{h} canvas: "
                          "give keypoints in pixels of the pose image (and its canvas size), or mark the point missing")
     return h, w
 
@@ -110,9 +117,10 @@ def to_openpose(xy: np.ndarray, size: tuple[int, int]) -> dict:
     """Parsed keypoints (18, 2) (NaN = missing) and the canvas (H, W) -> an OpenPose-style dict (one
     person, confidence 1, missing points 0, 0, 0) with "canvas_height" / "canvas_width": what
     `keypoints_and_canvas` reads back unchanged."""
-    flat = [float(v) for p in np.asarray(xy, np.float64) for v in ((0.0, 0.0, 0.0) if np.isnan(p).any() else (p[0], p[1], 1.0))]
+    points = np.asarray(xy, np.float64)
+    flat = [float(v) for p in points for v in ((0.0, 0.0, 0.0) if np.isnan(p).any() else (p[0], p[1], 1.0))]
     return {"people": [{"pose_keypoints_2d": flat}], "canvas_height": int(size[0]), "canvas_width": int(size[1])}
 
 
-__all__ = ["BODY25_TO_COCO18", "POSE_KEYPOINTS", "check_canvas", "keypoints_and_canvas", "loads", "parse_keypoints", "read_json",
-           "to_openpose"]
+__all__ = ["BODY25_TO_COCO18", "POSE_KEYPOINTS", "check_canvas", "keypoints_and_canvas", "loads", "parse_keypoints",
+           "read_json", "to_openpose"]

@@ -13,7 +13,8 @@ from PIL import Image
 
 from . import matching
 from .matching import PointMatches
-from .encodings import FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, pose_channels, resize_channels
+from .encodings import (FACE_EDGE_CHANNELS, FACE_PARTS, channel_encoding, face_edge_channels, pose_channels,
+                        resize_channels)
 from .model import CONFIGS, CoCosNetCorrespondence, CoCosNetGenerator, CorrespondenceOutput, network_configs
 from .openpose import keypoints_and_canvas
 
@@ -84,10 +85,12 @@ def labels_to_input(labels: torch.Tensor, kind: str, num_classes: int) -> torch.
     part boundaries ("edge": a pixel whose right or lower neighbour has another class)."""
     if kind == "mask":
         if int(labels.max()) >= num_classes or int(labels.min()) < 0:
-            raise ValueError(f"class ids must lie in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
+            raise ValueError(f"class ids must lie in 0..{num_classes - 1}, got "
+                             f"{int(labels.min())}..{int(labels.max())}")
         # contiguous NCHW: the permuted one-hot is channels-last in memory, which made every elementwise
         # op on it and on the tensors derived from it ~1.7x slower
-        return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        return F.one_hot(labels.long(),
+                         num_classes).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     if kind != "edge":
         raise ValueError(f"label maps convert to 'mask' or 'edge' inputs, not {kind!r}")
     edges = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
@@ -159,9 +162,11 @@ class CoCosNetPipeline(DiffusionPipeline):
             elif edge.dtype == np.uint8:
                 edge = edge.astype(np.float32) / 255.0
             if edge.ndim != 2 or not np.issubdtype(edge.dtype, np.floating):
-                raise ValueError(f"an edge map must be an image or an array [H, W] (bool, uint8 or float in [0, 1]), got {edge.dtype} {edge.shape}")
+                raise ValueError("an edge map must be an image or an array [H, W] (bool, uint8 or float in [0, 1]), "
+                                 f"got {edge.dtype} {edge.shape}")
             size = edge.shape
-            x = F.interpolate(torch.from_numpy(edge.astype(np.float32))[None, None], size=(r, r), mode="bilinear", align_corners=False)
+            x = F.interpolate(torch.from_numpy(edge.astype(np.float32))[None, None], size=(r, r), mode="bilinear",
+                              align_corners=False)
             x = x.expand(-1, self.input_channels, -1, -1)
         else:
             x, size = self._encode_channels(input_map)
@@ -251,7 +256,8 @@ class CoCosNetPipeline(DiffusionPipeline):
         y_map = None
         if self.needs_exemplar_map:
             if exemplar_map is None:
-                raise ValueError("this model also needs the exemplar's own map: pass exemplar_map= (same kind as input_map)")
+                raise ValueError("this model also needs the exemplar's own map: pass exemplar_map= (same kind "
+                                 "as input_map)")
             y_map = self.encode_input_map(exemplar_map)[0]
         image, corr = self.run(x, y, y_map)
         warped = self.to_images(corr.warped_exemplar, size)[0] if return_warped else None
@@ -293,7 +299,8 @@ class CoCosNetPipeline(DiffusionPipeline):
 def build_pipeline(config: str | dict = "tiny", **overrides) -> CoCosNetPipeline:
     """A randomly initialised pipeline of a CONFIGS entry (overrides as in `network_configs`)."""
     corr_kwargs, gen_kwargs, _ = network_configs(config, **overrides)
-    return CoCosNetPipeline(correspondence_network=CoCosNetCorrespondence(**corr_kwargs), generator=CoCosNetGenerator(**gen_kwargs))
+    return CoCosNetPipeline(correspondence_network=CoCosNetCorrespondence(**corr_kwargs),
+                            generator=CoCosNetGenerator(**gen_kwargs))
 
 
 def tiny_random_pipeline(seed: int = 0, input_kind: str = "mask", num_classes: int = 12) -> CoCosNetPipeline:
@@ -307,4 +314,5 @@ def tiny_random_pipeline(seed: int = 0, input_kind: str = "mask", num_classes: i
     return pipe
 
 
-__all__ = ["CONFIGS", "CoCosNetPipeline", "TranslationOutput", "build_pipeline", "labels_to_input", "tiny_random_pipeline"]
+__all__ = ["CONFIGS", "CoCosNetPipeline", "TranslationOutput", "build_pipeline", "labels_to_input",
+           "tiny_random_pipeline"]

@@ -66,7 +66,8 @@ def fill_convex(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     top = int(np.argmin(py))
     ymax = min(int(py.max()), h - 1)
     # two walkers around the polygon from the top vertex: forwards (+1) and backwards (-1)
-    walkers = [dict(idx=top, step=1, x=-one, dx=0, end=int(py[top])), dict(idx=top, step=n - 1, x=-one, dx=0, end=int(py[top]))]
+    walkers = [dict(idx=top, step=1, x=-one, dx=0, end=int(py[top])),
+               dict(idx=top, step=n - 1, x=-one, dx=0, end=int(py[top]))]
     budget = n
     y = int(py[top])
     while True:

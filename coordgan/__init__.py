@@ -5,7 +5,8 @@
 
 model.py (generator: mapping networks, coordinate warping network, modulated synthesis),
 encoder.py (ours and the authors'), discriminator.py, losses.py, correspondence.py (eq. 1 and 7 without HW x HW
-tensors), pipeline.py, evaluate.py, convert_official.py (the authors' checkpoints). Self-contained: imports no other package of this project.
+tensors), pipeline.py, evaluate.py, convert_official.py (the authors' checkpoints). Self-contained: imports no
+other package of this project.
 """
 
 from .encoder import ENCODER_CONFIGS, CoordGANEncoder, CoordGANOfficialEncoder

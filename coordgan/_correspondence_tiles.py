@@ -187,7 +187,8 @@ def choose_backend(backend: str, device: torch.device, dtype: torch.dtype) -> st
         return backend
     if device.type == "cpu":
         return "sdpa" if dtype in (torch.float32, torch.float64) else "matmul"
-    if device.type == "cuda" and torch.version.hip is None and dtype == torch.float32 and torch.backends.cuda.mem_efficient_sdp_enabled():
+    fused = device.type == "cuda" and torch.version.hip is None and torch.backends.cuda.mem_efficient_sdp_enabled()
+    if fused and dtype == torch.float32:
         return "sdpa"
     return "matmul"
 
@@ -253,7 +254,8 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, chunk_size: int) -> torch
         step = max(1, _BLOCK_ELEMENTS // k.shape[1])
         best = torch.cat(
             # ||b||^2 - 2 a.b = ||a - b||^2 - ||a||^2: same argmin over b
-            [torch.baddbmm(k_sq, a[:, i : i + step], k.transpose(1, 2), alpha=-2).argmin(-1) for i in range(0, a.shape[1], step)],
+            [torch.baddbmm(k_sq, a[:, i : i + step], k.transpose(1, 2),
+                           alpha=-2).argmin(-1) for i in range(0, a.shape[1], step)],
             1,
         )  # (B, m) into the taken keys
         position.scatter_(1, rows, blocks.positions(index).gather(1, best))
@@ -318,7 +320,8 @@ class SoftWarp(torch.autograd.Function):
                 if need_target:
                     da[:, rs] = (torch.bmm(ds, k) - a[:, rs] * ds.sum(-1, keepdim=True)) * (2 / t)
                 if need_source:
-                    dk += (torch.bmm(a[:, rs].transpose(1, 2), ds) - k.transpose(1, 2) * ds.sum(1, keepdim=True)) * (2 / t)
+                    dk += (torch.bmm(a[:, rs].transpose(1, 2),
+                                     ds) - k.transpose(1, 2) * ds.sum(1, keepdim=True)) * (2 / t)
             positions = None if index is None else blocks.positions(index)
             if need_values:
                 _scatter_add(grad_values, positions, dv.transpose(1, 2))

@@ -227,17 +227,20 @@ def authors_transfer(
     _check_map("target_coords", target_coords)
     _check_batch(values=values, source_coords=source_coords, target_coords=target_coords)
     if values.shape[-2:] != source_coords.shape[-2:]:
-        raise ValueError(f"values {tuple(values.shape)} must match source_coords {tuple(source_coords.shape)} (B, _, H, W)")
+        raise ValueError(f"values {tuple(values.shape)} must match source_coords {tuple(source_coords.shape)} "
+                         "(B, _, H, W)")
     t = _check_temperature(temperature)
     dtype = _compute_dtype(values, source_coords, target_coords)
     b, c, h2, w2 = values.shape[0], values.shape[1], *target_coords.shape[-2:]
     out = values.new_empty(b, h2 * w2, c, dtype=dtype)
     with torch.autocast(values.device.type, enabled=False):
         for i in range(b):
-            src, tgt = _points(source_coords[i : i + 1])[0].to(dtype), _points(target_coords[i : i + 1])[0].to(dtype)  # (N, 2), (M, 2)
+            src = _points(source_coords[i : i + 1])[0].to(dtype)  # (N, 2)
+            tgt = _points(target_coords[i : i + 1])[0].to(dtype)  # (M, 2)
             vals = values[i].flatten(1).t().to(dtype)  # (N, C)
             for start in range(0, len(tgt), chunk_size):
-                d = torch.cdist(tgt[start : start + chunk_size], src, compute_mode="donot_use_mm_for_euclid_dist")  # (m, N)
+                d = torch.cdist(tgt[start : start + chunk_size], src,
+                                compute_mode="donot_use_mm_for_euclid_dist")  # (m, N)
                 if hard:
                     out[i, start : start + chunk_size] = vals[d.argmin(1)]
                 else:
@@ -438,7 +441,8 @@ def _check_labels(labels: torch.Tensor, source_coords: torch.Tensor, num_classes
     if labels.dim() != 3 or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
         raise ValueError(f"labels must be (B, H, W) integer class indices, got {tuple(labels.shape)} {labels.dtype}")
     if labels.shape[-2:] != source_coords.shape[-2:] or labels.shape[0] != source_coords.shape[0]:
-        raise ValueError(f"labels {tuple(labels.shape)} must match source_coords {tuple(source_coords.shape)} (B, _, H, W)")
+        raise ValueError(f"labels {tuple(labels.shape)} must match source_coords {tuple(source_coords.shape)} "
+                         "(B, _, H, W)")
     _check_label_ids(labels, num_classes)
 
 

@@ -47,7 +47,8 @@ class ImageDiscriminator(ModelMixin, ConfigMixin):
         super().__init__()
         blocks = int(math.log2(resolution)) - 2
         if 2 ** (blocks + 2) != resolution or len(channels) != blocks + 1:
-            raise ValueError(f"resolution must be a power of two and channels have log2(resolution) - 1 = {blocks + 1} entries")
+            raise ValueError("resolution must be a power of two and channels have log2(resolution) - 1 = "
+                             f"{blocks + 1} entries")
         self.from_rgb = EqualConv2d(3, channels[0], 1, activation=True)
         self.blocks = nn.Sequential(*[ResBlock(channels[i], channels[i + 1]) for i in range(blocks)])
         c = channels[-1]
@@ -61,7 +62,8 @@ class ImageDiscriminator(ModelMixin, ConfigMixin):
         return self.final_linear(x.flatten(1))[:, 0]  # (B,) logits
 
 
-def random_crops(images: torch.Tensor, num_crops: int, fraction: tuple[float, float], size: int, generator=None) -> torch.Tensor:
+def random_crops(images: torch.Tensor, num_crops: int, fraction: tuple[float, float], size: int,
+                 generator=None) -> torch.Tensor:
     """`num_crops` random square crops per image, side a `fraction` of the image side, resized
     to `size` and flipped at random: (B, 3, H, W) -> (B, num_crops, 3, size, size). Differentiable."""
     b = images.shape[0]
@@ -89,11 +91,13 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, crop_size: int = 16, channels: tuple = (32, 64, 64), num_crops: int = 8, crop_fraction: tuple = (0.25, 0.5)):
+    def __init__(self, crop_size: int = 16, channels: tuple = (32, 64, 64), num_crops: int = 8,
+                 crop_fraction: tuple = (0.25, 0.5)):
         super().__init__()
         downs = int(math.log2(crop_size)) - 1
         if 2 ** (downs + 1) != crop_size or len(channels) != downs:
-            raise ValueError(f"crop_size must be a power of two and channels have log2(crop_size) - 1 = {downs} entries")
+            raise ValueError(f"crop_size must be a power of two and channels have log2(crop_size) - 1 = {downs} "
+                             "entries")
         layers: list[nn.Module] = [EqualConv2d(3, channels[0], 3, activation=True)]
         c = channels[0]
         for out_c in channels:
@@ -101,7 +105,8 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
             c = out_c
         self.trunk = nn.Sequential(*layers)
         feature = c * 4
-        self.head = nn.Sequential(EqualLinear(2 * feature, feature, activation=True), EqualLinear(feature, feature // 2, activation=True), EqualLinear(feature // 2, 1))
+        self.head = nn.Sequential(EqualLinear(2 * feature, feature, activation=True),
+                                  EqualLinear(feature, feature // 2, activation=True), EqualLinear(feature // 2, 1))
 
     def crops(self, images: torch.Tensor, generator=None) -> torch.Tensor:
         c = self.config

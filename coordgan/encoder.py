@@ -20,9 +20,12 @@ from torch import nn
 from .layers import EqualConv2d, EqualLinear, ResBlock
 
 ENCODER_CONFIGS = {
-    "paper": dict(resolution=128, channels=(32, 64, 128, 256, 512), structure_channels=64, texture_channels=(1024, 2048), w_dim=512, num_ws=12),
-    "paper-512": dict(resolution=512, channels=(16, 32, 32, 64, 128, 256, 512), structure_channels=64, texture_channels=(1024, 2048), w_dim=512, num_ws=16),
-    "tiny": dict(resolution=64, channels=(32, 64, 128, 128), structure_channels=16, texture_channels=(256, 256), w_dim=64, num_ws=8),
+    "paper": dict(resolution=128, channels=(32, 64, 128, 256, 512), structure_channels=64,
+                  texture_channels=(1024, 2048), w_dim=512, num_ws=12),
+    "paper-512": dict(resolution=512, channels=(16, 32, 32, 64, 128, 256, 512), structure_channels=64,
+                      texture_channels=(1024, 2048), w_dim=512, num_ws=16),
+    "tiny": dict(resolution=64, channels=(32, 64, 128, 128), structure_channels=16, texture_channels=(256, 256),
+                 w_dim=64, num_ws=8),
 }  # fmt: skip
 
 
@@ -40,7 +43,8 @@ class CoordGANEncoder(ModelMixin, ConfigMixin):
         super().__init__()
         downs = len(channels) - 1
         if resolution // 2**downs != 8 or resolution % 2**downs:
-            raise ValueError(f"channels must have log2(resolution / 8) + 1 = {int(math.log2(resolution / 8)) + 1} entries to reach 8x8")
+            raise ValueError(f"channels must have log2(resolution / 8) + 1 = {int(math.log2(resolution / 8)) + 1} "
+                             "entries to reach 8x8")
         self.from_rgb = EqualConv2d(3, channels[0], 3, activation=True)
         self.trunk = nn.Sequential(*[ResBlock(channels[i], channels[i + 1]) for i in range(downs)])
         c = channels[-1]
@@ -60,7 +64,8 @@ class CoordGANEncoder(ModelMixin, ConfigMixin):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """image (B, 3, R, R) in [-1, 1] -> structure code (B, w_dim), W+ texture code (B, num_ws, w_dim)."""
         if image.shape[-2:] != (self.config.resolution, self.config.resolution):
-            raise ValueError(f"the encoder takes {self.config.resolution}x{self.config.resolution} images, got {tuple(image.shape[-2:])}")
+            raise ValueError(f"the encoder takes {self.config.resolution}x{self.config.resolution} images, got "
+                             f"{tuple(image.shape[-2:])}")
         features = self.trunk(self.from_rgb(image))  # (B, c, 8, 8)
         structure_code = self.structure_branch(features)
         pooled = self.texture_branch(features)
@@ -112,7 +117,8 @@ class _ConvLayer(nn.Sequential):
 
     pad (left, right, top, bottom); reflect or zeros."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, pad=(0, 0, 0, 0), reflect=False, blur=None, stride=1, activate=True, bias=False):
+    def __init__(self, in_channels, out_channels, kernel_size, pad=(0, 0, 0, 0), reflect=False, blur=None, stride=1,
+                 activate=True, bias=False):
         layers = {}
         if any(pad):
             layers["Pad"] = nn.ReflectionPad2d(pad) if reflect else nn.ZeroPad2d(pad)
@@ -149,13 +155,15 @@ class CoordGANOfficialEncoder(ModelMixin, ConfigMixin):
     def __init__(self, resolution: int = 128, w_dim: int = 512, num_ws: int = 12):
         super().__init__()
         if (resolution, w_dim) != (128, 512):
-            raise ValueError(f"the authors' encoder is fixed at 128x128 input and 512-d codes, got {resolution} and {w_dim}")
+            raise ValueError(f"the authors' encoder is fixed at 128x128 input and 512-d codes, got {resolution} "
+                             f"and {w_dim}")
         nc = [2 ** (5 + i) for i in range(5)]  # 32, 64, 128, 256, 512
         self.sp_fc = EqualLinear(64 * 8 * 8, w_dim)
         self.FromRGB = _ConvLayer(3, nc[0], 1)
         self.DownToSpatialCode = nn.Sequential(OrderedDict(
             (f"ResBlockDownBy{2**i}", _ResBlockDown(nc[i], nc[i + 1])) for i in range(4)))  # fmt: skip
-        self.ToSpatialCode = nn.Sequential(_ConvLayer(nc[4], nc[4], 1), _ConvLayer(nc[4], 64, 1, activate=False, bias=True))
+        self.ToSpatialCode = nn.Sequential(_ConvLayer(nc[4], nc[4], 1),
+                                           _ConvLayer(nc[4], 64, 1, activate=False, bias=True))
         self.DownToGlobalCode = nn.Sequential(OrderedDict([
             ("ConvLayerDownBy16", _ConvLayer(nc[4], 1024, 3, pad=(1, 0, 1, 0), blur=[1], stride=2)),
             ("ConvLayerDownBy32", _ConvLayer(1024, 2048, 3, pad=(1, 0, 1, 0), blur=[1], stride=2)),

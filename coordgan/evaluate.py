@@ -66,7 +66,8 @@ def miou(predictions: list, truths: list, num_classes: int) -> float:
         keep = t > 0
         p, t = p[keep], t[keep]
         inter += np.bincount(t[p == t], minlength=num_classes)[:num_classes]
-        union += np.bincount(p, minlength=num_classes)[:num_classes] + np.bincount(t, minlength=num_classes)[:num_classes]
+        union += np.bincount(p,
+                             minlength=num_classes)[:num_classes] + np.bincount(t, minlength=num_classes)[:num_classes]
     union -= inter
     classes = np.arange(1, num_classes)
     classes = classes[union[classes] > 0]
@@ -78,7 +79,8 @@ def copy_baseline(reference_labels: np.ndarray, query_shape) -> np.ndarray:
     return F.interpolate(t, size=tuple(query_shape), mode="nearest")[0, 0].long().numpy()
 
 
-def rgb_nearest_baseline(reference_image: np.ndarray, reference_labels: np.ndarray, query_image: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def rgb_nearest_baseline(reference_image: np.ndarray, reference_labels: np.ndarray, query_image: np.ndarray,
+                         chunk: int = 4096) -> np.ndarray:
     """Each query pixel takes the label of the reference pixel with the closest RGB colour."""
     ref = torch.from_numpy(reference_image.reshape(-1, 3).astype(np.float32))
     qry = torch.from_numpy(query_image.reshape(-1, 3).astype(np.float32))
@@ -138,8 +140,10 @@ def label_propagation(pipe, images, labels, coords, num_classes: int, references
         truth = [labels[q] for q in queries]
         ours = propagated_labels(encoded, labels, ref, queries, num_classes, rule, temperature)
         scores[name].append(miou(ours, truth, num_classes))
-        scores["copy labels"].append(miou([copy_baseline(labels[ref], labels[q].shape) for q in queries], truth, num_classes))
-        scores["rgb nearest neighbour"].append(miou([rgb_nearest_baseline(images[ref], labels[ref], images[q]) for q in queries], truth, num_classes))
+        copied = [copy_baseline(labels[ref], labels[q].shape) for q in queries]
+        scores["copy labels"].append(miou(copied, truth, num_classes))
+        nearest = [rgb_nearest_baseline(images[ref], labels[ref], images[q]) for q in queries]
+        scores["rgb nearest neighbour"].append(miou(nearest, truth, num_classes))
         if coords is not None:
             exact = [exact_correspondence(coords[ref], labels[ref], coords[q], num_classes) for q in queries]
             scores["exact correspondence (ceiling)"].append(miou(exact, truth, num_classes))
@@ -161,7 +165,8 @@ def texture_swap_consistency(pipe, n: int = 64, seed: int = 0) -> dict:
     a = g(z(s), z(t1), randomize_noise=False).image
     b = g(z(s), z(t2), randomize_noise=False).image
     c = g(z(s2), z(t2), randomize_noise=False).image
-    return {"same structure, other texture": lpips_distance(perceptual, a, b).item(), "other structure and texture": lpips_distance(perceptual, a, c).item()}
+    return {"same structure, other texture": lpips_distance(perceptual, a, b).item(),
+            "other structure and texture": lpips_distance(perceptual, a, c).item()}
 
 
 def parse_args(argv=None):
@@ -174,7 +179,8 @@ def parse_args(argv=None):
     p.add_argument("--pose", default="aligned", help="pose range of synthetic data (as in training)")
     p.add_argument("--rule", default=OUR_RULE, choices=RULES,
                    help="label propagation: ours (eq. 1 at the image size) or the authors' (eval_corr.py)")
-    p.add_argument("--temperature", type=float, default=None, help="ours: relaxed eq. (1), default nearest neighbour; authors: default 0.01")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="ours: relaxed eq. (1), default nearest neighbour; authors: default 0.01")
     p.add_argument("--swap-pairs", type=int, default=64, help="pairs for texture-swap consistency")
     p.add_argument("--json", default=None, help="also write the results here")
     return p.parse_args(argv)
@@ -187,9 +193,11 @@ def main(argv=None) -> int:
     pipe = CoordGANPipeline.from_pretrained(args.checkpoint)
     images, labels, coords, class_names = load_data(args.data, args.n, pipe.generator.resolution, args.seed, args.pose)
     num_classes = len(class_names) if class_names else int(labels.max()) + 1
-    propagation = label_propagation(pipe, images, labels, coords, num_classes, args.references, args.temperature, args.rule)
+    propagation = label_propagation(pipe, images, labels, coords, num_classes, args.references,
+                                    args.temperature, args.rule)
     swap = texture_swap_consistency(pipe, args.swap_pairs)
-    print(f"Label propagation, {args.data} ({args.pose} poses), {args.references} references x {args.n - args.references} queries, "
+    print(f"Label propagation, {args.data} ({args.pose} poses), {args.references} references x "
+          f"{args.n - args.references} queries, "
           f"{num_classes - 1} part classes, {pipe.generator.resolution}px")
     print("| method | mIoU % |\n|---|---|")
     for k, v in propagation.items():
@@ -199,7 +207,8 @@ def main(argv=None) -> int:
         print(f"| {k} | {v:.4f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"label_propagation_miou": propagation, "texture_swap_lpips": swap, "args": vars(args)}, f, indent=2)
+            json.dump({"label_propagation_miou": propagation, "texture_swap_lpips": swap, "args": vars(args)},
+                      f, indent=2)
     return 0
 
 

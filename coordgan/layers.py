@@ -23,7 +23,8 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer whose weight is scaled at run time by lr_mul / sqrt(fan_in)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False):
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -39,7 +40,8 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Convolution with equalized learning rate; optional leaky ReLU (gain sqrt 2) after it."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True, activation: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True,
+                 activation: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -53,7 +55,8 @@ class EqualConv2d(nn.Module):
 
 
 def fir_kernel() -> torch.Tensor:
-    """StyleGAN2's 4x4 FIR filter for 2x upsampling: ([1,3,3,1] x [1,3,3,1]) / 64, times 4 (the gain of zero insertion)."""
+    """StyleGAN2's 4x4 FIR filter for 2x upsampling: ([1,3,3,1] x [1,3,3,1]) / 64, times 4 (the gain of zero
+    insertion)."""
     k = torch.tensor([1.0, 3.0, 3.0, 1.0])
     return torch.outer(k, k) / k.sum() ** 2 * 4
 
@@ -84,7 +87,8 @@ class ModulatedConv2d(nn.Module):
     stride-2 transposed convolution followed by the FIR filter), the authors' 512 px stages.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True, upsample_fir: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int, demodulate: bool = True,
+                 upsample_fir: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
@@ -131,14 +135,16 @@ class StyledConv(nn.Module):
     upsample: False, "bilinear" (or True: bilinear resize before the conv) or "fir" (StyleGAN2's
     transposed conv + FIR filter, the authors' 512 px stages)."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool | str = False, kernel_size: int = 3):
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, upsample: bool | str = False,
+                 kernel_size: int = 3):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, upsample_fir=upsample == "fir")
         self.noise = NoiseInjection()
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool = True,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         if self.upsample and self.upsample != "fir":
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         out = self.noise(self.conv(x, w), randomize_noise, noise)

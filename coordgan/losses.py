@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from .correspondence import canonical_grid, chamfer_distance, soft_warp
 
-_TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+_TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                        "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
 def lpips_quietly(**kwargs):
@@ -99,7 +100,8 @@ def edge_distance(a: torch.Tensor, b: torch.Tensor, pool: int = 4) -> torch.Tens
     return (edges(a) - edges(b)).abs().mean()
 
 
-def texture_swap_loss(perceptual, image_1: torch.Tensor, image_2: torch.Tensor, distance: str = "lpips") -> torch.Tensor:
+def texture_swap_loss(perceptual, image_1: torch.Tensor, image_2: torch.Tensor,
+                      distance: str = "lpips") -> torch.Tensor:
     """Eq. (4): L_t = LPIPS(G(z_s, z_t1), G(z_s, z_t2)): same structure, same picture layout.
     distance="edges" swaps LPIPS for `edge_distance` (a documented deviation)."""
     if distance == "edges":
@@ -116,7 +118,8 @@ def structure_swap_loss(patch_logits: torch.Tensor) -> torch.Tensor:
 TRAINING_CHUNK = 4096
 
 
-def warp_image(image: torch.Tensor, source_map: torch.Tensor, target_map: torch.Tensor, temperature: float) -> torch.Tensor:
+def warp_image(image: torch.Tensor, source_map: torch.Tensor, target_map: torch.Tensor,
+               temperature: float) -> torch.Tensor:
     """x^w_{2,1}: the colours of `image` (frame of source_map) moved to the frame of target_map
     by the relaxed eq. (1); images larger than the maps are pooled to the map size first."""
     size = source_map.shape[-2:]

@@ -75,7 +75,8 @@ def match_points(pipe, image_a, image_b, points, temperature: float | None = Non
     size_a, size_b = image_size(image_a), image_size(image_b)
     pts = check_points(points, size_a)
     maps = pipe.encode([image_a, image_b]).correspondence_maps.float()  # (2, 2, h, w)
-    return match_maps(maps[0], maps[1], pts, size_a, size_b, resolution or pipe.generator.resolution, temperature, heatmaps)
+    return match_maps(maps[0], maps[1], pts, size_a, size_b, resolution or pipe.generator.resolution,
+                      temperature, heatmaps)
 
 
 @torch.no_grad()

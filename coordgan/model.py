@@ -144,7 +144,8 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         if kernel_size not in (1, 3):
             raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size}")
         if not 0 <= template_layers <= 1 + 2 * num_pairs:
-            raise ValueError(f"template_layers must be in [0, {1 + 2 * num_pairs}] (the styled convs at the coordinate resolution), got {template_layers}")
+            raise ValueError(f"template_layers must be in [0, {1 + 2 * num_pairs}] (the styled convs at the "
+                             f"coordinate resolution), got {template_layers}")
         if coordinate_resolution < 4:
             raise ValueError(f"coordinate_resolution must be at least 4, got {coordinate_resolution}")
         if num_pairs < 0:
@@ -170,7 +171,8 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
             self.up_rgbs.append(ToRGB(out_c, w_dim, upsample=upsample))
             in_c = out_c
         r = coordinate_resolution
-        if coordinate_grid == "linspace":  # the authors' frame: x along the width, y along the height, both linspace(-1, 1)
+        # the authors' frame: x along the width, y along the height, both linspace(-1, 1)
+        if coordinate_grid == "linspace":
             line = torch.linspace(-1, 1, r)
             grid = torch.stack([line[None].expand(r, r), line[:, None].expand(r, r)])
         else:
@@ -241,8 +243,10 @@ class CoordGANGenerator(ModelMixin, ConfigMixin):
         needed = 2 + 2 * self.config.num_pairs + 2 * stages
         if texture_code.dim() == 2:
             texture_code = texture_code[:, None].expand(-1, needed, -1)
-        if not needed <= texture_code.shape[1] <= self.num_ws or (stages == len(self.up_rgbs) and texture_code.shape[1] != self.num_ws):
-            raise ValueError(f"a W+ texture code needs {self.num_ws} entries" + (f" ({needed} at {resolution} px)" if needed < self.num_ws else "")
+        entries = texture_code.shape[1]
+        if not needed <= entries <= self.num_ws or (stages == len(self.up_rgbs) and entries != self.num_ws):
+            at = f" ({needed} at {resolution} px)" if needed < self.num_ws else ""
+            raise ValueError(f"a W+ texture code needs {self.num_ws} entries" + at
                              + f", got {texture_code.shape[1]}")
         if noise is not None and len(noise) != self.num_styled_convs:
             raise ValueError(f"noise must hold {self.num_styled_convs} tensors (one per styled conv), got {len(noise)}")

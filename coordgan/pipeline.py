@@ -258,7 +258,8 @@ class CoordGANPipeline(DiffusionPipeline):
 
 
 # Micro configurations for tests and demos without a checkpoint: 16x16 images, a few thousand weights.
-MICRO_GENERATOR = dict(coordinate_resolution=8, channels=8, num_pairs=1, upsample_channels=(8,), z_dim=8, w_dim=8, mapping_layers=2, warp_hidden=8)
+MICRO_GENERATOR = dict(coordinate_resolution=8, channels=8, num_pairs=1, upsample_channels=(8,), z_dim=8, w_dim=8,
+                       mapping_layers=2, warp_hidden=8)
 MICRO_ENCODER = dict(resolution=16, channels=(8, 8), structure_channels=4, texture_channels=(8, 8), w_dim=8, num_ws=6)
 
 

@@ -36,7 +36,8 @@ def tiny_random_pipeline(seed: int = 0) -> GANgealingPipeline:
         torch.manual_seed(seed)
         generator = StyleGAN2Generator(**GENERATOR_CONFIGS["micro"])
         transformer = SpatialTransformer(**TRANSFORMER_CONFIGS["micro"])
-        target = LearnedTarget(num_directions=1, num_latents=generator.num_latents, inject_index=4, style_dim=generator.style_dim)
+        target = LearnedTarget(num_directions=1, num_latents=generator.num_latents, inject_index=4,
+                               style_dim=generator.style_dim)
         with torch.no_grad():
             transformer.stns[0].warp_head.linear.weight.normal_(0, 0.01)
             transformer.stns[1].warp_head.flow_out[2].weight.normal_(0, 0.01)

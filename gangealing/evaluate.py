@@ -92,7 +92,8 @@ def align_all(pipe, images: np.ndarray, batch_size: int = 32, flips=None, **kwar
     return type(parts[0])(*[torch.cat(v) for v in zip(*[vars(p).values() for p in parts])])
 
 
-def transfer(pipe, alignment, keypoints: np.ndarray, pairs: np.ndarray, flip_permutation) -> tuple[np.ndarray, np.ndarray]:
+def transfer(pipe, alignment, keypoints: np.ndarray, pairs: np.ndarray,
+             flip_permutation) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints of pairs[:, 0] moved onto pairs[:, 1] -> (M, K, 2) predictions, and whether the
     left/right permutation applied to each row."""
     a, b = alignment.select(torch.as_tensor(pairs[:, 0])), alignment.select(torch.as_tensor(pairs[:, 1]))
@@ -111,7 +112,8 @@ def pck_transfer(pipe, images, keypoints, visible, flip_permutation, pairs, alph
     truth, valid_b = keypoints[both[:, 1]], visible[both[:, 1]]
     full = align_all(pipe, images)
     # similarity only: the same mirror decisions as the full model, to isolate the flow's contribution
-    similarity = align_all(pipe, images, flips=full.flipped, similarity_only=True) if pipe.transformer.config.num_heads == 1 else None
+    similarity = align_all(pipe, images, flips=full.flipped,
+                           similarity_only=True) if pipe.transformer.config.num_heads == 1 else None
     results = {}
     for name, alignment in (("gangealing", full), ("similarity only", similarity)):
         if alignment is None:
@@ -154,7 +156,8 @@ def format_table(results: dict, alphas=ALPHAS) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="GANgealingPipeline folder or Hub repo id")
-    p.add_argument("--data", default="synthetic:faces", help="'synthetic:CATEGORY' or 'folder:PATH' with keypoints.json")
+    p.add_argument("--data", default="synthetic:faces",
+                   help="'synthetic:CATEGORY' or 'folder:PATH' with keypoints.json")
     p.add_argument("--pose", default="wide", help="pose range of synthetic data")
     p.add_argument("--n", type=int, default=200, help="images")
     p.add_argument("--pairs", type=int, default=500, help="random pairs (each evaluated in both directions)")
@@ -172,11 +175,13 @@ def main(argv=None) -> int:
     images, keypoints, visible, perm = load_keypoint_data(args.data, args.n, pipe.input_size, args.seed, args.pose)
     pairs = random_pairs(len(images), args.pairs, args.seed)
     results = pck_transfer(pipe, images, keypoints, visible, perm, pairs)
-    print(f"PCK-transfer, {args.data} ({args.pose} poses), {len(images)} images, {len(pairs)} pairs x 2 directions, {pipe.input_size}px")
+    print(f"PCK-transfer, {args.data} ({args.pose} poses), {len(images)} images, {len(pairs)} pairs x 2 directions, "
+          f"{pipe.input_size}px")
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"pck_transfer": {m: {str(a): v for a, v in r.items()} for m, r in results.items()}, "args": vars(args)}, f, indent=2)
+            json.dump({"pck_transfer": {m: {str(a): v for a, v in r.items()} for m, r in results.items()},
+                       "args": vars(args)}, f, indent=2)
     return 0
 
 

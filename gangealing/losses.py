@@ -15,7 +15,8 @@ import torch
 
 from .transformer import total_variation
 
-_TRUNK_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+_TRUNK_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth",
+                "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
 # Copied from coordgan.losses.lpips_quietly
@@ -46,9 +47,9 @@ def perceptual_network(net: str = "vgg"):
     else:
         problem = "HF_HUB_OFFLINE=1 and no cached torchvision weights"
     if problem is not None:
-        warnings.warn(f"LPIPS-{net}: no ImageNet trunk ({problem}); falling back to a seeded random trunk. The congealing "
-                      "loss is weaker than the paper's; put the torchvision weights in the torch hub cache (or run once "
-                      "online) for the real LPIPS.", stacklevel=2)
+        warnings.warn(f"LPIPS-{net}: no ImageNet trunk ({problem}); falling back to a seeded random trunk. The "
+                      "congealing loss is weaker than the paper's; put the torchvision weights in the torch hub "
+                      "cache (or run once online) for the real LPIPS.", stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = lpips_quietly(net=net, pnet_rand=True, verbose=False)

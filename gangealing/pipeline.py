@@ -191,7 +191,8 @@ class GANgealingPipeline(DiffusionPipeline):
                 out = t(x, **kw)
         else:
             if self.classifier is None:
-                raise ValueError("a transformer with K > 1 clusters needs the cluster classifier to congeal real images")
+                raise ValueError("a transformer with K > 1 clusters needs the cluster classifier to congeal real "
+                                 "images")
             if cluster == "all":
                 flipped = self.classifier.flips_per_cluster(x).reshape(-1)  # (B*K,)
                 heads = torch.arange(k, device=x.device).repeat(b)
@@ -207,9 +208,11 @@ class GANgealingPipeline(DiffusionPipeline):
                 flipped = flips.to(x.device).bool().view(-1)
             x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
             out = t(x, heads=heads, **kw)
-            return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, x)
+            return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity,
+                             flipped, heads, x)
         inputs = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
-        return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped, heads, inputs)
+        return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped,
+                         heads, inputs)
 
     align = run  # the name before run was every pipeline's tensor pass; kept until its last callers move
 
@@ -236,7 +239,8 @@ class GANgealingPipeline(DiffusionPipeline):
         """Values painted in congealed space (C, H, W) -> each unmirrored input frame (B, C, S, S)
         and the coverage mask (B, 1, S, S)."""
         s = self.input_size
-        fine = F.interpolate(alignment.grid_flow_size.permute(0, 3, 1, 2), size=(2 * s, 2 * s), mode="bilinear", align_corners=False)
+        fine = F.interpolate(alignment.grid_flow_size.permute(0, 3, 1, 2), size=(2 * s, 2 * s), mode="bilinear",
+                             align_corners=False)
         inverse, weight = splat_inverse(fine.permute(0, 2, 3, 1), s)  # (B, S, S, 2), (B, S, S)
         b = inverse.shape[0]
         values = values.to(inverse.dtype)[None].expand(b, -1, -1, -1)
@@ -247,7 +251,8 @@ class GANgealingPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------- user level
     @torch.no_grad()
-    def congeal(self, images, output_resolution: int | None = None, cluster: int | None = None, batch_size: int = 16) -> CongealOutput:
+    def congeal(self, images, output_resolution: int | None = None, cluster: int | None = None,
+                batch_size: int = 16) -> CongealOutput:
         """Aligned (congealed) PIL images, and the sampling grids into each (cropped, resized) input."""
         pil, grids, flipped, clusters = [], [], [], []
         images = _as_list(images)
@@ -261,7 +266,8 @@ class GANgealingPipeline(DiffusionPipeline):
         return CongealOutput(pil, torch.cat(grids), flipped, clusters)
 
     @torch.no_grad()
-    def average_image(self, images, output_resolution: int | None = None, cluster: int | None = None, batch_size: int = 16) -> Image.Image:
+    def average_image(self, images, output_resolution: int | None = None, cluster: int | None = None,
+                      batch_size: int = 16) -> Image.Image:
         """The average congealed image: the canvas an edit is painted on."""
         images = _as_list(images)
         if not images:
@@ -344,7 +350,8 @@ class GANgealingPipeline(DiffusionPipeline):
         return out
 
     @torch.no_grad()
-    def transfer_keypoints(self, image_a, keypoints_a, image_b, flip_permutation=None, cluster: int | None = None) -> np.ndarray:
+    def transfer_keypoints(self, image_a, keypoints_a, image_b, flip_permutation=None,
+                           cluster: int | None = None) -> np.ndarray:
         """Keypoints [K, 2] (x, y pixels of image_a) -> pixels of image_b, through congealed space.
 
         Row i of the result predicts keypoint i of image_b: when exactly one of the two images is
@@ -404,14 +411,16 @@ class GANgealingPipeline(DiffusionPipeline):
         if bool(a.flipped[0]):
             px = torch.stack([s - 1 - px[..., 0], px[..., 1]], -1)
         valid = covered[0, 0] > 0
-        sample = F.grid_sample(x[:1], pixels_to_normalized(px, s)[None].to(x.dtype), align_corners=False, padding_mode="border")
+        sample = F.grid_sample(x[:1], pixels_to_normalized(px, s)[None].to(x.dtype), align_corners=False,
+                               padding_mode="border")
         vis = self.to_images(torch.where(valid, sample[0], torch.zeros_like(sample[0]))[None])[0]
         return CorrespondenceOutput(px.float().cpu().numpy(), valid.cpu().numpy(), vis)
 
 
 def _composite(image: Image.Image, frame: CropFrame, rgba: torch.Tensor) -> Image.Image:
     """Alpha-composite an RGBA layer (4, S, S) in [0, 1], covering the crop frame, onto image."""
-    layer = Image.fromarray((rgba.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8), "RGBA")
+    pixels = (rgba.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+    layer = Image.fromarray(pixels, "RGBA")
     side = int(frame.side)
     layer = layer.resize((side, side), Image.BILINEAR)
     out = image.convert("RGBA")

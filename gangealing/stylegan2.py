@@ -125,7 +125,9 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
         if 2**log_size != resolution or resolution < 8:
             raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
         ch = {2**i: stylegan_channels(2**i, channel_multiplier, max_channels) for i in range(2, log_size + 1)}
-        self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
+        self.style = nn.Sequential(PixelNorm(),
+                                   *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp,
+                                                 activation=True) for _ in range(n_mlp)])
         self.input = ConstantInput(ch[4])
         self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim)
         self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
@@ -168,7 +170,8 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
             styles = [self.mapping(s) for s in styles]
         if truncation < 1:
             if truncation_latent is None:
-                raise ValueError("truncation < 1 needs truncation_latent (e.g. generator.mean_latent() or the target's lat_mean)")
+                raise ValueError("truncation < 1 needs truncation_latent (e.g. generator.mean_latent() or the "
+                                 "target's lat_mean)")
             w = styles[0]
             styles = [truncation_latent + truncation * (w - truncation_latent), w]  # mixed at inject_index
         n = self.num_latents
@@ -191,7 +194,8 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
         x = self.conv1(x, wplus[:, 0], noise[0])
         skip = self.to_rgb1(x, wplus[:, 1])
         i = 1
-        for up_conv, conv, n1, n2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs):
+        layers = zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs)
+        for up_conv, conv, n1, n2, to_rgb in layers:
             x = up_conv(x, wplus[:, i], n1)  # (B, C, 2H, 2W)
             x = conv(x, wplus[:, i + 1], n2)
             skip = to_rgb(x, wplus[:, i + 2], skip)

@@ -229,7 +229,8 @@ class SimilarityTransformer(_Regressor):
 
 class FlowTransformer(_Regressor):
     def __init__(self, flow_size, input_size, channel_multiplier, max_channels, num_heads):
-        super().__init__(flow_size, input_size, channel_multiplier, max_channels, end_size=flow_size // 8, extra_block=True)
+        super().__init__(flow_size, input_size, channel_multiplier, max_channels, end_size=flow_size // 8,
+                         extra_block=True)
         self.warp_head = FlowHead(self.channels, num_heads)
 
     def forward(self, x, heads=None):  # (B, 3, F, F) -> residual flow (B, F, F, 2)
@@ -268,10 +269,12 @@ class SpatialTransformer(ModelMixin, ConfigMixin):
         self.stns = nn.ModuleList([SimilarityTransformer(*args), FlowTransformer(*args)])
 
     def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None, output_resolution: int | None = None,
-                iters: int | None = None, padding_mode: str | None = None, similarity_only: bool = False) -> TransformerOutput:
+                iters: int | None = None, padding_mode: str | None = None,
+                similarity_only: bool = False) -> TransformerOutput:
         """x (B, 3, S, S) with S = input_size; heads (B,) cluster head per sample (K > 1)."""
         if x.shape[-1] != self.config.input_size or x.shape[-2] != self.config.input_size:
-            raise ValueError(f"the transformer takes {self.config.input_size} px inputs, got {tuple(x.shape[-2:])}; resize first")
+            raise ValueError(f"the transformer takes {self.config.input_size} px inputs, got {tuple(x.shape[-2:])}; "
+                             "resize first")
         iters = iters or self.config.similarity_iters
         padding_mode = padding_mode or self.config.padding_mode
         f = self.config.flow_size
@@ -285,7 +288,8 @@ class SpatialTransformer(ModelMixin, ConfigMixin):
         grid_f = apply_affine(matrix, identity + flow)  # (B, F, F, 2)
         grid = grid_f
         if output_resolution is not None and output_resolution != f:
-            grid = F.interpolate(grid_f.permute(0, 3, 1, 2), scale_factor=output_resolution / f, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+            grid = F.interpolate(grid_f.permute(0, 3, 1, 2), scale_factor=output_resolution / f, mode="bilinear",
+                                 align_corners=False).permute(0, 2, 3, 1)
         congealed = self.stns[1].warp_head.warper(x, grid, padding_mode)
         return TransformerOutput(congealed, grid, flow, matrix, grid_f)
 
@@ -306,7 +310,8 @@ class SpatialTransformer(ModelMixin, ConfigMixin):
     def points_to_input(self, grid_flow_size: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Congealed points (B, P, 2), normalised [-1, 1] -> normalised input coordinates (B, P, 2),
         by bilinear lookup in the grid (border padding)."""
-        out = F.grid_sample(grid_flow_size.permute(0, 3, 1, 2), points[:, :, None], mode="bilinear", padding_mode="border", align_corners=False)
+        out = F.grid_sample(grid_flow_size.permute(0, 3, 1, 2), points[:, :, None], mode="bilinear",
+                            padding_mode="border", align_corners=False)
         return out[..., 0].permute(0, 2, 1)
 
 

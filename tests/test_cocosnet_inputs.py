@@ -1,6 +1,7 @@
 """The authors' CelebA-HQ edge (15 channels) and DeepFashion pose (20 channels) input encodings
 (cocosnet/encodings.py; keypoints read by cocosnet/openpose.py), checked against the loader outputs
-in ../shared/fixtures/cocosnet-official (README section 7); the pipeline reading face label maps and keypoints for such models; the app's
+in ../shared/fixtures/cocosnet-official (README section 7); the pipeline reading face label maps and keypoints for
+such models; the app's
 exemplar tab offering those inputs (and the exemplar map of maskmix models), hostile input included.
 """
 
@@ -16,21 +17,25 @@ import torch
 from PIL import Image
 
 from cocosnet import build_pipeline, encodings
-from cocosnet.encodings import FACE_DISTANCE_PARTS, FACE_PARTS, POSE_LIMBS, distance_map, face_edge_channels, part_boundary, pose_channels, render_pose
+from cocosnet.encodings import (FACE_DISTANCE_PARTS, FACE_PARTS, POSE_LIMBS, distance_map, face_edge_channels,
+                                part_boundary, pose_channels, render_pose)
 from cocosnet.openpose import BODY25_TO_COCO18, parse_keypoints
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "cocosnet-official"
 needs_fixtures = pytest.mark.skipif(
     not (FIXTURES / "README.md").is_file(),
-    reason=f"CoCosNet official fixtures not found at {FIXTURES}: put the cocosnet-official fixture folder there to run these checks",
+    reason=f"CoCosNet official fixtures not found at {FIXTURES}: put the cocosnet-official fixture folder there to "
+           "run these checks",
 )
 
 
 def fixture_poses():
-    """[(keypoints (18, 2) with NaN for missing, the loader's uint8 (20, 256, 256))] for input 0, 1 and exemplar 0, 1."""
+    """[(keypoints (18, 2) with NaN for missing, the loader's uint8 (20, 256, 256))] for input 0, 1 and exemplar
+    0, 1."""
     extra = json.loads((FIXTURES / "trace_deepfashion.json").read_text())["synthetic_input_extra"]
     arrays = np.load(FIXTURES / "inputs_deepfashion.npz")
-    loader = [arrays["label_k_u8"][0], arrays["label_k_u8"][1], arrays["label_ref_k_u8"][0], arrays["label_ref_k_u8"][1]]
+    loader = [arrays["label_k_u8"][0], arrays["label_k_u8"][1], arrays["label_ref_k_u8"][0],
+              arrays["label_ref_k_u8"][1]]
     out = []
     for k, channels in enumerate(loader):
         candidate = np.asarray(extra[f"pose_candidate_{k}"], np.float64)
@@ -49,7 +54,8 @@ def openpose(keypoints: np.ndarray, **extra) -> dict:
 def small_pipeline(channels: int, resolution: int = 64, **overrides):
     torch.manual_seed(0)
     maskmix = channels == encodings.FACE_EDGE_CHANNELS  # as the authors' models: edges maskmix, pose patch warp
-    pipe = build_pipeline("micro", input_kind="channels", input_channels=channels, resolution=resolution, maskmix=maskmix,
+    pipe = build_pipeline("micro", input_kind="channels", input_channels=channels, resolution=resolution,
+                          maskmix=maskmix,
                           warp_mode="bilinear" if maskmix else "patch", **overrides)
     pipe.correspondence_network.eval()
     pipe.generator.eval()
@@ -83,7 +89,8 @@ def test_pose_channels_reproduce_the_authors_loader_bit_for_bit():
         ours = pose_channels(keypoints, (256, 256))
         assert ours.dtype == np.float32 and ours.shape == (20, 256, 256)
         assert np.array_equal(np.round(ours * 255).astype(np.uint8), loader)
-    # and through the pipeline, from OpenPose JSON text, as the model's input tensor (float32 recipe of README section 7)
+    # and through the pipeline, from OpenPose JSON text, as the model's input tensor (float32 recipe of README
+    # section 7)
     keypoints, loader = fixture_poses()[1]
     pipe = small_pipeline(20, resolution=256)
     x, size = pipe.encode_input_map(json.dumps(openpose(keypoints)))
@@ -141,7 +148,8 @@ def test_face_edge_channels_layout_and_dense_distance_reference():
     # a part boundary lies on both sides of the change
     square = np.zeros((10, 10), bool)
     square[3:6, 3:6] = True
-    assert part_boundary(square).sum() == 8 + 12  # the 3x3 block but its centre, and the 12 pixels 4-adjacent to it outside
+    # the 3x3 block but its centre, and the 12 pixels 4-adjacent to it outside
+    assert part_boundary(square).sum() == 8 + 12
     # with a photo: Canny edges join channel 0, but never inside the inner face parts
     rng = np.random.default_rng(0)
     photo = (rng.random((40, 40)) > 0.5).astype(np.uint8) * 255
@@ -152,7 +160,8 @@ def test_face_edge_channels_layout_and_dense_distance_reference():
 
 
 def test_face_edge_channels_refuse_bad_maps_with_the_fix():
-    with pytest.raises(ValueError, match=r"unknown face part ids \[19, 40\]: use the CelebAMask-HQ ids 0..18 \(0 background, 1 hair"):
+    with pytest.raises(ValueError, match=r"unknown face part ids \[19, 40\]: use the CelebAMask-HQ ids 0..18 \(0 "
+                                         r"background, 1 hair"):
         face_edge_channels(np.array([[19, 40] * 8] * 16))
     with pytest.raises(ValueError, match="must be an integer array"):
         face_edge_channels(np.zeros((16, 16, 3), np.float32))
@@ -163,8 +172,9 @@ def test_face_edge_channels_refuse_bad_maps_with_the_fix():
 
 
 def test_pose_rendering_properties():
-    points = np.array([[128, 40], [128, 72], [100, 74], [92, 120], [88, 165], [156, 74], [164, 120], [168, 165], [110, 160],
-                       [108, 205], [106, 248], [146, 160], [148, 205], [150, 248], [121, 33], [135, 33], [112, 38], [144, 38]], float)
+    points = np.array([[128, 40], [128, 72], [100, 74], [92, 120], [88, 165], [156, 74], [164, 120], [168, 165],
+                       [110, 160], [108, 205], [106, 248], [146, 160], [148, 205], [150, 248], [121, 33], [135, 33],
+                       [112, 38], [144, 38]], float)
     ch = pose_channels(points, (256, 256))
     assert ch.shape == (20, 256, 256) and np.array_equal(np.round(ch * 255) / 255, ch)
     # integer shifts move the drawing exactly (away from the borders)
@@ -216,10 +226,12 @@ def test_pipeline_builds_the_channels_for_face_edge_and_pose_models(tmp_path):
     assert build_pipeline("micro").channel_encoding is None
     assert build_pipeline("micro", input_kind="channels", input_channels=7).channel_encoding is None
     face, pose = small_pipeline(15), small_pipeline(20)
-    assert (face.channel_encoding, face.needs_exemplar_map, pose.channel_encoding, pose.needs_exemplar_map) == ("face_edges", True, "pose", False)
+    assert (face.channel_encoding, face.needs_exemplar_map, pose.channel_encoding,
+            pose.needs_exemplar_map) == ("face_edges", True, "pose", False)
     exemplar = Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 40, 3), np.uint8))
     # face: a label map (array, index PNG path) == the raw channels from face_edge_channels; the exemplar's map too
-    # (at the model's resolution: raw arrays of another size are resized bilinear, built ones as the authors' loader does)
+    # (at the model's resolution: raw arrays of another size are resized bilinear, built ones as the authors'
+    # loader does)
     lab, lab_ex = face_labels(64), face_labels(64, shift=4)
     index_png = tmp_path / "face.png"
     Image.fromarray(lab.astype(np.uint8), mode="L").save(index_png)
@@ -235,9 +247,11 @@ def test_pipeline_builds_the_channels_for_face_edge_and_pose_models(tmp_path):
         face.translate(np.full((16, 16), 19), exemplar, exemplar_map=lab_ex)
     photo = np.asarray(exemplar.resize((64, 64)))
     d = face.translate({"labels": lab, "photo": photo}, exemplar, exemplar_map=lab_ex)
-    assert np.array_equal(np.asarray(d.image), np.asarray(face.translate(face_edge_channels(lab, photo), exemplar, exemplar_map=lab_ex).image))
+    channels = face.translate(face_edge_channels(lab, photo), exemplar, exemplar_map=lab_ex)
+    assert np.array_equal(np.asarray(d.image), np.asarray(channels.image))
     # pose: array, OpenPose dict / text / file == the raw channels; the canvas size from the JSON sets the output size
-    keypoints = np.array([[30, 10], [30, 18], [24, 18], [22, 30], [21, 41], [37, 18], [39, 30], [40, 41], [26, 40], [26, 51],
+    keypoints = np.array([[30, 10], [30, 18], [24, 18], [22, 30], [21, 41], [37, 18], [39, 30], [40, 41],
+                          [26, 40], [26, 51],
                           [25, 61], [35, 40], [36, 51], [36, 61], [28, 8], [32, 8], [26, 9], [34, 9]], float)
     js = tmp_path / "pose.json"
     js.write_text(json.dumps(openpose(keypoints)))
@@ -269,8 +283,10 @@ def test_app_tab_face_edge_model_with_exemplar_map(tmp_path):
     label_map, photo, exemplar_map = rows[1]
     image, warped, (flow_file,) = et.translate(pipe, label_map, photo, exemplar_map)
     lab = inputs.load_label_map(label_map, 19)
-    expected = pipe.translate(lab, Image.open(photo).convert("RGB"), exemplar_map=inputs.load_label_map(exemplar_map, 19), return_warped=True)
-    assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
+    expected = pipe.translate(lab, Image.open(photo).convert("RGB"),
+                              exemplar_map=inputs.load_label_map(exemplar_map, 19), return_warped=True)
+    assert np.array_equal(np.asarray(image), np.asarray(expected.image))
+    assert np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
     assert set(np.unique(lab)) <= set(range(19)) and 9 in lab  # the nose has its CelebAMask-HQ id
     assert np.load(flow_file).shape[-1] == 2
     view, text = et.correspondence(pipe, label_map, photo, 60, 60, exemplar_map)  # the exemplar map reaches the matcher
@@ -301,7 +317,9 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
     expected = pipe.translate(json.loads(et.EXAMPLE_POSES[1]), Image.open(photo).convert("RGB"), return_warped=True)
     assert image.size == (256, 256) and np.array_equal(np.asarray(image), np.asarray(expected.image))
     preview = et.pose_preview(pipe, et.EXAMPLE_POSES[2])
-    assert np.array_equal(preview, render_pose(json.loads(et.EXAMPLE_POSES[2]), (256, 256))[0]) and preview[38, 112].sum() == 0  # r_ear absent
+    assert np.array_equal(preview,
+                          render_pose(json.loads(et.EXAMPLE_POSES[2]),
+                                      (256, 256))[0]) and preview[38, 112].sum() == 0  # r_ear absent
     assert et.pose_preview(pipe, "{broken") is None
     view, text = et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 128, 72)  # a point of the pose canvas
     pose_dict = json.loads(et.EXAMPLE_POSES[0])
@@ -311,7 +329,8 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
         et.correspondence(pipe, et.EXAMPLE_POSES[0], photo, 300, 10)
     for bad, message in (("", "No input pose given: paste OpenPose keypoints JSON"),
                          ("nonsense", r"The input pose is not valid JSON \(Expecting value at line 1, column 1\)"),
-                         ('{"people": [{"pose_keypoints_2d": [1, 2, 1]}]}', r"need the 18 OpenPose COCO-18 keypoints .* or 54 / 75 flat numbers; got 3 numbers"),
+                         ('{"people": [{"pose_keypoints_2d": [1, 2, 1]}]}',
+                          r"need the 18 OpenPose COCO-18 keypoints .* or 54 / 75 flat numbers; got 3 numbers"),
                          (json.dumps([[0, 0, 0]] * 18), "has none of the 18 keypoints"),
                          (json.dumps([[1e7, 5]] * 18), r"keypoint 0 \(nose\) at \(1e\+07, 5\) lies far outside"),
                          ("x" * 1_000_001, "longer than 1000 kB")):
@@ -333,7 +352,8 @@ def test_app_tab_pose_model_and_its_api(tmp_path):
         image_path, _, _ = client.predict(et.EXAMPLE_POSES[1], handle_file(photo), api_name="/translate")
         assert np.array_equal(np.asarray(Image.open(image_path).convert("RGB")), np.asarray(expected.image))
         with pytest.raises(AppError, match="has none of the 18 keypoints"):
-            client.predict(json.dumps({"people": [{"pose_keypoints_2d": [0] * 54}]}), handle_file(photo), api_name="/translate")
+            client.predict(json.dumps({"people": [{"pose_keypoints_2d": [0] * 54}]}), handle_file(photo),
+                           api_name="/translate")
     finally:
         demo.close()
 

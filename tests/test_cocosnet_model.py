@@ -85,7 +85,8 @@ def test_correspondence_points_follow_eq3_argmax(pipe):
     f = net.feature_resolution
     cells = [int((py + 0.5) * f / 48) * f + int((px + 0.5) * f / 40) for px, py in points]
     best = (q[0, cells] @ k[0].T).argmax(1).numpy()
-    assert np.allclose(matched[:, 0], (best % f + 0.5) * 80 / f - 0.5) and np.allclose(matched[:, 1], (best // f + 0.5) * 100 / f - 0.5)
+    assert np.allclose(matched[:, 0], (best % f + 0.5) * 80 / f - 0.5)
+    assert np.allclose(matched[:, 1], (best // f + 0.5) * 100 / f - 0.5)
 
 
 def test_save_load_round_trip(pipe, tmp_path):
@@ -119,14 +120,15 @@ def test_paper_configs_have_the_authors_widths():
         assert c.layer[0].conv1.weight.shape == (corr_width, corr_width, 3, 3)
         assert g.fc.weight.shape == (1024, 3 + CONFIGS[name]["input_channels"], 3, 3)
     with pytest.raises(ValueError, match="input_kind must be one of"):
-        network_configs("micro", input_kind="photo") and CoCosNetCorrespondence(**network_configs("micro", input_kind="photo")[0])
+        CoCosNetCorrespondence(**network_configs("micro", input_kind="photo")[0])
 
 
 def test_spectral_norm_matches_torch_and_power_iterates_in_training():
     torch.manual_seed(0)
     ours = SNConv2d(4, 6, 3, padding=1)
     ref = torch.nn.utils.spectral_norm(torch.nn.Conv2d(4, 6, 3, padding=1))
-    ref.load_state_dict({"bias": ours.bias, "weight_orig": ours.weight_orig, "weight_u": ours.weight_u, "weight_v": ours.weight_v})
+    ref.load_state_dict({"bias": ours.bias, "weight_orig": ours.weight_orig, "weight_u": ours.weight_u,
+                         "weight_v": ours.weight_v})
     x = torch.randn(2, 4, 8, 8)
     ours.eval(), ref.eval()
     assert torch.allclose(ours(x), ref(x), atol=1e-6)
@@ -173,7 +175,8 @@ def test_losses_behave(vgg):
     x = torch.randn(1, 8, 4, 4)
     perm = x.flatten(2)[..., torch.randperm(16)].reshape(1, 8, 4, 4)
     assert torch.allclose(losses.contextual_similarity(x, x), losses.contextual_similarity(perm, x), atol=1e-6)
-    assert torch.allclose(losses.contextual_similarity(x, x, chunk_size=3), losses.contextual_similarity(x, x), atol=1e-6)
+    assert torch.allclose(losses.contextual_similarity(x, x, chunk_size=3),
+                          losses.contextual_similarity(x, x), atol=1e-6)
     real = [[torch.zeros(1), torch.full((2, 1, 3, 3), 2.0)]]
     fake = [[torch.zeros(1), torch.full((2, 1, 3, 3), -0.5)]]
     assert losses.discriminator_hinge_loss(real, fake).item() == pytest.approx(0.0 + 0.5)
@@ -182,7 +185,8 @@ def test_losses_behave(vgg):
 
 
 def test_cycle_warp_and_loss(pipe):
-    """Eq. (12) for an exemplar that is the input's own photo through a shared map: finite, and 0 for a constant exemplar."""
+    """Eq. (12) for an exemplar that is the input's own photo through a shared map: finite, and 0 for a constant
+    exemplar."""
     net = pipe.correspondence_network
     x = labels_to_input(torch.from_numpy(face_mask(64, 64))[None], "mask", 12)
     y = torch.full((1, 3, 64, 64), 0.3)
@@ -206,7 +210,8 @@ def test_evaluation_table_and_baselines(pipe):
     assert table["exemplar mean colour"]["psnr"] == pytest.approx(psnr(mean.astype(np.uint8), exact).mean())
     assert table["exemplar mean colour"]["corr_accuracy"] is None
     assert 0 <= table["cocosnet"]["corr_accuracy"] <= 100 and 0 <= table["copy exemplar"]["corr_label_accuracy"] <= 100
-    assert psnr(exact, np.clip(exact.astype(int) + 1, 0, 255).astype(np.uint8) if exact.max() < 255 else exact)[0] >= 48.1
+    assert psnr(exact,
+                np.clip(exact.astype(int) + 1, 0, 255).astype(np.uint8) if exact.max() < 255 else exact)[0] >= 48.1
     text = format_table(table)
     assert text.splitlines()[0].startswith("| method | PSNR dB | LPIPS") and "| copy exemplar |" in text
 

@@ -66,7 +66,8 @@ def dense_soft_warp(values, source_coords, target_coords, temperature):
 
 
 def dense_nearest(source_coords, target_coords):
-    return squared_distances(target_coords, source_coords).argmin(-1).view(target_coords.shape[0], *target_coords.shape[-2:])
+    return squared_distances(target_coords,
+                             source_coords).argmin(-1).view(target_coords.shape[0], *target_coords.shape[-2:])
 
 
 def dense_chamfer(a, b, squared=False):
@@ -191,7 +192,8 @@ def test_identity_warp_returns_the_values():
 
 
 def test_soft_warp_128_runs():
-    source, target = smooth_map(1, 128, 128, seed=23, dtype=torch.float32), smooth_map(1, 128, 128, seed=24, dtype=torch.float32)
+    source, target = smooth_map(1, 128, 128, seed=23,
+                                dtype=torch.float32), smooth_map(1, 128, 128, seed=24, dtype=torch.float32)
     values = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(25)).requires_grad_()
     out = soft_warp(values, source, target)
     assert out.shape == (1, 3, 128, 128) and torch.isfinite(out).all()
@@ -201,7 +203,8 @@ def test_soft_warp_128_runs():
 
 
 def test_soft_warp_dtypes_and_autocast():
-    source, target = smooth_map(1, 10, 10, seed=26, dtype=torch.float32), smooth_map(1, 9, 9, seed=27, dtype=torch.float32)
+    source, target = smooth_map(1, 10, 10, seed=26,
+                                dtype=torch.float32), smooth_map(1, 9, 9, seed=27, dtype=torch.float32)
     values = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(28))
     reference = soft_warp(values, source, target, 1e-2)
     out = soft_warp(values.bfloat16(), source.bfloat16(), target.bfloat16(), 1e-2)
@@ -255,7 +258,8 @@ def test_label_propagation_matches_dense(source_size, target_size):
     assert torch.equal(soft, probabilities.argmax(1))
     # temperature None gives the hard rule as one-hot probabilities
     hard_probabilities = propagate_label_probabilities(labels, source, target, 5, temperature=None)
-    assert torch.equal(hard_probabilities.argmax(1), hard) and torch.equal(hard_probabilities.sum(1), torch.ones(2, *target_size))
+    assert torch.equal(hard_probabilities.argmax(1),
+                       hard) and torch.equal(hard_probabilities.sum(1), torch.ones(2, *target_size))
 
 
 def test_label_propagation_between_identical_maps_returns_the_labels():
@@ -293,7 +297,8 @@ def test_chamfer_with_canonical_grid_and_pruning():
     grid = canonical_grid(32, 32)[None].expand(2, -1, -1, -1)
     expected = dense_chamfer(points(grid).double(), points(warped).double())
     for chunk_size in (None, 16):
-        torch.testing.assert_close(chamfer_distance(grid, warped, chunk_size=chunk_size).double(), expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(chamfer_distance(grid, warped, chunk_size=chunk_size).double(), expected,
+                                   rtol=1e-5, atol=1e-7)
 
 
 def test_chamfer_is_symmetric_and_zero_on_itself():
@@ -358,9 +363,12 @@ def test_backend_is_chosen_once_by_rule_and_kernel_errors_propagate(monkeypatch)
     from coordgan import _correspondence_tiles as tiles
 
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    assert tiles.choose_backend("auto", cpu, torch.float32) == tiles.choose_backend("auto", cpu, torch.float64) == "sdpa"
-    assert tiles.choose_backend("auto", cuda, torch.float64) == tiles.choose_backend("auto", mps, torch.float32) == "matmul"
-    assert tiles.choose_backend("matmul", cpu, torch.float32) == "matmul" and tiles.choose_backend("sdpa", mps, torch.float32) == "sdpa"
+    assert tiles.choose_backend("auto", cpu,
+                                torch.float32) == tiles.choose_backend("auto", cpu, torch.float64) == "sdpa"
+    assert tiles.choose_backend("auto", cuda,
+                                torch.float64) == tiles.choose_backend("auto", mps, torch.float32) == "matmul"
+    assert tiles.choose_backend("matmul", cpu, torch.float32) == "matmul"
+    assert tiles.choose_backend("sdpa", mps, torch.float32) == "sdpa"
     source, target = smooth_map(1, 6, 6, seed=1), smooth_map(1, 5, 5, seed=2)
     values = randn(1, 2, 6, 6, seed=3).float()
 

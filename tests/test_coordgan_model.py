@@ -64,11 +64,13 @@ def test_per_pixel_synthesis_follows_the_correspondence_map_alone():
     order = torch.randperm(64)
     shuffled = cmap.flatten(2)[..., order].reshape(2, 2, 8, 8)
     image = g.synthesize(cmap, w_t, randomize_noise=False)
-    torch.testing.assert_close(g.synthesize(shuffled, w_t, randomize_noise=False), image.flatten(2)[..., order].reshape(2, 3, 8, 8))
+    torch.testing.assert_close(g.synthesize(shuffled, w_t, randomize_noise=False),
+                               image.flatten(2)[..., order].reshape(2, 3, 8, 8))
     # with 3x3 kernels neighbours mix, so the same permutation does not commute
     g3 = CoordGANGenerator(**dict(MICRO, upsample_channels=())).eval()
     image3 = g3.synthesize(cmap, w_t, randomize_noise=False)
-    assert not torch.allclose(g3.synthesize(shuffled, w_t, randomize_noise=False), image3.flatten(2)[..., order].reshape(2, 3, 8, 8), atol=1e-3)
+    assert not torch.allclose(g3.synthesize(shuffled, w_t, randomize_noise=False),
+                              image3.flatten(2)[..., order].reshape(2, 3, 8, 8), atol=1e-3)
 
 
 def test_template_layers_ignore_the_texture_code():
@@ -215,7 +217,8 @@ def test_pipeline_encode_and_propagate(pipe):
     assert out[0].shape == (30, 10) and out[1].shape == (20, 24)
     assert out[0].dtype == np.int64 and set(np.unique(out[0])) <= set(range(4))
     # a query identical to the reference gets the reference labels back at the model resolution
-    small = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(16, 16), mode="nearest")[0, 0].long().numpy()
+    small = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=(16, 16),
+                          mode="nearest")[0, 0].long().numpy()
     same = pipe.propagate_labels(ref, labels, ref.resize((16, 16)), resolution=16)[0]
     pred_small = pipe.propagate_labels(ref, Image.fromarray(labels.astype(np.uint8), mode="L"), [ref], resolution=16)[0]
     assert pred_small.shape == labels.shape
@@ -268,7 +271,8 @@ def test_exact_correspondence_ceiling_on_synthetic_faces():
     n = synthetic.category("faces").num_classes
     preds = [exact_correspondence(b.coords[0], b.labels[0], b.coords[q], n) for q in (1, 2, 3)]
     assert miou(preds, list(b.labels[1:]), n) > 75  # nearest neighbour at 48 px: ~83
-    assert miou([copy_baseline(b.labels[0], (48, 48)) for _ in range(3)], list(b.labels[1:]), n) < miou(preds, list(b.labels[1:]), n)
+    assert miou([copy_baseline(b.labels[0], (48, 48)) for _ in range(3)], list(b.labels[1:]),
+                n) < miou(preds, list(b.labels[1:]), n)
 
 
 def test_edge_distance_ignores_colour_and_sees_layout():

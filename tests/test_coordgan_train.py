@@ -24,8 +24,10 @@ def run_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("coordgan-run")
 
 
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-COMMON = ["--config", "tiny", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2", "--sample-every", "2", "--log-every", "1"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+COMMON = ["--config", "tiny", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2", "--sample-every",
+          "2", "--log-every", "1"]
 
 
 def test_generator_stage_trains_saves_and_resumes(run_dir):
@@ -35,7 +37,8 @@ def test_generator_stage_trains_saves_and_resumes(run_dir):
     logs = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2] and all("warp" in r and "chamfer" in r for r in logs)
     # resume (plain python this time): continues at step 3, does not redo steps 1-2
-    result = run([*COMMON, "--output", str(run_dir), "--steps", "3", "--resume", "--mixed-precision", "bf16"], [sys.executable])
+    result = run([*COMMON, "--output", str(run_dir), "--steps", "3", "--resume", "--mixed-precision", "bf16"],
+                 [sys.executable])
     assert "resumed" in result.stdout + result.stderr
     logs = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2, 3]
@@ -44,7 +47,8 @@ def test_generator_stage_trains_saves_and_resumes(run_dir):
 def test_encoder_stage_exports_a_pipeline(run_dir):
     if not (run_dir / "generator").is_dir():
         pytest.skip("needs the generator stage")
-    run([*COMMON, "--output", str(run_dir), "--stage", "encoder", "--steps", "2", "--texture-swap-distance", "edges"], [sys.executable])
+    run([*COMMON, "--output", str(run_dir), "--stage", "encoder", "--steps", "2", "--texture-swap-distance", "edges"],
+        [sys.executable])
     from coordgan import CoordGANPipeline
 
     pipe = CoordGANPipeline.from_pretrained(run_dir / "pipeline")
@@ -54,7 +58,8 @@ def test_encoder_stage_exports_a_pipeline(run_dir):
 
 
 def test_bad_data_spec_is_a_clear_error(tmp_path):
-    cmd = [sys.executable, str(ROOT / "train" / "coordgan.py"), "--output", str(tmp_path), "--data", "imagenet", "--steps", "1"]
+    cmd = [sys.executable, str(ROOT / "train" / "coordgan.py"), "--output", str(tmp_path), "--data", "imagenet",
+           "--steps", "1"]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "--data must be" in result.stderr
 

@@ -22,7 +22,8 @@ def reference_attention(q, k, v, scale):
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_cpu_attention_matches_the_dense_softmax(scale):
     g = torch.Generator().manual_seed(0)
-    q, k = F.normalize(torch.randn(2, 300, 18, generator=g), dim=-1), F.normalize(torch.randn(2, 200, 18, generator=g), dim=-1)
+    q, k = F.normalize(torch.randn(2, 300, 18, generator=g),
+                       dim=-1), F.normalize(torch.randn(2, 200, 18, generator=g), dim=-1)
     v = torch.randn(2, 200, 5, generator=g)
     ref = reference_attention(q, k, v, scale)
     tolerance = 1e-6 * scale  # fp32 rounding of logits of size `scale`
@@ -106,7 +107,8 @@ def test_exemplar_cache_reuses_only_the_same_exemplar_and_weights():
         assert not torch.equal(other, first)
         assert torch.equal(net(x, y).warped_exemplar, first)
         fresh.load_state_dict(net.state_dict())
-        assert torch.allclose(fresh(x, y).warped_exemplar, first, atol=1e-6)  # what was cached is what a fresh net computes
+        assert torch.allclose(fresh(x, y).warped_exemplar, first,
+                              atol=1e-6)  # what was cached is what a fresh net computes
     reference = net.phi.weight  # used by the exemplar side only
     with torch.no_grad():
         reference.mul_(1.5)  # new weights: the cache is dropped

@@ -86,7 +86,8 @@ def test_generator_wplus_truncation_and_noise():
         assert not torch.equal(g(z), g(z))  # fresh noise each call
         w = g.mapping(z)
         c = w.mean(0, keepdim=True)
-        full = g(w, input_is_latent=True, truncation=0.5, truncation_latent=c, inject_index=g.num_latents, randomize_noise=False)
+        full = g(w, input_is_latent=True, truncation=0.5, truncation_latent=c, inject_index=g.num_latents,
+                 randomize_noise=False)
         torch.testing.assert_close(full, g(c + 0.5 * (w - c), input_is_latent=True, randomize_noise=False))
         mixed = g.to_wplus(w, input_is_latent=True, truncation=0.5, truncation_latent=c, inject_index=3)
         torch.testing.assert_close(mixed[:, 3:], w[:, None].expand(-1, g.num_latents - 3, -1))
@@ -115,7 +116,7 @@ def test_learned_target_mixing_and_psi():
 
 
 def test_congealing_loss_takes_the_best_cluster():
-    perceptual = lambda a, b, normalize: (a - b).abs().mean((1, 2, 3), keepdim=True)  # noqa: E731  (stands in for LPIPS)
+    perceptual = lambda a, b, normalize: (a - b).abs().mean((1, 2, 3), keepdim=True)  # noqa: E731  (for LPIPS)
     target = torch.zeros(4, 3, 8, 8)
     congealed = torch.zeros(4, 3, 8, 8)
     congealed[0] += 1.0  # sample 0, head 0 is off; head 1 is perfect
@@ -133,7 +134,8 @@ def test_pipeline_flips_permute_keypoints(pipe, monkeypatch):
     kp_a = batch.keypoints[0]
     kp_b = kp_a[perm].copy()
     kp_b[:, 0] = 31 - kp_b[:, 0]  # the mirror in pixel-index coordinates (centres at 0..W-1)
-    identity = GANgealingPipeline(pipe.generator, SpatialTransformer(**TRANSFORMER_CONFIGS["micro"]).eval(), pipe.target)
+    transformer = SpatialTransformer(**TRANSFORMER_CONFIGS["micro"]).eval()
+    identity = GANgealingPipeline(pipe.generator, transformer, pipe.target)
     original = identity.run
     monkeypatch.setattr(identity, "run", lambda x, **kw: original(x, flips=torch.tensor([False, True]), **kw))
     moved = identity.transfer_keypoints(image_a, kp_a, image_b, flip_permutation=perm)
@@ -159,7 +161,8 @@ def test_grids_round_trip(pipe):
 
 
 def test_pipeline_user_calls(pipe, tmp_path):
-    images = [Image.fromarray(im) for im in faces(3, seed=2, res=48).image] + [Image.new("RGB", (50, 30), (10, 200, 30))]
+    images = [Image.fromarray(im) for im in faces(3, seed=2,
+                                                  res=48).image] + [Image.new("RGB", (50, 30), (10, 200, 30))]
     out = pipe.congeal(images)
     assert [im.size for im in out.images] == [(32, 32)] * 4 and out.grids.shape == (4, 32, 32, 2)
     assert pipe.average_image([images[0]] * 3).tobytes() == pipe.average_image(images[:1]).tobytes()
@@ -199,7 +202,8 @@ def test_clustered_pipeline_round_trip_uses_the_classifier(pipe, tmp_path):
 
     torch.manual_seed(0)
     transformer = SpatialTransformer(**{**TRANSFORMER_CONFIGS["micro"], "num_heads": 2, "flip": "classifier"}).eval()
-    classifier = ClusterClassifier(flow_size=32, input_size=32, channel_multiplier=0.25, max_channels=32, num_clusters=2).eval()
+    classifier = ClusterClassifier(flow_size=32, input_size=32, channel_multiplier=0.25, max_channels=32,
+                                   num_clusters=2).eval()
     target = LearnedTarget(num_heads=2, num_latents=pipe.generator.num_latents, inject_index=3, style_dim=32)
     clustered = GANgealingPipeline(pipe.generator, transformer, target, classifier)
     clustered.save_pretrained(tmp_path / "k2")

@@ -24,7 +24,8 @@ PAIRS = 6
 
 
 def _pipe(name):
-    cls = {"coordgan": CoordGANPipeline, "gangealing": GANgealingPipeline, "cocosnet": CoCosNetPipeline, "coat": COATPipeline}[name]
+    cls = {"coordgan": CoordGANPipeline, "gangealing": GANgealingPipeline, "cocosnet": CoCosNetPipeline,
+           "coat": COATPipeline}[name]
     return cls.from_pretrained(CHECKPOINTS / f"{name}-faces")
 
 
@@ -47,12 +48,14 @@ def test_matches_beat_the_identity_guess_on_exact_pairs(method):
     CoCosNet 8.47 vs 12.12 (its matches live on a 16 x 16 grid of 4 px cells), GANgealing 7.79 vs 19.93."""
     name, pipe = method
     pose = "wide" if name == "gangealing" else "aligned"  # the pose range each was trained on
-    batch = synthetic.sample("faces", 2 * PAIRS, 64, seed=321, pose=pose)  # images the models never saw (training uses other seeds)
+    batch = synthetic.sample("faces", 2 * PAIRS, 64, seed=321,
+                             pose=pose)  # images the models never saw (training uses other seeds)
     ours, identity = [], []
     for i in range(PAIRS):
         a, b = batch[2 * i], batch[2 * i + 1]
         vis = a.visible[0] & b.visible[0]
-        pa, pb = a.keypoints[0][vis] - 0.5, b.keypoints[0][vis] - 0.5  # renderer: continuous pixels; ours: pixel indices
+        # the renderer's keypoints are continuous pixels; ours are pixel indices
+        pa, pb = a.keypoints[0][vis] - 0.5, b.keypoints[0][vis] - 0.5
         out = MATCH[name](pipe, a, b, pa)
         assert out.points.shape == pa.shape and out.points.dtype == np.float32
         assert out.confidence.shape == (len(pa),) and (out.confidence >= 0).all() and (out.confidence <= 1 + 1e-6).all()
@@ -61,7 +64,8 @@ def test_matches_beat_the_identity_guess_on_exact_pairs(method):
         ours.append(np.linalg.norm(out.points - pb, axis=1))
         identity.append(np.linalg.norm(pa - pb, axis=1))
     ours, identity = np.concatenate(ours).mean(), np.concatenate(identity).mean()
-    assert ours < 0.8 * identity, f"{name}: {ours:.2f} px from the true match vs {identity:.2f} px for the identity guess"
+    message = f"{name}: {ours:.2f} px from the true match vs {identity:.2f} px for the identity guess"
+    assert ours < 0.8 * identity, message
 
 
 def test_points_outside_image_a_are_refused(method):
@@ -80,7 +84,8 @@ def test_dense_flows_agree_with_the_point_matches():
     flow = coordgan_matching.dense_flow(coordgan, a, b)  # for each pixel of b, where it is in a
     assert flow.shape == (64, 64, 2)
     probe = np.array([[10, 20], [40, 33]])
-    np.testing.assert_array_equal(flow[probe[:, 1], probe[:, 0]], coordgan_matching.match_points(coordgan, b, a, probe).points)
+    np.testing.assert_array_equal(flow[probe[:, 1], probe[:, 0]],
+                                  coordgan_matching.match_points(coordgan, b, a, probe).points)
     coat = _pipe("coat")
     flow = coat_matching.dense_flow(coat, a, b)  # for each cell of a, where it is in b
     cells = flow.shape[0]
@@ -91,7 +96,8 @@ def test_dense_flows_agree_with_the_point_matches():
     f = cocosnet.correspondence_network.feature_resolution
     assert flow.shape == (f, f, 2)
     cells = (np.indices((f, f))[::-1].reshape(2, -1).T[:5] + 0.5) * 64 / f - 0.5
-    np.testing.assert_array_equal(flow.reshape(-1, 2)[:5], cocosnet.match_points(batch.labels[0], b, cells, heatmaps=False).points)
+    np.testing.assert_array_equal(flow.reshape(-1, 2)[:5],
+                                  cocosnet.match_points(batch.labels[0], b, cells, heatmaps=False).points)
     gangealing = _pipe("gangealing")
     flow = gangealing_matching.dense_flow(gangealing, a, b)
     assert flow.shape == (64, 64, 2) and np.isfinite(flow).mean() > 0.3

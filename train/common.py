@@ -119,7 +119,8 @@ def data_loader(args, accelerator: Accelerator, resolution: int, batch_size: int
     seed = args.seed + seed_offset + step
     dataset = make_dataset(args.data, resolution, seed=seed, pose=args.pose,
                            rank=accelerator.process_index, world_size=accelerator.num_processes)
-    return infinite_loader(dataset, batch_size, num_workers=args.num_workers, seed=seed + 7919 * accelerator.process_index)
+    return infinite_loader(dataset, batch_size, num_workers=args.num_workers,
+                           seed=seed + 7919 * accelerator.process_index)
 
 
 def ema_beta(args, accelerator: Accelerator, batch_size: int, half_life_images: float) -> float:
@@ -281,7 +282,8 @@ def run(accelerator: Accelerator, args, state: TrainState, training_step, *, ste
     evaluation, say) before the trackers close."""
     log_path = os.path.join(args.output, log_file)
     start = time.time()
-    bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=not accelerator.is_main_process, desc=desc)
+    bar = tqdm(range(state.step, steps), initial=state.step, total=steps,
+               disable=not accelerator.is_main_process, desc=desc)
     for _ in bar:
         scalars = training_step(state.step)
         for average, model in ema:
@@ -297,14 +299,17 @@ def run(accelerator: Accelerator, args, state: TrainState, training_step, *, ste
         if sample is not None and accelerator.is_main_process and (step % args.sample_every == 0 or step == steps):
             with torch.no_grad():
                 grid = sample()
-            Image.fromarray(np.asarray(grid)).save(os.path.join(args.output, "samples", f"{sample_prefix}{step:07d}.png"))
+            path = os.path.join(args.output, "samples", f"{sample_prefix}{step:07d}.png")
+            Image.fromarray(np.asarray(grid)).save(path)
         out_of_time = args.max_minutes is not None and time.time() - start > 60 * args.max_minutes
         if step % args.save_every == 0 or step == steps or out_of_time:
             save_state(accelerator, state, args.checkpoints_total_limit)
             if accelerator.is_main_process:
-                export_folder(accelerator, export(), args.output, export_name, args.push_to_hub if step == steps else None)
+                export_folder(accelerator, export(), args.output, export_name,
+                              args.push_to_hub if step == steps else None)
         if out_of_time:
-            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (continue with --resume)")
+            accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (continue "
+                              "with --resume)")
             break
     if after is not None:
         after()
