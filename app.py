@@ -23,10 +23,12 @@ from demos import (  # noqa: E402
     compare,
     congealing,
     exemplar_translation,
+    face_api,
     gradio_fixes,
     label_propagation,
     match_api,
     models,
+    models_api,
     structure_texture,
     synthetic_data,
 )
@@ -48,6 +50,9 @@ def build_app(pipelines: dict | None = None) -> gr.Blocks:
             label_propagation.create_demo(pipelines.get("coordgan"))
         with gr.Tab("Congealing & edits"):
             congealing.create_demo(pipelines.get("gangealing"))
+        if pipelines.get("gangealing_cat"):  # the Space's second GANgealing release (models.SECOND_RELEASES)
+            with gr.Tab("Cats"):
+                congealing.create_demo(pipelines["gangealing_cat"], name="gangealing_cat")
         with gr.Tab("Exemplar translation"):
             exemplar_translation.create_demo(pipelines.get("cocosnet"))
         with gr.Tab("Appearance transfer"):
@@ -57,36 +62,47 @@ def build_app(pipelines: dict | None = None) -> gr.Blocks:
         with gr.Tab("Synthetic data"):
             synthetic_data.create_demo()
         match_api.create(pipelines)  # /match_points (hidden: an API for scripts; each tab has its own clicks)
+        face_api.create()  # /align_face (hidden: the face tabs align their photos themselves)
+        models_api.create(pipelines)  # /models: which weights each tab runs
     return app
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="interface to listen on (0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    env = os.environ
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
     for spec in models.SPECS.values():
-        parser.add_argument(spec.flag, default=None, metavar="DIR_OR_REPO", help=f"{spec.name} pipeline: {spec.accepts}, or official:NAME (a named release of the authors: coordgan, gangealing) (default: ${spec.env} or {spec.default})")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=int(os.environ.get("APP_CONCURRENCY", 2)),
-        help="model calls running at once; the rest wait in the queue (default: $APP_CONCURRENCY or 2)",
-    )
-    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait in the queue before new ones are turned away")
+        parser.add_argument(spec.flag, default=None, metavar="DIR_OR_REPO",
+                            help=f"{spec.name} pipeline: {spec.accepts}, or official:NAME (a named release of the "
+                                 f"authors) (default: ${spec.env}, else as --models says)")
+    parser.add_argument("--models", choices=models.MODES, default=None,
+                        help="what a tab runs when no flag or variable names its model: the bundled toy models, or "
+                             "the authors' releases (downloaded and converted once; a release that cannot arrive "
+                             "falls back to the bundled model) (default: official on a Hugging Face Space, where "
+                             "SPACE_ID is set, else bundled)")
+    parser.add_argument("--concurrency", type=int, default=int(env.get("APP_CONCURRENCY", 2)),
+                        help="model calls running at once; the rest wait in the queue (default: $APP_CONCURRENCY or 2)")
+    parser.add_argument("--max-queue", type=int, default=64,
+                        help="requests that may wait in the queue before new ones are turned away")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (reaches the network)")
-    parser.add_argument("--precision", default=os.environ.get("APP_PRECISION", "auto"), choices=models.PRECISIONS,
-                        help="compute precision of the models: fp32, bf16 or fp16 autocast, or auto (a reduced one only where the "
-                             "device computes it natively and the model's measured error stays small; fp32 on CPUs without "
-                             "bf16 hardware) (default: $APP_PRECISION or auto)")
+    parser.add_argument("--precision", default=env.get("APP_PRECISION", "auto"), choices=models.PRECISIONS,
+                        help="compute precision of the models: fp32, bf16 or fp16 autocast, or auto (a reduced one "
+                             "only where the device computes it natively and the model's measured error stays small; "
+                             "fp32 on CPUs without bf16 hardware) (default: $APP_PRECISION or auto)")
     return parser.parse_args(argv)
 
 
 def main(argv=None, block: bool = True) -> gr.Blocks:
     """Load the models once, build the app and serve it; with block=False return the running app."""
     args = parse_args(argv)
-    pipelines = models.load_all({name: getattr(args, name) for name in models.SPECS}, precision=args.precision)
+    sources = {name: getattr(args, name) for name in models.SPECS}
+    pipelines = models.load_all(sources, precision=args.precision, mode=args.models)
     for name, pipe in pipelines.items():
-        print(f"{name}: {pipe.message if isinstance(pipe, models.MissingModel) else f'loaded on {models.device()} ({pipe.precision})'}")
+        state = pipe.message if isinstance(pipe, models.MissingModel) else f"loaded on {models.device()} ({pipe.precision})"
+        print(f"{name}: {state}")
     app = build_app(pipelines)
     app.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     app.launch(

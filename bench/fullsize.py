@@ -143,7 +143,7 @@ def build_case(name: str, precision: str = "fp32", packages: dict | None = None)
         def output():
             with torch.inference_mode(), ctx():
                 x, _ = pipe.encode_input_map(x_in)
-                y = pipe.encode_exemplar(exemplars[0])
+                y = pipe.preprocess([exemplars[0]])[0]
                 y_map = pipe.encode_input_map(maps[0])[0] if maps[0] is not None else None
                 return pipe.run(x, y, y_map)[0].float()
 
@@ -166,7 +166,7 @@ def build_case(name: str, precision: str = "fp32", packages: dict | None = None)
         def output():
             with torch.inference_mode(), ctx():
                 x, _ = pipe.preprocess([image])
-                return pipe.align(x).congealed.float()
+                return pipe.run(x).congealed.float()
 
         return Case(call, output, {"T": transformer})
     c = pk["coordgan"]

@@ -13,6 +13,18 @@ from .correspondence import hard_negatives, random_negatives
 _TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
+# Copied from coordgan.losses.lpips_quietly
+def lpips_quietly(**kwargs):
+    """`lpips.LPIPS(**kwargs)` without the two torchvision deprecation warnings its own
+    `pretrained=` call raises on every construction (lpips' code, nothing a user can act on)."""
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The parameter 'pretrained' is deprecated", UserWarning)
+        warnings.filterwarnings("ignore", "Arguments other than a weight enum", UserWarning)
+        return lpips.LPIPS(**kwargs)
+
+
 def perceptual_network(net: str = "alex"):
     """LPIPS (Zhang et al., 2018) with its ImageNet trunk, frozen.
 
@@ -23,13 +35,11 @@ def perceptual_network(net: str = "alex"):
     structure, but it is not the calibrated LPIPS, so the perceptual half of L_rec is weaker and
     LPIPS numbers are not comparable to published ones.
     """
-    import lpips
-
     cached = os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", _TORCHVISION_WEIGHTS.get(net, "")))
     model, reason = None, ""
     if cached or os.environ.get("HF_HUB_OFFLINE") != "1":
         try:
-            model = lpips.LPIPS(net=net, verbose=False)
+            model = lpips_quietly(net=net, verbose=False)
         except Exception as error:  # no network: fall through to the random trunk
             reason = f"{type(error).__name__}: {error}"
     else:
@@ -43,7 +53,7 @@ def perceptual_network(net: str = "alex"):
         )
         with torch.random.fork_rng(devices=[]):  # the same random trunk in every run
             torch.manual_seed(0)
-            model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+            model = lpips_quietly(net=net, pnet_rand=True, verbose=False)
     model.eval().requires_grad_(False)
     return model
 

@@ -223,10 +223,6 @@ class CoCosNetPipeline(DiffusionPipeline):
             tensors.append(torch.from_numpy(np.array(im, np.float32)).permute(2, 0, 1) / 127.5 - 1)
         return torch.stack(tensors).to(self.device, self.correspondence_network.dtype), sizes
 
-    def encode_exemplar(self, exemplar) -> torch.Tensor:
-        """One exemplar -> (1, 3, R, R): `preprocess`'s tensor (kept for callers outside the package)."""
-        return self.preprocess([exemplar])[0]
-
     # Copied from coordgan.pipeline.CoordGANPipeline.to_images
     @staticmethod
     def to_images(images: torch.Tensor, size: tuple[int, int] | None = None) -> list:

@@ -15,32 +15,37 @@ import numpy as np
 from PIL import Image
 
 import synthetic
-from coat import matching as coat_matching
 
-from . import display, events, examples, inputs, matching, models
+from . import display, events, examples, face_photos, inputs, matching, models
 
 PHOTOS = ("content photo", "style photo")  # the two inputs, as error messages name them
 
 
-def transfer(pipe, content_image, style_image, n=None):
+def transfer(pipe, content_image, style_image, n=None, align_face=True):
     """-> (result at the content's size (at most DISPLAY_SIDE a side), matches view, [matches .json,
     dense flow .npy]). The JSON lists each scale's confident matches (pixel indices of the images
-    as shown); the flow holds, for each cell of the content's finest feature map, its best match in
-    the style photo."""
+    the model saw); the flow holds, for each cell of the content's finest feature map, its best
+    match in the style image the model saw. With `align_face` and a face model both photos are
+    aligned to its frame (the matches view shows the crops) and the result is pasted back onto the
+    content photo."""
     pipe = models.require(pipe)
-    content = inputs.display_size(inputs.load_rgb(content_image, "content photo"))[0]
-    style = inputs.display_size(inputs.load_rgb(style_image, "style photo"))[0]
     if n is None or not float(n).is_integer() or not 0 <= int(n) <= pipe.num_layers:
         raise gr.Error(f"n (content layers) must be a whole number from 0 to {pipe.num_layers}.")
+    _, content, aligned = face_photos.load(pipe, content_image, PHOTOS[0], align_face)
+    _, style, _ = face_photos.load(pipe, style_image, PHOTOS[1], align_face)
+    if aligned is None:  # the content photo itself: results at its size, scaled down for the browser
+        content = inputs.display_size(content)[0]
+    style = inputs.display_size(style)[0]
     out = pipe.transfer(content, style, n=int(n))
     folder = matching.out_folder()
     scales = [{"feature_map_size": list(m.size), "content_points": np.round(m.content_points, 2).tolist(),
                "style_points": np.round(m.style_points, 2).tolist()} for m in out.matches]
     data = {"n": out.n, "content_size": [content.width, content.height], "style_size": [style.width, style.height],
-            "convention": matching.CONVENTION, "scales_fine_to_coarse": scales}
+            "content_aligned": aligned is not None, "convention": matching.CONVENTION, "scales_fine_to_coarse": scales}
     files = [matching.save_json(folder, "matches", data),
-             matching.save_flow(folder, "flow_content_to_style", coat_matching.dense_flow(pipe, content, style))]
-    return out.image, matching.lines_view(content, style, out.matches[0].content_points, out.matches[0].style_points), files
+             matching.save_flow(folder, "flow_content_to_style", pipe.dense_flow(content, style))]
+    view = matching.lines_view(content, style, out.matches[0].content_points, out.matches[0].style_points)
+    return inputs.display_size(face_photos.pasted(aligned, out.image))[0], view, files
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,7 +63,7 @@ def synthetic_pair() -> tuple[str, str, str]:
 
 
 def create_demo(pipe) -> None:
-    models.missing_notice(pipe)
+    gr.Markdown(models.describe("coat", pipe), elem_classes="weights")  # which weights this tab runs
     num_layers = pipe.num_layers if hasattr(pipe, "num_layers") else 8
     default_n = pipe.default_content_layers if hasattr(pipe, "default_content_layers") else num_layers // 2
     gr.Markdown(
@@ -78,6 +83,7 @@ def create_demo(pipe) -> None:
     with gr.Row():
         n = gr.Slider(0, num_layers, value=default_n, step=1, scale=3,
                       label=f"n: decoder layers driven by the content (0-{num_layers}); a smaller n transfers more")
+        align_face = face_photos.checkbox(pipe, scale=1, elem_id="coat-align")
         button = gr.Button("Transfer appearance", variant="primary", scale=1)
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -94,17 +100,18 @@ def create_demo(pipe) -> None:
     gr.Examples(rows, [content, style, answer, n], label="A synthetic pair with its exact answer; two real photos (scikit-image)")
 
     @events.handler
-    def on_transfer(content_image, style_image, n=default_n):
-        return transfer(pipe, content_image, style_image, n)
+    def on_transfer(content_image, style_image, n=default_n, align_face=True):
+        return transfer(pipe, content_image, style_image, n, align_face)
 
-    gr.on([button.click, n.release], on_transfer, [content, style, n], [result, matches, files], api_name="transfer_appearance")
+    transfer_inputs = [content, style, n, align_face]
+    gr.on([button.click, n.release], on_transfer, transfer_inputs, [result, matches, files], api_name="transfer_appearance")
 
     @events.handler
     def on_click(content_image, style_image, evt: gr.SelectData = None):
         return matching.click_photos(pipe, content_image, style_image, evt.index if evt else None, PHOTOS)
 
     content.select(on_click, [content, style], [clicked, clicked_text], api_visibility="private")
-    events.on_open(pipe, on_transfer, [content, style, n], [result, matches, files])
+    events.on_open(pipe, on_transfer, transfer_inputs, [result, matches, files])
     events.on_open(pipe, on_click, [content, style], [clicked, clicked_text])
 
 

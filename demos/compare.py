@@ -35,9 +35,12 @@ def synthetic_pair(seed: int, resolution: int = examples.RESOLUTION, pose: str =
 
 
 def exact_points(pair: synthetic.Batch) -> tuple[np.ndarray, np.ndarray]:
-    """(A's keypoints, their exact matches in B) as pixel indices, keypoints visible in both only."""
-    visible = pair.visible[0] & pair.visible[1]
-    return pair.keypoints[0][visible] - 0.5, pair.keypoints[1][visible] - 0.5  # renderer: continuous pixels
+    """(A's keypoints, their exact matches in B) as pixel indices, keypoints visible in both only (and
+    on a pixel of A: a keypoint within half a pixel of the border has an index just outside)."""
+    a, b = pair.keypoints[0] - 0.5, pair.keypoints[1] - 0.5  # renderer: continuous pixels
+    h, w = pair.image.shape[1:3]
+    keep = pair.visible[0] & pair.visible[1] & (a >= 0).all(1) & (a[:, 0] <= w - 1) & (a[:, 1] <= h - 1)
+    return a[keep], b[keep]
 
 
 def grid_points(size: tuple[int, int], n: int) -> np.ndarray:

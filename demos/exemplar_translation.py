@@ -24,6 +24,7 @@ from cocosnet.encodings import render_pose
 from cocosnet.inputs import (  # what the loaded model asks for: the package's semantics, shown here
     EXAMPLE_POSES,
     FACE_TO_CELEBA,
+    face_labels_for,
     MAX_JSON_BYTES,
     class_names,
     input_kind,
@@ -31,7 +32,9 @@ from cocosnet.inputs import (  # what the loaded model asks for: the package's s
     pose_preview,
 )
 
-from . import display, events, examples, inputs, matching, models
+import synthetic
+
+from . import display, events, examples, face_photos, inputs, matching, models
 
 __all__ = ["EXAMPLE_POSES", "class_names", "create_demo", "input_kind", "num_classes", "pose_preview", "translate"]
 
@@ -49,14 +52,16 @@ def read_pose_file(path) -> str:
         raise gr.Error(f"{path.name!r} is not a text file; upload the OpenPose .json file (UTF-8 text).") from None
 
 
-def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
+def translate(pipe, input_map, exemplar, exemplar_map=None, align_face=True, progress=None):
     """-> (translated image, exemplar warped onto the input's layout, [the dense correspondence
     as .npy]), the images at the input map's size. The flow holds, for each cell of the input map
-    at the correspondence resolution (f x f), its best match in the exemplar (pixel indices x, y)."""
+    at the correspondence resolution (f x f), its best match in the exemplar the model saw (pixel
+    indices x, y). With `align_face` and a face model the exemplar photo is aligned to its frame
+    first (not for models that also read the exemplar's map, which must keep its layout)."""
     pipe = models.require(pipe)
     semantic = inputs.load_cocosnet_map(pipe, input_map)
-    photo = inputs.load_rgb(exemplar, "exemplar")
     extra = inputs.load_cocosnet_exemplar_map(pipe, exemplar_map)
+    photo = face_photos.load(pipe, exemplar, "exemplar", align_face and extra is None)[1]
     if progress is not None:
         progress(0.1, desc="matching and translating")
     try:
@@ -65,6 +70,25 @@ def translate(pipe, input_map, exemplar, exemplar_map=None, progress=None):
     except ValueError as e:  # a check of the library the app did not make first
         raise inputs.library_error(e) from None
     return out.image, out.warped_exemplar, [matching.save_flow(matching.out_folder(), "flow_input_to_exemplar", flow)]
+
+
+def input_from_photo(pipe, photo):
+    """A face photo -> (the input map the loaded model reads, drawn from the face's landmarks in the
+    model's frame: a PNG in the class colours, or an edge map; the aligned crop it was drawn on).
+    Hair, ears and neck are not drawn (landmarks do not give them): paint them on if wanted."""
+    pipe = models.require(pipe)
+    kind = input_kind(pipe)
+    if kind not in ("mask", "face", "edge"):
+        raise gr.Error("This CoCosNet model reads a pose or raw channels: an input cannot be drawn from a face photo.")
+    celeba, crop = face_photos.parsing_map(pipe, photo)
+    if kind == "edge":
+        picture = Image.fromarray(synthetic.edge_map(celeba).astype(np.uint8) * 255)
+    else:
+        ids = face_labels_for(pipe, celeba)
+        picture = Image.fromarray(inputs.colorize(ids, num_classes(pipe)))
+    path = matching.out_folder() / "input_from_photo.png"
+    picture.save(path)
+    return str(path), crop
 
 
 def shown_input(pipe, semantic) -> tuple[Image.Image, int, int]:
@@ -146,7 +170,7 @@ def describe(pipe) -> str:
 
 
 def create_demo(pipe) -> None:
-    models.missing_notice(pipe)
+    gr.Markdown(models.describe("cocosnet", pipe), elem_classes="weights")  # which weights this tab runs
     kind, n = input_kind(pipe), num_classes(pipe)
     needs_map = bool(pipe) and pipe.needs_exemplar_map
     gr.Markdown("CoCosNet matches the input map to the exemplar photo (eq. 4), warps the exemplar onto the map's "
@@ -166,7 +190,11 @@ def create_demo(pipe) -> None:
         exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own map (required by this model)",
                                          visible=needs_map, elem_id="et-exemplar-map")
         result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated", elem_id="et-result")
-    button = gr.Button("Translate", variant="primary")
+    with gr.Row():
+        from_photo = gr.Button("Make the input from a face photo (the exemplar)", visible=kind in ("mask", "face", "edge"),
+                               scale=2)
+        align_face = face_photos.checkbox(pipe, scale=2, elem_id="et-align")
+        button = gr.Button("Translate", variant="primary", scale=2)
     with gr.Row(equal_height=False):
         with gr.Column():
             marked, marked_text = matching.click_panel("The point | where it lands in the exemplar (heat: the softmax "
@@ -185,22 +213,31 @@ def create_demo(pipe) -> None:
         painter = inputs.LabelPainter(n, 6, value=blank, visible=kind in ("mask", "face"), elem_id="et-painter")
     files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)", file_count="multiple",
                     elem_id="et-files")
+    crop_used = gr.Image(label="The aligned crop the input was drawn from", format="png", height=display.HEIGHT,
+                         interactive=False, elem_id="et-crop")
     gr.Examples(rows, [input_map, exemplar, exemplar_map][: len(rows[0])], label=label)
 
     painter.input(lambda v: inputs.painted_or_skip(v, n), painter, input_map, api_visibility="private", queue=False)
 
     @events.handler
-    def on_translate(input_map, exemplar, exemplar_map=None, progress=gr.Progress()):
-        return translate(pipe, input_map, exemplar, exemplar_map, progress)
+    def on_translate(input_map, exemplar, exemplar_map=None, align_face=True, progress=gr.Progress()):
+        return translate(pipe, input_map, exemplar, exemplar_map, align_face, progress)
 
-    button.click(on_translate, [input_map, exemplar, exemplar_map], [result, warped, files], api_name="translate")
+    translate_inputs = [input_map, exemplar, exemplar_map, align_face]
+    button.click(on_translate, translate_inputs, [result, warped, files], api_name="translate")
+
+    @events.handler
+    def on_from_photo(photo):
+        return input_from_photo(pipe, photo)
+
+    from_photo.click(on_from_photo, exemplar, [input_map, crop_used], api_name="input_from_photo")
 
     @events.handler
     def on_click(input_map, exemplar, exemplar_map, evt: gr.SelectData = None):
         x, y = evt.index if evt is not None else (None, None)
         return correspondence(pipe, input_map, exemplar, x, y, exemplar_map)
 
-    events.on_open(pipe, on_translate, [input_map, exemplar, exemplar_map], [result, warped, files])
+    events.on_open(pipe, on_translate, translate_inputs, [result, warped, files])
     events.on_open(pipe, on_click, [input_map, exemplar, exemplar_map], [marked, marked_text])
 
     if kind == "pose":

@@ -13,7 +13,7 @@ import numpy as np
 import synthetic
 from coordgan.correspondence import OUR_RULE, RULE_DESCRIPTIONS, RULES
 
-from . import display, events, examples, inputs, matching, models
+from . import display, events, examples, face_photos, inputs, matching, models
 
 CLASS_NAMES = synthetic.category("faces").class_names  # the bundled checkpoints' classes
 NUM_CLASSES = len(CLASS_NAMES)
@@ -22,10 +22,15 @@ MAX_QUERIES = 16
 IMAGES = ("reference image", "query image")  # the two inputs, as error messages name them
 
 
-def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE, progress=None):
+def propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE,
+                     align_face=True, progress=None):
     """-> (overlay on the query, coloured label map of the query, gallery of every query's overlay,
     [each query's labels as an index PNG at its own size, the first query's dense flow as .npy:
-    for each of its pixels, the reference pixel it matches])."""
+    for each pixel of the image the model saw, the reference pixel it matches]).
+
+    With `align_face` and a face model, each query photo is aligned to the model's frame first
+    (demos/face_photos.py) and its labels are pasted back onto the photo; the gallery also shows
+    the aligned crops the model saw."""
     pipe = models.require(pipe)
     if rule not in RULES:
         raise gr.Error(f"The propagation rule must be one of {', '.join(RULES)}, got {rule!r}.")
@@ -42,17 +47,20 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
     extra = inputs.paths(more_queries)
     if len(extra) >= MAX_QUERIES:
         raise gr.Error(f"At most {MAX_QUERIES} query images at once; upload fewer.")
-    queries = [inputs.load_rgb(query_image, IMAGES[1])]
-    queries += [inputs.load_rgb(p, f"query image {i + 2}") for i, p in enumerate(extra)]
+    names = [IMAGES[1]] + [f"query image {i + 2}" for i in range(len(extra))]
+    loaded = [face_photos.load(pipe, source, name, align_face) for source, name in zip([query_image, *extra], names)]
     if progress is not None:
         progress(0.1, desc="encoding and matching correspondence maps")
-    predicted = pipe.propagate_labels(reference, labels, queries, rule=rule)
-    shown = [inputs.display_size(q, p) for q, p in zip(queries, predicted)]  # scaled down once, for both views
+    predicted = pipe.propagate_labels(reference, labels, [seen for _, seen, _ in loaded], rule=rule)
+    on_photos = [face_photos.pasted(aligned, p) for (_, _, aligned), p in zip(loaded, predicted)]
+    shown = [inputs.display_size(photo, p) for (photo, _, _), p in zip(loaded, on_photos)]  # scaled once, both views
     overlays = [inputs.overlay(q, p, num_classes) for q, p in shown]
     gallery = [(o, f"query {i + 1}") for i, o in enumerate(overlays)]
+    gallery += [(inputs.overlay(seen, p, num_classes), f"query {i + 1}: the aligned crop the model saw")
+                for i, ((_, seen, aligned), p) in enumerate(zip(loaded, predicted)) if aligned is not None]
     folder = matching.out_folder()
-    files = [matching.save_index_png(folder, f"labels_query_{i + 1}", p) for i, p in enumerate(predicted)]
-    flow = pipe.dense_flow(reference, queries[0])  # for each query pixel, the reference pixel it matches
+    files = [matching.save_index_png(folder, f"labels_query_{i + 1}", p) for i, p in enumerate(on_photos)]
+    flow = pipe.dense_flow(reference, loaded[0][1])  # for each pixel the model saw of query 1, its reference pixel
     files.append(matching.save_flow(folder, "flow_query_1_to_reference", flow))
     return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery, files
 
@@ -66,7 +74,7 @@ def editor_background(reference_image):
 
 
 def create_demo(pipe) -> None:
-    models.missing_notice(pipe)
+    gr.Markdown(models.describe("coordgan", pipe), elem_classes="weights")  # which weights this tab runs
     if pipe and pipe.encoder is None:
         gr.Markdown("⚠️ **This CoordGAN model has no encoder**: it generates references, but reading real images "
                     "needs the authors' encoder checkpoint.")
@@ -83,6 +91,7 @@ def create_demo(pipe) -> None:
                            elem_classes="pixelated", elem_id="lp-overlay")
     with gr.Row():
         rule = gr.Radio([(RULE_DESCRIPTIONS[r], r) for r in RULES], value=OUR_RULE, label="Propagation rule", scale=3)
+        align_face = face_photos.checkbox(pipe, scale=2, elem_id="lp-align")
         propagate_button = gr.Button("Propagate labels", variant="primary", scale=1)
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -120,11 +129,12 @@ def create_demo(pipe) -> None:
                   api_visibility="private", queue=False)
 
     @events.handler
-    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE,
+    def on_propagate(reference_image, reference_labels, query_image, more_queries=None, rule=OUR_RULE, align_face=True,
                      progress=gr.Progress()):
-        return propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries, rule, progress)
+        return propagate_labels(pipe, reference_image, reference_labels, query_image, more_queries, rule, align_face,
+                                progress)
 
-    propagate_inputs = [reference_image, reference_labels, query_image, more_queries, rule]
+    propagate_inputs = [reference_image, reference_labels, query_image, more_queries, rule, align_face]
     propagate_button.click(on_propagate, propagate_inputs, [overlay, label_map, gallery, label_files],
                            api_name="propagate_labels")
 

@@ -94,7 +94,7 @@ def grid(pipe, structure_seed, texture_seed, rows=3, cols=4, truncation=1.0, res
 
 
 def create_demo(pipe) -> None:
-    models.missing_notice(pipe)
+    gr.Markdown(models.describe("coordgan", pipe), elem_classes="weights")  # which weights this tab runs
     gr.Markdown(
         "CoordGAN draws a **structure code** (pose and shape; its dense correspondence map colours each pixel by "
         "its canonical coordinate, x red, y green) and a **texture code** (appearance) independently. "

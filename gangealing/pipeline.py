@@ -214,8 +214,6 @@ class GANgealingPipeline(DiffusionPipeline):
         return Alignment(out.congealed, out.grid, out.grid_flow_size, out.residual_flow, out.similarity, flipped,
                          heads, inputs)
 
-    align = run  # the name before run was every pipeline's tensor pass; kept until its last callers move
-
     def congealed_points_to_input(self, alignment: Alignment, points: torch.Tensor) -> torch.Tensor:
         """Congealed points (B, P, 2) normalised -> pixels (0..S-1) of the unmirrored input."""
         s = self.input_size

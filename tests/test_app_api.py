@@ -58,7 +58,8 @@ def test_api_lists_exactly_the_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
     assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate",
-                                           "/transfer_appearance", "/synthetic", "/match_points", "/compare"}
+                                           "/transfer_appearance", "/synthetic", "/match_points", "/compare", "/align_face",
+                                           "/input_from_photo", "/models"}
     assert not api["unnamed_endpoints"]
 
 

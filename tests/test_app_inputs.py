@@ -153,15 +153,16 @@ def test_model_sources_dispatch_folder_official_file_and_hub_id(tmp_path, monkey
             calls.append(("from_pretrained", source))
             return cls()
 
-        @classmethod
-        def from_official_checkpoint(cls, path):
-            calls.append(("from_official_checkpoint", path))
-            return cls()
-
         def to(self, device):
             return self
 
+    def from_official_checkpoint(path):  # the converter module's function (pipelines never import their converter)
+        calls.append(("from_official_checkpoint", path))
+        return FakePipeline()
+
     monkeypatch.setitem(sys.modules, "fakepkg", types.SimpleNamespace(FakePipeline=FakePipeline))
+    monkeypatch.setitem(sys.modules, "fakepkg.convert_official",
+                        types.SimpleNamespace(from_official_checkpoint=from_official_checkpoint))
     spec = models.ModelSpec("fakepkg", "FakePipeline", "FAKE_MODEL", "checkpoints/fake", "train it")
     release = tmp_path / "cat.pt"
     release.write_bytes(b"")
@@ -188,7 +189,7 @@ def test_official_files_reach_the_importer_with_the_spec_options(tmp_path):
     for source in (authors, authors / "latest_net_G.pth"):
         message = models.load(spec, str(source), env={}).message
         assert message.startswith(f"Could not load the cocosnet checkpoint `{source}`"), message
-        assert "is not a CoCosNet correspondence network" in message and "TypeError" not in message
+        assert "is not CoCosNet's correspondence network" in message and "TypeError" not in message
         assert len(message.splitlines()) <= 2
     coordgan_file = models.load(models.SPECS["coordgan"], str(authors / "latest_net_G.pth"), env={}).message
     assert "is a file, but coordgan loads a save_pretrained folder" in coordgan_file

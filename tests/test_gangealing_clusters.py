@@ -91,7 +91,7 @@ def test_mirror_labels_are_read_by_the_pipeline_as_mirror_then_head(k2_pipe):
         classifier.to_logits.weight.zero_()
         classifier.to_logits.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))
     pipe = GANgealingPipeline(k2_pipe.generator, k2_pipe.transformer, k2_pipe.target, classifier)
-    a = pipe.align(x)
+    a = pipe.run(x)
     assert a.cluster.tolist() == [1, 1, 1] and a.flipped.tolist() == [True] * 3
     assert torch.allclose(a.congealed, pipe.transformer(x.flip(3), heads=torch.ones(3, dtype=torch.long)).congealed)
 

@@ -98,7 +98,7 @@ def test_k1_transformer_matches_recorded_calls(pipe_k1, inputs):
     out = load_fixture("stn_k1_outputs.safetensors")
     x = inputs["x"]
     with torch.inference_mode():
-        a = pipe_k1.align(x, output_resolution=256)  # C1/C3: flips by total variation, then C2
+        a = pipe_k1.run(x, output_resolution=256)  # C1/C3: flips by total variation, then C2
         assert a.flipped.tolist() == out["C1_flip_indices"].view(-1).tolist()
         t = pipe_k1.transformer
         assert_close(total_variation(t(x).residual_flow), out["C1_tv_unflipped"], 1e-8, "C1 TV")
@@ -143,7 +143,7 @@ def test_k4_classifier_clusters_flips_and_points(pipe_k4, inputs):
     assert (pipe_k4.transformer.config.padding_mode, pipe_k4.transformer.config.similarity_iters) == ("reflection", 3)
     with torch.inference_mode():
         assert_close(pipe_k4.classifier(x), out["classifier_logits"], 1e-5, "classifier logits")
-        a = pipe_k4.align(x, cluster="all", output_resolution=256)  # D1
+        a = pipe_k4.run(x, cluster="all", output_resolution=256)  # D1
         assert a.flipped.view(2, k).tolist() == out["D1_flip_NK"].tolist()
         assert_close(a.congealed.view(2, k, 3, 256, 256), out["D1_image_256"], TOL["image"], "D1 image")
         assert_close(a.grid.view(2, k, 256, 256, 2), out["D1_grid_256"], TOL["grid"], "D1 grid")

@@ -93,7 +93,7 @@ def assignment_grid(pipe: GANgealingPipeline, x: torch.Tensor, labels: torch.Ten
     with the true k* (flip-corrected)."""
     k = pipe.transformer.config.num_heads
     images, classes = flip_augment(x, labels, k)
-    predicted = pipe.align(images).congealed
+    predicted = pipe.run(images).congealed
     mirror = (classes >= k).view(-1, 1, 1, 1)
     best = pipe.transformer(torch.where(mirror, images.flip(3), images), heads=classes % k, output_resolution=images.shape[-1]).congealed
     rows = [tensor_to_image(t) for t in (images, predicted, best)]
