@@ -35,6 +35,15 @@ def handler(fn):
     return models.inference(checked)
 
 
+_state = threading.local()
+
+
+def opening() -> bool:
+    """True while a tab's opening example is computed: notes meant for a visitor's own input (such as
+    "no face found" on a synthetic example) stay quiet then."""
+    return getattr(_state, "opening", False)
+
+
 def on_open(pipe, fn, inputs, outputs):
     """Run `fn(*inputs)` into `outputs` when the page loads (once per app; then from memory) and
     return the event, to chain `.then` on; without a loaded `pipe`, or outside a gr.Blocks, None."""
@@ -47,7 +56,11 @@ def on_open(pipe, fn, inputs, outputs):
     def opened(*args):
         with lock:
             if "result" not in memo:
-                memo["result"] = fn(*args)
+                _state.opening = True
+                try:
+                    memo["result"] = fn(*args)
+                finally:
+                    _state.opening = False
         return memo["result"]
 
     return root.load(opened, inputs, outputs, api_visibility="private", show_progress="minimal")

@@ -18,7 +18,7 @@ from PIL import Image
 
 import faces
 
-from . import inputs
+from . import events, inputs
 
 CROP_SIDE = 256  # the aligned crop's side: the pipelines resize it to their own resolution
 # (package, release) -> the face frame its training crops used (faces/README.md)
@@ -55,8 +55,9 @@ def align(pipe, photo: Image.Image, what: str, enabled) -> faces.Aligned | None:
     try:
         return faces.align_largest(photo, CROP_SIDE, frame)
     except faces.NoFaceError:
-        gr.Warning(f"No face was found in the {what}: it is used as it is (centre crop). Untick \"Align the face\" "
-                   "to skip the search.")
+        if not events.opening():
+            gr.Warning(f"No face was found in the {what}: it is used as it is (centre crop). Untick \"Align the "
+                       "face\" to skip the search.")
         return None
 
 

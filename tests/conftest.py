@@ -51,3 +51,29 @@ def app_server(tmp_path_factory):
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", folders=folders, pipelines=pipelines, demo=demo)
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def face_app_server():
+    """The app over tiny random pipelines marked as the bundled models (so their face frame is the
+    synthetic faces', demos/face_photos.py), launched in-process on a free port; yields the Blocks."""
+    import importlib
+
+    import torch
+
+    import app
+    from demos import models
+
+    torch.set_num_threads(1)
+    pipelines = {}
+    for name in ("coordgan", "gangealing", "cocosnet", "coat"):
+        pipe = models._ready(importlib.import_module(name).tiny_random_pipeline(seed=0))
+        pipelines[name] = models.set_precision(models._mark(pipe, kind="bundled", source="tiny", note=""), "fp32")
+    demo = app.build_app(pipelines)
+    demo.queue(default_concurrency_limit=2)
+    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=_free_port(),
+                css=app.CSS, max_file_size=app.MAX_FILE_SIZE)
+    try:
+        yield demo
+    finally:
+        demo.close()

@@ -279,3 +279,28 @@ def test_synthetic_data_tab(page):
     page.wait_for_function("([sel, old]) => { const el = document.querySelector(sel); return el && el.src !== old; }",
                            arg=["#synthetic-image img", before])  # a new render replaced it
     assert output_image(page, "synthetic-image") == [128, 128]
+
+
+def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
+    """On a face model (the bundled kind): the astronaut as the query is aligned to the model's frame,
+    the gallery shows the crop the model saw, the overlay is the whole photo with the labels pasted."""
+    import skimage.data
+    from playwright.sync_api import sync_playwright
+
+    photo = SCREENSHOTS.parent / "astronaut-query.png"
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(skimage.data.astronaut()).resize((384, 384)).save(photo)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(face_app_server.local_url)
+        page.get_by_role("tab", name="Label propagation").click()
+        assert page.locator("#lp-align input[type=checkbox]").is_checked()  # on by default for a face model
+        upload(page, "lp-query", str(photo))
+        page.get_by_role("button", name="Propagate labels").click()
+        assert output_image(page, "lp-overlay", [384, 384]) == [384, 384]  # the photo, labels pasted back
+        page.get_by_text("query 1: the aligned crop the model saw").first.wait_for(state="attached")
+        page.evaluate("window.scrollTo(0, 0)")
+        shoot(page, "face_photo")
+        browser.close()
