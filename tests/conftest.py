@@ -56,7 +56,8 @@ def app_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def face_app_server():
     """The app over tiny random pipelines marked as the bundled models (so their face frame is the
-    synthetic faces', demos/face_photos.py), launched in-process on a free port; yields the Blocks."""
+    synthetic faces', demos/face_photos.py), launched in-process on a free port; yields the Blocks.
+    With APP_SERVER_BUNDLED=1 (the README screenshots) the bundled checkpoints themselves."""
     import importlib
 
     import torch
@@ -67,6 +68,9 @@ def face_app_server():
     torch.set_num_threads(1)
     pipelines = {}
     for name in ("coordgan", "gangealing", "cocosnet", "coat"):
+        if os.environ.get("APP_SERVER_BUNDLED") == "1":
+            pipelines[name] = models.set_precision(models.load(models.SPECS[name]), "fp32")
+            continue
         pipe = models._ready(importlib.import_module(name).tiny_random_pipeline(seed=0))
         pipelines[name] = models.set_precision(models._mark(pipe, kind="bundled", source="tiny", note=""), "fp32")
     demo = app.build_app(pipelines)
