@@ -87,7 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="model calls running at once; the rest wait in the queue (default: $APP_CONCURRENCY or 2)")
     parser.add_argument("--max-queue", type=int, default=64,
                         help="requests that may wait in the queue before new ones are turned away")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (reaches the network)")
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public gradio.live link (reaches the network)")
     parser.add_argument("--precision", default=env.get("APP_PRECISION", "auto"), choices=models.PRECISIONS,
                         help="compute precision of the models: fp32, bf16 or fp16 autocast, or auto (a reduced one "
                              "only where the device computes it natively and the model's measured error stays small; "
@@ -101,7 +102,8 @@ def main(argv=None, block: bool = True) -> gr.Blocks:
     sources = {name: getattr(args, name) for name in models.SPECS}
     pipelines = models.load_all(sources, precision=args.precision, mode=args.models)
     for name, pipe in pipelines.items():
-        state = pipe.message if isinstance(pipe, models.MissingModel) else f"loaded on {models.device()} ({pipe.precision})"
+        state = pipe.message if isinstance(pipe,
+                                           models.MissingModel) else f"loaded on {models.device()} ({pipe.precision})"
         print(f"{name}: {state}")
     app = build_app(pipelines)
     app.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)

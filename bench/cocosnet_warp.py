@@ -32,7 +32,8 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
         g = torch.Generator().manual_seed(size)
-        a, b = torch.randn(1, args.channels, size, size, generator=g), torch.randn(1, args.channels, size, size, generator=g)
+        a, b = torch.randn(1, args.channels, size, size,
+                           generator=g), torch.randn(1, args.channels, size, size, generator=g)
         values = torch.rand(1, 3, size, size, generator=g) * 2 - 1
         with torch.inference_mode():
             q, k = correlation_features(a), correlation_features(b)

@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     if skipped:
         print(f"\nnot run: {', '.join(skipped)}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"pairs": args.pairs, "seed": args.seed, "side": side, "methods": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"pairs": args.pairs, "seed": args.seed, "side": side,
+                                               "methods": rows}, indent=1))
     return 0
 
 

@@ -50,9 +50,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     pipe = CoordGANPipeline.from_pretrained(args.checkpoint)
     os.makedirs(args.out, exist_ok=True)
-    for name, array in (("coordgan_swap_grid.png", swap_grid(pipe, 0, 100, rows=4, cols=6)), ("coordgan_label_propagation.png", propagation_figure(pipe, 6, 31337, args.pose))):
+    for name, array in (("coordgan_swap_grid.png", swap_grid(pipe, 0, 100, rows=4, cols=6)),
+                        ("coordgan_label_propagation.png", propagation_figure(pipe, 6, 31337, args.pose))):
         image = Image.fromarray(array)
-        image.resize((image.width * args.scale, image.height * args.scale), Image.NEAREST).save(os.path.join(args.out, name))
+        image.resize((image.width * args.scale, image.height * args.scale),
+                     Image.NEAREST).save(os.path.join(args.out, name))
         print("wrote", os.path.join(args.out, name))
 
 

@@ -175,8 +175,10 @@ def row(args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="map sides for the efficient form")
-    parser.add_argument("--dense-sizes", type=int, nargs="*", default=[64, 128], help="map sides for the dense form too (none: skip it)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512],
+                        help="map sides for the efficient form")
+    parser.add_argument("--dense-sizes", type=int, nargs="*", default=[64, 128],
+                        help="map sides for the dense form too (none: skip it)")
     parser.add_argument("--ops", nargs="+", default=list(OPS), choices=list(OPS), help="operations to measure")
     parser.add_argument("--num-classes", type=int, default=8, help="channels of the label rows")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="soft warp temperature")

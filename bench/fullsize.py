@@ -44,7 +44,8 @@ CASES = {
     "cocosnet-celebahq-new-exemplar": "the same, a different exemplar on every call",
     "cocosnet-ade20k": "CoCosNet ade20k, 256 px translation (151-class scene map)",
     "cocosnet-deepfashion": "CoCosNet deepfashion, 256 px translation (18 pose keypoints)",
-    "gangealing-cat": "GANgealing paper transformer (K = 1, 3 similarity iterations), congeal one 256 px image with flip",
+    "gangealing-cat": "GANgealing paper transformer (K = 1, 3 similarity iterations), congeal one 256 px "
+                      "image with flip",
     "coordgan-128-generate": "CoordGAN 128 px (celebA_128 layout), generate one image + correspondence map",
     "coordgan-128-propagate": "CoordGAN 128 px + the authors' encoder, label propagation to one query",
     "coordgan-512-generate": "CoordGAN 512 px (celebA_512 layout), generate one image at 512 px",
@@ -155,7 +156,8 @@ def build_case(name: str, precision: str = "fp32", packages: dict | None = None)
             transformer.stns[0].warp_head.linear.weight.normal_(0, 0.01)
             transformer.stns[1].warp_head.flow_out[2].weight.normal_(0, 0.01)
         generator = g.StyleGAN2Generator(**g.GENERATOR_CONFIGS["micro"])
-        target = g.LearnedTarget(num_directions=1, num_latents=generator.num_latents, inject_index=4, style_dim=generator.style_dim)
+        target = g.LearnedTarget(num_directions=1, num_latents=generator.num_latents, inject_index=4,
+                                 style_dim=generator.style_dim)
         pipe = g.GANgealingPipeline(generator.eval(), transformer.eval(), target.eval(), None)
         image = photo(seed=3)
 
@@ -246,7 +248,8 @@ def errors(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, float]:
 def load_baseline(ref: str) -> dict:
     """cocosnet / gangealing / coordgan as they were at git `ref`, imported as <name>_baseline."""
     folder = Path(tempfile.mkdtemp(prefix="fullsize_baseline_"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PACKAGES], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PACKAGES], check=True,
+                             capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     for p in PACKAGES:
         (folder / p).rename(folder / f"{p}_baseline")
@@ -262,7 +265,8 @@ def timed(fn) -> float:
 
 TRAINING = {  # script, extra flags: the tiny recipes on synthetic faces (batch size: --train-batch)
     "stylegan2": ("train/stylegan2.py", ["--config", "tiny"]),
-    "gangealing": ("train/gangealing.py", ["--config", "tiny", "--generator", "checkpoints/gangealing-faces/generator"]),
+    "gangealing": ("train/gangealing.py",
+                   ["--config", "tiny", "--generator", "checkpoints/gangealing-faces/generator"]),
     "coordgan": ("train/coordgan.py", ["--config", "tiny"]),
     "cocosnet": ("train/cocosnet.py", ["--config", "tiny"]),
     "coat": ("train/coat.py", ["--config", "tiny"]),
@@ -282,10 +286,12 @@ def training_step_times(threads: int, batch: int, steps: int = 4) -> None:
         per_step = {}
         for precision in ("no", "bf16"):
             with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, script, *flags, "--output", out, "--steps", str(steps), "--mixed-precision", precision,
+                cmd = [sys.executable, script, *flags, "--output", out, "--steps", str(steps),
+                       "--mixed-precision", precision,
                        "--batch-size", str(batch), "--log-every", "1", "--sample-every", "100000", "--save-every", "100000"]
                 log, seen = Path(out) / "logs.jsonl", []
-                with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+                with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True) as proc:
                     while proc.poll() is None:
                         lines = log.read_text().count("\n") if log.exists() else 0
                         seen += [time.perf_counter()] * (lines - len(seen))
@@ -308,7 +314,8 @@ def fixture_errors(precisions: list, threads: int) -> None:
 
     torch.set_num_threads(threads)
     print(f"\nCoCosNet on the fixtures' recorded inputs (both samples), {threads} thread(s)")
-    print("| config | precision | s | max abs diff vs our fp32 | mean | PSNR dB | max abs diff vs authors' fp32 | mean |")
+    print("| config | precision | s | max abs diff vs our fp32 | mean | PSNR dB | max abs diff vs authors' "
+          "fp32 | mean |")
     print("|---|---|---|---|---|---|---|---|")
     for config in ("celebahq", "ade20k", "deepfashion"):
         corr, gen = convert(config, *(lambda s: (s["G"], s["Corr"]))(rebuild_state_dicts(config)))
@@ -323,23 +330,30 @@ def fixture_errors(precisions: list, threads: int) -> None:
                 seconds = time.perf_counter() - start
             ours = image if ours is None else ours
             e, a = errors(image, ours), errors(image, authors)
-            print(f"| {config} | {precision} | {seconds:.1f} | {e[0]:.2e} | {e[1]:.2e} | {e[2]:.1f} | {a[0]:.2e} | {a[1]:.2e} |", flush=True)
+            print(f"| {config} | {precision} | {seconds:.1f} | {e[0]:.2e} | {e[1]:.2e} | {e[2]:.1f} | {a[0]:.2e} | "
+                  f"{a[1]:.2e} |", flush=True)
         del pipe, corr, gen
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=None, choices=list(CASES), help="default: all but coordgan-512-generate")
+    p.add_argument("--cases", nargs="+", default=None, choices=list(CASES),
+                   help="default: all but coordgan-512-generate")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
-                   help="CPU autocast dtypes (fp16 only where the CPU has fp16 hardware: elsewhere its convolutions are ~250x slower)")
+                   help="CPU autocast dtypes (fp16 only where the CPU has fp16 hardware: elsewhere its convolutions "
+                        "are ~250x slower)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row (after one warm-up call)")
     p.add_argument("--quick", action="store_true",
-                   help="2 timed calls per fp32 row, 1 per reduced-precision row and those at the largest --threads only (< 10 min)")
-    p.add_argument("--baseline", default=None, metavar="GIT_REF", help="also time the packages of this commit (fp32), interleaved")
-    p.add_argument("--training", action="store_true", help="only the training step times (fp32 vs bf16), at the first --threads")
+                   help="2 timed calls per fp32 row, 1 per reduced-precision row and those at the largest --threads "
+                        "only (< 10 min)")
+    p.add_argument("--baseline", default=None, metavar="GIT_REF",
+                   help="also time the packages of this commit (fp32), interleaved")
+    p.add_argument("--training", action="store_true",
+                   help="only the training step times (fp32 vs bf16), at the first --threads")
     p.add_argument("--train-batch", type=int, default=4, help="micro-batch of the training step times")
-    p.add_argument("--fixtures", action="store_true", help="only the precision errors on the authors' recorded CoCosNet inputs")
+    p.add_argument("--fixtures", action="store_true",
+                   help="only the precision errors on the authors' recorded CoCosNet inputs")
     args = p.parse_args(argv)
     if args.fixtures:
         return fixture_errors(args.precisions, args.threads[0])
@@ -377,7 +391,8 @@ def main(argv=None) -> None:
                     times.append(timed(case.call))
                     if old:
                         old_times.append(timed(old.call))
-                row = (f"| {name} | {precision} | {threads} | {np.median(times):.3f} | {min(times):.3f} | {peak / 2**20:.0f} | "
+                row = (f"| {name} | {precision} | {threads} | {np.median(times):.3f} | {min(times):.3f} | "
+                       f"{peak / 2**20:.0f} | "
                        f"{err[0]:.2e} | {err[1]:.2e} | {err[2]:.1f} |")
                 if old:
                     row += f" {np.median(old_times):.3f} | {np.median(old_times) / np.median(times):.2f}x | {old_err[0]:.2e} |"

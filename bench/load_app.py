@@ -84,8 +84,10 @@ def calls(f: dict):
         ("/translate", lambda: (h(str(f["labels"])), h(str(f["photo_4096"])))),
         ("/synthetic", lambda: ("cats", random.randrange(100), random.randrange(100), 128, "wide")),
         ("/transfer_appearance", lambda: (h(str(f["reference"])), h(str(f["photo_4096"])), random.randrange(9))),
-        ("/match_points", lambda: (random.choice(["coordgan", "gangealing", "coat"]), h(str(f["photo_4096"])), h(str(f["query"])),
-                                   json.dumps([[random.randrange(4096), random.randrange(4096)] for _ in range(8)]), None)),
+        ("/match_points",
+         lambda: (random.choice(["coordgan", "gangealing", "coat"]), h(str(f["photo_4096"])), h(str(f["query"])),
+                                   json.dumps([[random.randrange(4096),
+                                                random.randrange(4096)] for _ in range(8)]), None)),
     ]
     hostile = [
         ("/generate", lambda: (1, -5)),
@@ -190,7 +192,8 @@ def main(argv=None) -> dict:
                 # a browser waits for an upload; httpx's 5 s default would count a busy server as a failure. No read
                 # limit: the client's event stream is silent while its calls wait in the queue, and a read timeout
                 # there ends the stream thread and leaves every later call of that client without an answer
-                local.client = Client(url, verbose=False, httpx_kwargs={"timeout": httpx.Timeout(args.timeout, read=None)})
+                local.client = Client(url, verbose=False,
+                                      httpx_kwargs={"timeout": httpx.Timeout(args.timeout, read=None)})
             start = time.perf_counter()
             try:
                 local.client.submit(*make_args(), api_name=endpoint).result(timeout=args.timeout)

@@ -33,7 +33,8 @@ def module_times(roots: dict, call) -> dict:
     for root_name, root in roots.items():
         for name, module in [(root_name, root), *[(f"{root_name}.{n}", m) for n, m in root.named_children()]]:
             start = {}
-            handles.append(module.register_forward_pre_hook(lambda *a, s=start: s.__setitem__("t", time.perf_counter())))
+            handles.append(module.register_forward_pre_hook(lambda *a,
+                                                            s=start: s.__setitem__("t", time.perf_counter())))
             handles.append(module.register_forward_hook(
                 lambda *a, s=start, n=name: totals.__setitem__(n, totals[n] + time.perf_counter() - s["t"])))
     try:
@@ -46,13 +47,15 @@ def module_times(roots: dict, call) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=["cocosnet-celebahq", "gangealing-cat", "coordgan-128-generate", "coordgan-128-propagate"],
+    p.add_argument("--cases", nargs="+",
+                   default=["cocosnet-celebahq", "gangealing-cat", "coordgan-128-generate", "coordgan-128-propagate"],
                    choices=list(CASES))
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--rows", type=int, default=15, help="operators shown per case")
     p.add_argument("--modules", action="store_true", help="also time each top-level child module")
     p.add_argument("--shapes", action="store_true", help="group the operators by input shape")
-    p.add_argument("--flops", action="store_true", help="only count the call's floating-point operations (FlopCounterMode)")
+    p.add_argument("--flops", action="store_true",
+                   help="only count the call's floating-point operations (FlopCounterMode)")
     p.add_argument("--baseline", default=None, metavar="GIT_REF", help="profile the packages of this commit instead")
     args = p.parse_args(argv)
     packages = load_baseline(args.baseline) if args.baseline else None

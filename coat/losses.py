@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from .correspondence import hard_negatives, random_negatives
 
-_TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+_TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                        "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
 # Copied from coordgan.losses.lpips_quietly
@@ -114,7 +115,8 @@ def correspondence_contrastive_loss(output_features: list, content_features: lis
             positive = (query * keys[b][:, i].T).sum(1, keepdim=True)  # (N, 1)
             negative = torch.einsum("nd,dnk->nk", query, keys[b][:, neg])  # (N, K)
             logits = torch.cat([positive, negative], 1) / temperature
-            total = total + F.cross_entropy(logits, torch.zeros(len(i), dtype=torch.long, device=logits.device), reduction="sum")
+            total = total + F.cross_entropy(logits, torch.zeros(len(i), dtype=torch.long, device=logits.device),
+                                            reduction="sum")
             count += len(i)
     return total / max(count, 1)
 

@@ -97,14 +97,16 @@ def create_demo(pipe) -> None:
     photos = examples.photos("astronaut.png", "chelsea.png")
     if len(photos) == 2:
         rows.append([photos[0], photos[1], None, default_n])
-    gr.Examples(rows, [content, style, answer, n], label="A synthetic pair with its exact answer; two real photos (scikit-image)")
+    gr.Examples(rows, [content, style, answer, n],
+                label="A synthetic pair with its exact answer; two real photos (scikit-image)")
 
     @events.handler
     def on_transfer(content_image, style_image, n=default_n, align_face=True):
         return transfer(pipe, content_image, style_image, n, align_face)
 
     transfer_inputs = [content, style, n, align_face]
-    gr.on([button.click, n.release], on_transfer, transfer_inputs, [result, matches, files], api_name="transfer_appearance")
+    gr.on([button.click, n.release], on_transfer, transfer_inputs, [result, matches, files],
+          api_name="transfer_appearance")
 
     @events.handler
     def on_click(content_image, style_image, evt: gr.SelectData = None):

@@ -108,7 +108,8 @@ def table(results: dict) -> list[list]:
     return rows
 
 
-COLUMNS = ["method", "seconds", "mean confidence", "mean error px", f"PCK@{PCK_ALPHAS[0]}", f"PCK@{PCK_ALPHAS[1]}", "note"]
+COLUMNS = ["method", "seconds", "mean confidence", "mean error px", f"PCK@{PCK_ALPHAS[0]}",
+           f"PCK@{PCK_ALPHAS[1]}", "note"]
 
 
 def resolve(image_a, image_b, points, grid: int, seed):
@@ -149,7 +150,8 @@ def views(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1):
     for name, r in results.items():
         if "skipped" not in r and name != "identity":
             caption = f"{name}: {r['seconds']:.2f} s" + (f", {r['mean_error_px']:.1f} px off" if truth is not None else "")
-            gallery.append((matching.titled(matching.lines_view(a, b, pts, r["points"], truth=truth), caption), caption))
+            gallery.append((matching.titled(matching.lines_view(a, b, pts, r["points"], truth=truth),
+                                            caption), caption))
     return gallery, table(results), answer
 
 
@@ -176,7 +178,8 @@ def create_demo(pipelines: dict) -> None:
             with gr.Row():
                 image_a = inputs.ImageInput(value=first[0], label="Image A", height=200, elem_id="cmp-a")
                 image_b = inputs.ImageInput(value=first[1], label="Image B", height=200, elem_id="cmp-b")
-            points = gr.Textbox(label="Points of A (JSON [[x, y], ...]; empty: the grid)", lines=1, elem_id="cmp-points")
+            points = gr.Textbox(label="Points of A (JSON [[x, y], ...]; empty: the grid)", lines=1,
+                                elem_id="cmp-points")
             with gr.Row():
                 grid = gr.Slider(1, MAX_GRID, value=4, step=1, label="Grid (points a side)")
                 seed = gr.Number(0, precision=0, label="Synthetic pair seed (-1: the photos)", minimum=-1)

@@ -122,7 +122,8 @@ def layout(pipe, prefix: str = "gg") -> SimpleNamespace:
             edit_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Image to edit (click it)",
                                            elem_classes=None, elem_id=f"{prefix}-image")  # not stretched: clicks map to pixels
         with gr.Column(scale=2, min_width=300):
-            canvas = inputs.Editor("2. Average congealed image: paint your edit here", 2, height=400, elem_id=f"{prefix}-canvas")
+            canvas = inputs.Editor("2. Average congealed image: paint your edit here", 2, height=400,
+                                   elem_id=f"{prefix}-canvas")
         with gr.Column(scale=1, min_width=220):
             edit_button = gr.Button("3. Propagate the edit", variant="primary")
             align_face = face_photos.checkbox(pipe, elem_id=f"{prefix}-align")
@@ -130,13 +131,17 @@ def layout(pipe, prefix: str = "gg") -> SimpleNamespace:
                                     elem_classes="pixelated", elem_id=f"{prefix}-edited")
             edited_gif = gr.Image(label="Edited video (animated GIF)", type="filepath", format="gif", visible=False,
                                   height=display.HEIGHT, elem_classes="pixelated", elem_id=f"{prefix}-video")
-            edited_mp4 = gr.Video(label="Edited video", height=display.HEIGHT, visible=False, elem_id=f"{prefix}-video-mp4")
+            edited_mp4 = gr.Video(label="Edited video", height=display.HEIGHT, visible=False,
+                                  elem_id=f"{prefix}-video-mp4")
     with gr.Row(equal_height=False):
-        edit_rgba = inputs.ImageInput(value=examples.path("edit_glasses.png"), label="Edit (RGBA, transparent = unchanged)",
+        edit_rgba = inputs.ImageInput(value=examples.path("edit_glasses.png"),
+                                      label="Edit (RGBA, transparent = unchanged)",
                                       image_mode=None, elem_id=f"{prefix}-edit")
-        more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit", elem_id=f"{prefix}-more")
+        more_images = gr.File(file_count="multiple", file_types=["image"], label="More images to edit",
+                              elem_id=f"{prefix}-more")
         # a gr.File, not a gr.Video: gr.Video's upload takes video/* only (no GIF) and would convert formats
-        video = gr.File(file_types=list(VIDEO_SUFFIXES), label=f"Short video ({inputs.VIDEO_FORMATS})", elem_id=f"{prefix}-video-in")
+        video = gr.File(file_types=list(VIDEO_SUFFIXES), label=f"Short video ({inputs.VIDEO_FORMATS})",
+                        elem_id=f"{prefix}-video-in")
         # the endpoint's video output: a file (MP4 or GIF, as the input was), previewed by the player that can show it
         edited_video = gr.File(label="Edited video (download)", elem_id=f"{prefix}-video-file")
     congealed_gallery = gr.Gallery(label="Congealed images", columns=8, height=180, object_fit="contain",
@@ -184,13 +189,15 @@ def create_demo(pipe, name: str = "gangealing") -> None:
     def on_congeal(image):
         return congeal(pipe, image)
 
-    ui.single_congeal.click(on_congeal, ui.edit_image, [ui.congealed_image, ui.congeal_files], api_name="congeal" + suffix)
+    ui.single_congeal.click(on_congeal, ui.edit_image, [ui.congealed_image, ui.congeal_files],
+                            api_name="congeal" + suffix)
 
     @events.handler
     def on_click(image, second, evt: gr.SelectData = None):
         return matching.click_photos(pipe, image, second, evt.index if evt else None, IMAGES)
 
-    ui.edit_image.select(on_click, [ui.edit_image, ui.match_image], [ui.clicked, ui.clicked_text], api_visibility="private")
+    ui.edit_image.select(on_click, [ui.edit_image, ui.match_image], [ui.clicked, ui.clicked_text],
+                         api_visibility="private")
 
     @events.handler
     def on_edit(edit_rgba, image, more_images=None, video=None, align_face=True, progress=gr.Progress()):

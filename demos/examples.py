@@ -27,7 +27,8 @@ def folder() -> Path:
         Image.fromarray(synthetic.colorize(batch.labels[i], cat.num_classes)).save(out / f"face_{i}_labels_color.png")
         Image.fromarray(synthetic.edge_map(batch.labels[i]).astype(np.uint8) * 255).save(out / f"face_{i}_edges.png")
     # another texture on the same structures: exemplars whose right answer is known
-    retextured = synthetic.render(CATEGORY, batch.structure, synthetic.sample_textures(CATEGORY, len(batch.image), seed=99), RESOLUTION)
+    retextured = synthetic.render(CATEGORY, batch.structure,
+                                  synthetic.sample_textures(CATEGORY, len(batch.image), seed=99), RESOLUTION)
     for i in range(len(batch.image)):
         Image.fromarray(retextured.image[i]).save(out / f"exemplar_{i}.png")
     # a short "video": one structure turning slowly, one texture (animated GIF, 8 frames)

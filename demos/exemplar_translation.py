@@ -45,7 +45,8 @@ def read_pose_file(path) -> str:
         return gr.skip()
     path = Path(str(path))
     if path.stat().st_size > MAX_JSON_BYTES:
-        raise gr.Error(f"{path.name!r} is larger than {MAX_JSON_BYTES // 1000} kB; upload the OpenPose JSON of one image.")
+        raise gr.Error(f"{path.name!r} is larger than {MAX_JSON_BYTES // 1000} kB; upload the OpenPose JSON "
+                       "of one image.")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -133,7 +134,8 @@ def example_rows(pipe) -> tuple[list, str]:
     photos = examples.photos("astronaut.png")
     if kind == "pose":
         rows = [[EXAMPLE_POSES[0], photos[0] if photos else examples.path("exemplar_0.png")],
-                [EXAMPLE_POSES[1], examples.path("exemplar_1.png")], [EXAMPLE_POSES[2], examples.path("exemplar_2.png")]]
+                [EXAMPLE_POSES[1],
+                 examples.path("exemplar_1.png")], [EXAMPLE_POSES[2], examples.path("exemplar_2.png")]]
         return rows, "Hand-made OpenPose poses (COCO-18 keypoints on a 256x256 canvas); exemplars: a scikit-image photo and synthetic faces"
     pairs = ((0, 0), (1, 4), (2, 3))
     if kind == "face" or (kind == "mask" and n == len(CELEBA_PARTS)):
@@ -155,12 +157,17 @@ def describe(pipe) -> str:
     text = {
         "mask": "The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names),
         "edge": "The input is an edge map (white edges on black).",
-        "face": "This is the authors' CelebA-HQ **edge** model: the input is a CelebAMask-HQ face label map (index PNG with part "
-                "ids 0-18, a PNG in the class colours, or painted below); the app builds the model's 15 edge and distance "
+        "face": "This is the authors' CelebA-HQ **edge** model: the input is a CelebAMask-HQ face label map (index "
+                "PNG with part "
+                "ids 0-18, a PNG in the class colours, or painted below); the app builds the model's 15 edge "
+                "and distance "
                 "channels from it.\n\n" + inputs.legend(names),
-        "pose": "This is the authors' DeepFashion **pose** model: the input is OpenPose JSON with the 18 COCO keypoints of one "
-                "person in pixels (`{\"people\": [{\"pose_keypoints_2d\": [x0, y0, c0, ...]}]}`; confidence 0 = missing; "
-                "optional `canvas_height` / `canvas_width`, default 256). BODY_25 files are converted. The preview shows the "
+        "pose": "This is the authors' DeepFashion **pose** model: the input is OpenPose JSON with the 18 COCO "
+                "keypoints of one "
+                "person in pixels (`{\"people\": [{\"pose_keypoints_2d\": [x0, y0, c0, ...]}]}`; confidence 0 "
+                "= missing; "
+                "optional `canvas_height` / `canvas_width`, default 256). BODY_25 files are converted. The "
+                "preview shows the "
                 "skeleton the model reads; click it to see where a point lands in the exemplar.",
         "channels": "This checkpoint reads raw channels that the app cannot build.",
     }[kind]
@@ -183,15 +190,18 @@ def create_demo(pipe) -> None:
             input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8,
                                 max_lines=16, elem_id="et-input")
         else:
-            input_label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
+            input_label = {"mask": "Input label map",
+                           "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
             input_map = inputs.ImageInput(value=first[0], label=f"{input_label} (click it)", elem_classes=None,
                                           elem_id="et-input")  # not stretched: clicks map to pixels
         exemplar = inputs.ImageInput(value=first[1], label="Exemplar photo", elem_id="et-exemplar")
         exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own map (required by this model)",
                                          visible=needs_map, elem_id="et-exemplar-map")
-        result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated", elem_id="et-result")
+        result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated",
+                          elem_id="et-result")
     with gr.Row():
-        from_photo = gr.Button("Make the input from a face photo (the exemplar)", visible=kind in ("mask", "face", "edge"),
+        from_photo = gr.Button("Make the input from a face photo (the exemplar)",
+                               visible=kind in ("mask", "face", "edge"),
                                scale=2)
         align_face = face_photos.checkbox(pipe, scale=2, elem_id="et-align")
         button = gr.Button("Translate", variant="primary", scale=2)
@@ -207,11 +217,13 @@ def create_demo(pipe) -> None:
                                 elem_id="et-pose-file")
             preview = gr.Image(pose_preview(pipe, EXAMPLE_POSES[0]), label="The pose the model reads (click a point)",
                                format="png", height=display.HEIGHT, interactive=False, elem_id="et-pose-preview")
-    with gr.Accordion("The input this model reads" + (", and a painter" if kind in ("mask", "face") else ""), open=False):
+    with gr.Accordion("The input this model reads" + (", and a painter" if kind in ("mask", "face") else ""),
+                      open=False):
         gr.Markdown(describe(pipe))
         blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}
         painter = inputs.LabelPainter(n, 6, value=blank, visible=kind in ("mask", "face"), elem_id="et-painter")
-    files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)", file_count="multiple",
+    files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)",
+                    file_count="multiple",
                     elem_id="et-files")
     crop_used = gr.Image(label="The aligned crop the input was drawn from", format="png", height=display.HEIGHT,
                          interactive=False, elem_id="et-crop")
@@ -242,7 +254,8 @@ def create_demo(pipe) -> None:
 
     if kind == "pose":
         pose_file.upload(read_pose_file, pose_file, input_map, api_visibility="private", queue=False)
-        input_map.change(lambda text: pose_preview(pipe, text), input_map, preview, api_visibility="private", queue=False)
+        input_map.change(lambda text: pose_preview(pipe, text), input_map, preview, api_visibility="private",
+                         queue=False)
         preview.select(on_click, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")
     else:
         input_map.select(on_click, [input_map, exemplar, exemplar_map], [marked, marked_text], api_visibility="private")

@@ -25,7 +25,8 @@ def align_face(photo, frame="ffhq", size=256):
         raise gr.Error(f"The size must be a whole number of pixels from 16 to {MAX_SIZE}.")
     image = inputs.load_rgb(photo, "photo")
     try:
-        found = faces.align_largest(image, int(size), frame) if frame != "center" else faces.center_crop(image, int(size))
+        found = faces.align_largest(image, int(size),
+                                    frame) if frame != "center" else faces.center_crop(image, int(size))
     except faces.NoFaceError as e:
         raise gr.Error(f"{e} With frame \"center\" this endpoint returns the centre crop.") from None
     info = {"frame": found.frame, "size": found.size, "matrix": np.round(found.matrix, 6).tolist(), "face": None,

@@ -42,7 +42,8 @@ def frame_for(pipe) -> str | None:
 def checkbox(pipe, **kwargs) -> gr.Checkbox:
     """The tab's "Align the face" checkbox (shown only for a face model)."""
     frame = frame_for(pipe)
-    return gr.Checkbox(True, label="Align the face", info=f"{CHECKBOX_INFO} ({frame} frame)" if frame else CHECKBOX_INFO,
+    return gr.Checkbox(True, label="Align the face",
+                       info=f"{CHECKBOX_INFO} ({frame} frame)" if frame else CHECKBOX_INFO,
                        visible=frame is not None, **kwargs)
 
 

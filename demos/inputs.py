@@ -54,21 +54,26 @@ def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class
 def Editor(label: str, brush_size: int, colors: list[str] | None = None, **kwargs) -> gr.ImageEditor:  # noqa: N802
     """A gr.ImageEditor whose paint layers come to the function as RGBA numpy arrays; with
     `colors` the brush is limited to them (the class palette for label maps)."""
-    brush = gr.Brush(default_size=brush_size, colors=colors, color_mode="fixed") if colors else gr.Brush(default_size=brush_size)
-    return gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", brush=brush, sources=("upload",), format="png", **kwargs)
+    brush = gr.Brush(default_size=brush_size, colors=colors,
+                     color_mode="fixed") if colors else gr.Brush(default_size=brush_size)
+    return gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", brush=brush, sources=("upload",),
+                          format="png", **kwargs)
 
 
 def LabelPainter(num_classes: int, brush_size: int, **kwargs) -> gr.ImageEditor:  # noqa: N802
     """An Editor to paint a label map with the class palette (unpainted pixels are background)."""
-    return Editor("Paint parts with the class colours (unpainted = background)", brush_size, hex_colors(num_classes)[1:], **kwargs)
+    return Editor("Paint parts with the class colours (unpainted = background)", brush_size,
+                  hex_colors(num_classes)[1:], **kwargs)
 
 
 # ------------------------------------------------------------------ images
 def check_size(width: int, height: int, what: str) -> None:
     if width > MAX_SIDE or height > MAX_SIDE:
-        raise gr.Error(f"The {what} is {width}x{height} pixels; the limit is {MAX_SIDE} pixels a side. Resize it and upload it again.")
+        raise gr.Error(f"The {what} is {width}x{height} pixels; the limit is {MAX_SIDE} pixels a side. Resize it and "
+                       "upload it again.")
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise gr.Error(f"The {what} is {width}x{height} pixels; it needs at least {MIN_SIDE} pixels a side. Upload a larger image.")
+        raise gr.Error(f"The {what} is {width}x{height} pixels; it needs at least {MIN_SIDE} pixels a side. Upload a "
+                       "larger image.")
 
 
 def open_image(source, what: str = "image") -> Image.Image:
@@ -76,8 +81,10 @@ def open_image(source, what: str = "image") -> Image.Image:
     if source is None:
         raise gr.Error(f"No {what} given: upload one (or pick an example) first.")
     if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[-1] not in (3, 4)):
-            raise gr.Error(f"The {what} must be an 8-bit image array [H, W] or [H, W, 3|4]; got {source.dtype} {source.shape}.")
+        if source.dtype != np.uint8 or source.ndim not in (2,
+                                                           3) or (source.ndim == 3 and source.shape[-1] not in (3, 4)):
+            raise gr.Error(f"The {what} must be an 8-bit image array [H, W] or [H, W, 3|4]; got {source.dtype} "
+                           f"{source.shape}.")
         source = Image.fromarray(source)
     if isinstance(source, Image.Image):
         check_size(*source.size, what)
@@ -131,13 +138,15 @@ def hex_colors(num_classes: int) -> list[str]:
 def legend(class_names) -> str:
     """Markdown: each class id with its colour swatch and name."""
     cells = [
-        f"<span style='display:inline-block;width:0.9em;height:0.9em;background:{c};border:1px solid #888'></span> {i} {n}"
+        f"<span style='display:inline-block;width:0.9em;height:0.9em;background:{c};border:1px solid "
+        f"#888'></span> {i} {n}"
         for i, (c, n) in enumerate(zip(hex_colors(len(class_names)), class_names))
     ]
     return "Classes: " + " &nbsp; ".join(cells)
 
 
-def colors_to_labels(rgb: np.ndarray, num_classes: int, opaque: np.ndarray | None = None, what: str = "label map") -> np.ndarray:
+def colors_to_labels(rgb: np.ndarray, num_classes: int, opaque: np.ndarray | None = None,
+                     what: str = "label map") -> np.ndarray:
     """Exact palette colours [H, W, 3] -> class ids; unknown colours are refused."""
     pal = synthetic.palette(num_classes).astype(np.int64)
     key = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
@@ -172,7 +181,8 @@ def load_label_map(source, num_classes: int, what: str = "label map") -> np.ndar
         arr = np.asarray(im.convert("RGBA"))
         labels = colors_to_labels(arr[..., :3], num_classes, arr[..., 3] >= 128, what)
     else:
-        raise gr.Error(f"The {what} is a {im.mode} image; upload an index PNG (pixel value = class id) or a PNG coloured with the class palette.")
+        raise gr.Error(f"The {what} is a {im.mode} image; upload an index PNG (pixel value = class id) or a PNG "
+                       "coloured with the class palette.")
     bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
     if bad.size:
         raise gr.Error(
@@ -303,4 +313,5 @@ def paths(files) -> list:
     """gr.File(file_count='multiple') value -> list of paths (None -> [])."""
     if not files:
         return []
-    return [f if isinstance(f, (str, Path)) else getattr(f, "name", f) for f in (files if isinstance(files, list) else [files])]
+    return [f if isinstance(f, (str, Path)) else getattr(f, "name",
+                                                         f) for f in (files if isinstance(files, list) else [files])]

@@ -84,7 +84,8 @@ def create_demo(pipe) -> None:
     with gr.Row(equal_height=False):
         reference_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Reference image (click it)",
                                             elem_classes=None, elem_id="lp-reference")  # not stretched: clicks map to pixels
-        reference_labels = inputs.ImageInput(value=examples.path("face_0_labels_color.png"), label="Reference label map",
+        reference_labels = inputs.ImageInput(value=examples.path("face_0_labels_color.png"),
+                                             label="Reference label map",
                                              elem_id="lp-labels")
         query_image = inputs.ImageInput(value=examples.path("face_1.png"), label="Query image", elem_id="lp-query")
         overlay = gr.Image(label="Query with propagated labels", format="png", height=display.HEIGHT,
@@ -108,7 +109,8 @@ def create_demo(pipe) -> None:
             generate_button = gr.Button("Generate a reference")
         painter = inputs.LabelPainter(NUM_CLASSES, 2, elem_id="lp-painter")
         gr.Markdown("The painter and the examples use the synthetic-face classes:\n\n" + inputs.legend(CLASS_NAMES))
-    gallery = gr.Gallery(label="All queries", columns=6, height=220, object_fit="contain", fit_columns=False, format="png")
+    gallery = gr.Gallery(label="All queries", columns=6, height=220, object_fit="contain", fit_columns=False,
+                         format="png")
     label_files = gr.File(label="Take away: each query's labels (index PNG) and the first query's dense correspondence "
                           "(.npy, query pixel -> reference pixel)", file_count="multiple", elem_id="lp-files")
     faces = [examples.path(f"face_{i}{suffix}") for i in (0, 2, 4) for suffix in (".png", "_labels_color.png")]

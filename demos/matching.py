@@ -31,7 +31,8 @@ def parse_points(points) -> np.ndarray:
         try:
             points = json.loads(points) if points.strip() else []
         except json.JSONDecodeError as e:
-            raise gr.Error(f'The points are not valid JSON ({e.msg} at character {e.pos}); send e.g. [[12, 30], [40, 22]].') from None
+            raise gr.Error(f'The points are not valid JSON ({e.msg} at character {e.pos}); send e.g. [[12, '
+                           '30], [40, 22]].') from None
     if isinstance(points, dict):
         points = points.get("points", [])
     try:
@@ -99,7 +100,8 @@ def match_view(image_a: Image.Image, point, image_b: Image.Image, match, heat: n
     panels, scales = [], []
     for im in (image_a, image_b):
         scale = PANEL / im.height
-        panels.append(im.convert("RGB").resize((max(1, round(im.width * scale)), PANEL), Image.NEAREST if im.height < PANEL else Image.BILINEAR))
+        panels.append(im.convert("RGB").resize((max(1, round(im.width * scale)), PANEL),
+                                               Image.NEAREST if im.height < PANEL else Image.BILINEAR))
         scales.append(scale)
     panels[1] = heat_overlay(panels[1], heat)
     canvas = Image.new("RGB", (panels[0].width + GAP + panels[1].width, PANEL), (255, 255, 255))
@@ -108,7 +110,8 @@ def match_view(image_a: Image.Image, point, image_b: Image.Image, match, heat: n
     draw = ImageDraw.Draw(canvas)
     r = max(3, PANEL // 40)
     _mark(draw, (point[0] + 0.5) * scales[0] - 0.5, (point[1] + 0.5) * scales[0] - 0.5, r)
-    _mark(draw, (match[0] + 0.5) * scales[1] - 0.5 + panels[0].width + GAP, (match[1] + 0.5) * scales[1] - 0.5, r, (0, 160, 255))
+    _mark(draw, (match[0] + 0.5) * scales[1] - 0.5 + panels[0].width + GAP, (match[1] + 0.5) * scales[1] - 0.5, r,
+          (0, 160, 255))
     return np.asarray(canvas)
 
 
@@ -193,7 +196,8 @@ def save_index_png(folder: Path, name: str, labels: np.ndarray) -> str:
     """Class ids as an index PNG (mode L: ids 0-255; mode I beyond)."""
     path = folder / f"{name}.png"
     labels = np.asarray(labels)
-    image = Image.fromarray(labels.astype(np.uint8), "L") if labels.max(initial=0) < 256 else Image.fromarray(labels.astype(np.int32), "I")
+    image = Image.fromarray(labels.astype(np.uint8),
+                            "L") if labels.max(initial=0) < 256 else Image.fromarray(labels.astype(np.int32), "I")
     image.save(path)
     return str(path)
 

@@ -39,7 +39,8 @@ def image_size(pipe, resolution):
     except (TypeError, ValueError):
         value = None
     if value not in sizes:
-        raise gr.Error(f"The image size must be one of {', '.join(map(str, sizes))} px for this model, got {resolution!r}.")
+        raise gr.Error(f"The image size must be one of {', '.join(map(str, sizes))} px for this model, got "
+                       f"{resolution!r}.")
     return value
 
 
@@ -112,7 +113,8 @@ def create_demo(pipe) -> None:
             structure_mix = gr.Slider(0, 1, value=0, step=0.05, label="Structure: first -> second seed")
             texture_mix = gr.Slider(0, 1, value=0, step=0.05, label="Texture: first -> second seed")
             truncation = gr.Slider(0, 1, value=1.0, step=0.05, label="Truncation (1 = none)")
-            resolution = gr.Radio(sizes, value=sizes[-1] if sizes else None, label="Image size (px)", visible=len(sizes) > 1)
+            resolution = gr.Radio(sizes, value=sizes[-1] if sizes else None, label="Image size (px)",
+                                  visible=len(sizes) > 1)
             button = gr.Button("Generate", variant="primary")
         with gr.Column(scale=3, min_width=280):
             # the endpoint's image at the model's size (API); shown enlarged (display.py: clicks stay exact)
@@ -141,7 +143,8 @@ def create_demo(pipe) -> None:
         show, image, shown, api_visibility="private", queue=False)
 
     @events.handler
-    def on_select(structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix, texture_mix, truncation,
+    def on_select(structure_seed, texture_seed, structure_seed_2, texture_seed_2, structure_mix,
+                  texture_mix, truncation,
                   resolution, evt: gr.SelectData = None):
         settings = dict(structure_seed=structure_seed, texture_seed=texture_seed, structure_seed_2=structure_seed_2,
                         texture_seed_2=texture_seed_2, structure_mix=structure_mix, texture_mix=texture_mix,

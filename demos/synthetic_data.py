@@ -24,7 +24,8 @@ def coordinate_map(coords: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def render_example(category: str, structure_seed: float, texture_seed: float, resolution: float = 128, pose: str = "aligned"):
+def render_example(category: str, structure_seed: float, texture_seed: float, resolution: float = 128,
+                   pose: str = "aligned"):
     """Render one image; returns (image, label overlay, canonical coordinate map)."""
     if category not in synthetic.CATEGORIES:
         raise gr.Error(f"Unknown category {category!r}; choose one of {', '.join(synthetic.CATEGORIES)}.")
@@ -40,7 +41,8 @@ def render_example(category: str, structure_seed: float, texture_seed: float, re
     batch = synthetic.render(category, structure, texture, int(resolution))
     cat = synthetic.category(category)
     colors = synthetic.colorize(batch.labels[0], cat.num_classes)
-    overlay = np.where(batch.labels[0, ..., None] > 0, (0.45 * batch.image[0] + 0.55 * colors).astype(np.uint8), batch.image[0])
+    overlay = np.where(batch.labels[0, ..., None] > 0, (0.45 * batch.image[0] + 0.55 * colors).astype(np.uint8),
+                       batch.image[0])
     return batch.image[0], overlay, coordinate_map(batch.coords[0])
 
 
@@ -57,7 +59,8 @@ def create_demo() -> None:
         resolution = gr.Slider(32, 512, value=128, step=16, label="Resolution")
         pose = gr.Radio(list(synthetic.POSES), value="aligned", label="Pose range")
     with gr.Row():
-        image = gr.Image(label="Image", format="png", height=display.HEIGHT, elem_classes="pixelated", elem_id="synthetic-image")
+        image = gr.Image(label="Image", format="png", height=display.HEIGHT, elem_classes="pixelated",
+                         elem_id="synthetic-image")
         overlay = gr.Image(label="Part labels", format="png", height=display.HEIGHT, elem_classes="pixelated")
         coords = gr.Image(label="Canonical coordinates (x red, y green)", format="png", height=display.HEIGHT,
                           elem_classes="pixelated")

@@ -35,17 +35,20 @@ H264_OPTIONS = {"crf": "20", "preset": "veryfast"}  # visually lossless on these
 
 def _too_long(what: str, seconds: float | None = None) -> gr.Error:
     length = f"lasts {seconds:.1f} s, " if seconds is not None else "is "
-    return gr.Error(f"The {what} {length}longer than {MAX_VIDEO_SECONDS:g} seconds; trim it to at most {MAX_VIDEO_SECONDS:g} s and upload it again.")
+    return gr.Error(f"The {what} {length}longer than {MAX_VIDEO_SECONDS:g} seconds; trim it to at most "
+                    f"{MAX_VIDEO_SECONDS:g} s and upload it again.")
 
 
 def _too_many_frames(what: str, frames: int | None = None) -> gr.Error:
     count = f"has {frames} frames" if frames is not None else f"has more than {MAX_VIDEO_FRAMES} frames"
-    return gr.Error(f"The {what} {count}; the limit is {MAX_VIDEO_FRAMES} frames. Trim it or lower its frame rate and upload it again.")
+    return gr.Error(f"The {what} {count}; the limit is {MAX_VIDEO_FRAMES} frames. Trim it or lower its frame rate and "
+                    "upload it again.")
 
 
 def _check_side(width: int, height: int, what: str) -> None:
     if max(width, height) > MAX_VIDEO_SIDE:
-        raise gr.Error(f"The {what} is {width}x{height} pixels; videos may have at most {MAX_VIDEO_SIDE} pixels a side. Scale it down and upload it again.")
+        raise gr.Error(f"The {what} is {width}x{height} pixels; videos may have at most {MAX_VIDEO_SIDE} pixels a "
+                       "side. Scale it down and upload it again.")
 
 
 class VideoReader:
@@ -68,7 +71,8 @@ class VideoReader:
         except UnidentifiedImageError:
             image = None  # not an image: a video container, or neither
         except Image.DecompressionBombError:
-            raise gr.Error(f"The {what} is far too large to decode; videos may have at most {MAX_VIDEO_SIDE} pixels a side.") from None
+            raise gr.Error(f"The {what} is far too large to decode; videos may have at most {MAX_VIDEO_SIDE} "
+                           "pixels a side.") from None
         except OSError:
             raise gr.Error(f"{Path(self.path).name!r} cannot be read; upload {VIDEO_FORMATS}.") from None
         self.animated_image = image is not None

@@ -93,7 +93,8 @@ class Aligned:
         if is_labels:
             base = np.zeros((h, w), np.asarray(crop).dtype) if onto is None else np.array(_to_image(onto, True)[0])
             if base.shape != (h, w):
-                raise ValueError(f"onto must be a label map of the photo's size {w}x{h}, got {base.shape[1]}x{base.shape[0]}")
+                raise ValueError(f"onto must be a label map of the photo's size {w}x{h}, got "
+                                 f"{base.shape[1]}x{base.shape[0]}")
             if region_size[0] > 0 and region_size[1] > 0:
                 inside = np.asarray(warp.resample(Image.new("L", (size, size), 1), region_to_crop, region_size,
                                                   labels=True)).astype(bool)
@@ -137,7 +138,8 @@ def align(image, face: Face, size: int = 256, frame: str = "ffhq") -> Aligned:
     size = _check_size(size)
     photo = Image.fromarray(as_rgb_array(image))
     crop_to_photo = get_frame(frame).crop_to_photo(face.eye_left, face.eye_right, face.mouth, size)
-    corners = warp.apply(crop_to_photo, [(-0.5, -0.5), (size - 0.5, -0.5), (-0.5, size - 0.5), (size - 0.5, size - 0.5)])
+    corners = warp.apply(crop_to_photo,
+                         [(-0.5, -0.5), (size - 0.5, -0.5), (-0.5, size - 0.5), (size - 0.5, size - 0.5)])
     (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
     if x1 < -0.5 or y1 < -0.5 or x0 > photo.width - 0.5 or y0 > photo.height - 0.5:
         raise ValueError(f"the face's crop ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) lies outside the "
@@ -165,7 +167,8 @@ def align_largest(image, size: int = 256, frame: str = "ffhq") -> Aligned:
     """`align` on the largest face `detect` finds; `NoFaceError` (a ValueError) when there is none."""
     faces = detect(image)
     if not faces:
-        raise NoFaceError("No face was found in the photo (dlib's frontal face detector, upright or turned up to 90 degrees). "
+        raise NoFaceError("No face was found in the photo (dlib's frontal face detector, upright or turned up to "
+                          "90 degrees). "
                           "Use a photo with a clearer, larger frontal face, or the centre crop instead "
                           "(faces.center_crop(image, size)).")
     return align(image, faces[0], size, frame)

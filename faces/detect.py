@@ -155,11 +155,13 @@ def _upright_landmarks(detector, predictor, photo_image: Image.Image, center, ha
         cs = (small - 1) / 2
         i = min(range(len(rects)), key=lambda i: np.hypot(rects[i].center().x - cs, rects[i].center().y - cs))
         r = rects[i]
-        box, score = tuple(warp.apply(small_to_patch, [(r.left(), r.top()), (r.right(), r.bottom())]).ravel()), scores[i]
+        box, score = tuple(warp.apply(small_to_patch,
+                                      [(r.left(), r.top()), (r.right(), r.bottom())]).ravel()), scores[i]
     # The predictor reads the box and a little around it: a full-resolution crop of the patch.
     margin = int(half / 2)
     x0, y0 = max(0, int(min(box[0], box[2])) - margin), max(0, int(min(box[1], box[3])) - margin)
-    x1, y1 = min(side, int(np.ceil(max(box[0], box[2]))) + margin), min(side, int(np.ceil(max(box[1], box[3]))) + margin)
+    x1, y1 = min(side,
+                 int(np.ceil(max(box[0], box[2]))) + margin), min(side, int(np.ceil(max(box[1], box[3]))) + margin)
     crop_to_photo = patch_to_photo @ warp.translation(x0, y0)
     crop = np.asarray(warp.resample(photo_image, crop_to_photo, (x1 - x0, y1 - y0), fast=True))
     shifted = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)

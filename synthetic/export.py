@@ -32,7 +32,8 @@ def keypoint_header(name: str) -> dict:
     }
 
 
-def export(name: str, n: int, resolution: int, out: str | os.PathLike, seed: int = 0, pose: str = "aligned", chunk: int = 256) -> Path:
+def export(name: str, n: int, resolution: int, out: str | os.PathLike, seed: int = 0, pose: str = "aligned",
+           chunk: int = 256) -> Path:
     """Render `n` images of `name` into `out` (see the module docstring for the layout)."""
     if name not in TEMPLATES:
         raise ValueError(f"unknown category {name!r}; choose one of {sorted(TEMPLATES)}")
@@ -68,9 +69,11 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
-def grid(name: str, rows: int = 4, cols: int = 6, resolution: int = 96, seed: int = 0, pose: str = "aligned") -> np.ndarray:
+def grid(name: str, rows: int = 4, cols: int = 6, resolution: int = 96, seed: int = 0,
+         pose: str = "aligned") -> np.ndarray:
     """A uint8 image grid: the same structure along each row, the same texture down each column."""
     structure = np.repeat(sample_structures(name, rows, seed, pose), cols, axis=0)
     texture = np.tile(sample_textures(name, cols, seed + 1), (rows, 1))
     image = render(name, structure, texture, resolution).image
-    return image.reshape(rows, cols, resolution, resolution, 3).transpose(0, 2, 1, 3, 4).reshape(rows * resolution, cols * resolution, 3)
+    return image.reshape(rows, cols, resolution, resolution,
+                         3).transpose(0, 2, 1, 3, 4).reshape(rows * resolution, cols * resolution, 3)

@@ -61,7 +61,8 @@ class ImageFolderDataset(Dataset):
                 skipped.append(p.name)
         if skipped:
             shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-            warnings.warn(f"skipped {len(skipped)} of {len(candidates)} files in {image_dir} that are not readable images: {shown}", stacklevel=2)
+            warnings.warn(f"skipped {len(skipped)} of {len(candidates)} files in {image_dir} that are not readable "
+                          f"images: {shown}", stacklevel=2)
         if not self.files:
             raise ValueError(f"no readable images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {image_dir}")
         self.resolution = resolution
@@ -104,7 +105,8 @@ class ImageFolderDataset(Dataset):
         if self.label_dir is not None:
             with Image.open(self._label_path(path)) as lab:
                 if lab.mode not in ("L", "P", "I", "I;16"):
-                    raise ValueError(f"label map {lab.filename} must hold class ids (mode L, P or I), got mode {lab.mode}")
+                    raise ValueError(f"label map {lab.filename} must hold class ids (mode L, P or I), got "
+                                     f"mode {lab.mode}")
                 labels = lab.resize((nw, nh), Image.NEAREST).crop(box)
             item["labels"] = torch.from_numpy(np.asarray(labels).astype(np.int64))
         if self.meta is not None and path.name in self.meta.get("images", {}):
@@ -121,5 +123,6 @@ class ImageFolderDataset(Dataset):
                 return self.load(i)
             except (OSError, SyntaxError) as error:  # truncated or corrupt after the header
                 self.skipped_at_load += 1
-                warnings.warn(f"skipping unreadable image {self.files[i]} ({error}); {self.skipped_at_load} skipped so far", stacklevel=2)
+                warnings.warn(f"skipping unreadable image {self.files[i]} ({error}); {self.skipped_at_load} "
+                              "skipped so far", stacklevel=2)
         raise ValueError(f"no image in {self.image_dir} could be decoded")

@@ -57,7 +57,8 @@ def face(tmp_path_factory):
 def test_api_lists_exactly_the_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
-    assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit", "/translate",
+    assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit",
+                                           "/translate",
                                            "/transfer_appearance", "/synthetic", "/match_points", "/compare", "/align_face",
                                            "/input_from_photo", "/models"}
     assert not api["unnamed_endpoints"]
@@ -70,7 +71,8 @@ def test_generate_matches_the_pipeline_and_refuses_bad_seeds(client, app_server)
     assert np.array_equal(pixels(image), np.asarray(expected.images[0]))
     assert np.array_equal(pixels(correspondence), np.asarray(expected.correspondence_images[0]))
     mixed, _ = client.predict(3, 7, 4, 8, 0.5, 0.25, 0.7, api_name="/generate")
-    expected = pipe.generate(structure_seed=3, texture_seed=7, structure_seed_2=4, texture_seed_2=8, structure_mix=0.5, texture_mix=0.25, truncation=0.7)
+    expected = pipe.generate(structure_seed=3, texture_seed=7, structure_seed_2=4, texture_seed_2=8, structure_mix=0.5,
+                             texture_mix=0.25, truncation=0.7)
     assert np.array_equal(pixels(mixed), np.asarray(expected.images[0]))
     assert "The texture seed must be a whole number between 0 and 2147483647" in app_error(client, 1, -4, api_name="/generate")
     assert "Value 3.0 is greater than maximum value 1" in app_error(client, 1, 2, 2, 3, 0, 0, 3.0, api_name="/generate")  # the slider's own bound
@@ -89,7 +91,8 @@ def test_grid_rows_share_structure_columns_share_texture(client, app_server):
 
 def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, tmp_path):
     pipe = app_server.pipelines["coordgan"]
-    overlay, label_map, gallery, files = client.predict(file(face["reference"]), file(face["labels"]), file(face["query"]), api_name="/propagate_labels")
+    overlay, label_map, gallery, files = client.predict(file(face["reference"]), file(face["labels"]),
+                                                        file(face["query"]), api_name="/propagate_labels")
     reference, query = Image.open(face["reference"]), Image.open(face["query"])
     predicted = pipe.propagate_labels(reference, face["labels_array"], [query])[0]
     n = label_propagation.NUM_CLASSES
@@ -105,13 +108,15 @@ def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, t
     pal = tmp_path / "query_p.png"
     query.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(pal)
     more = [file(cmyk), file(rgba), file(pal)]
-    overlay2, label_map2, gallery2, files2 = client.predict(file(face["reference"]), file(colour), file(cmyk), more, api_name="/propagate_labels")
+    overlay2, label_map2, gallery2, files2 = client.predict(file(face["reference"]), file(colour), file(cmyk), more,
+                                                            api_name="/propagate_labels")
     expected = pipe.propagate_labels(reference, face["labels_array"], [query.convert("CMYK").convert("RGB")])[0]
     assert np.array_equal(pixels(label_map2), inputs.colorize(expected, n))
     assert len(gallery2) == 4
     # take-away files: each query's labels as an index PNG at its own size, the first query's flow
     names = [Path(f).name for f in files2]
-    assert names == ["labels_query_1.png", "labels_query_2.png", "labels_query_3.png", "labels_query_4.png", "flow_query_1_to_reference.npy"]
+    assert names == ["labels_query_1.png", "labels_query_2.png", "labels_query_3.png", "labels_query_4.png",
+                     "flow_query_1_to_reference.npy"]
     assert np.array_equal(np.asarray(Image.open(files2[0])), expected)
     assert np.load(files2[-1]).shape == (48, 48, 2)
     expected_p = pipe.propagate_labels(reference, face["labels_array"], [Image.open(pal).convert("RGB")])[0]
@@ -120,9 +125,11 @@ def test_propagate_labels_valid_and_converted_inputs(client, app_server, face, t
     own = np.where(face["labels_array"] > 0, face["labels_array"] + 29, 0).astype(np.uint8)
     own_file = tmp_path / "own_classes.png"
     Image.fromarray(own, mode="L").save(own_file)
-    _, label_map3, _, _ = client.predict(file(face["reference"]), file(own_file), file(face["query"]), api_name="/propagate_labels")
+    _, label_map3, _, _ = client.predict(file(face["reference"]), file(own_file), file(face["query"]),
+                                         api_name="/propagate_labels")
     expected_own = pipe.propagate_labels(reference, own.astype(np.int64), [query])[0]
-    assert expected_own.max() > 29 and np.array_equal(pixels(label_map3), inputs.colorize(expected_own, int(own.max()) + 1))
+    assert expected_own.max() > 29 and np.array_equal(pixels(label_map3),
+                                                      inputs.colorize(expected_own, int(own.max()) + 1))
 
 
 def test_propagate_labels_hostile_inputs(client, face, tmp_path):
@@ -161,7 +168,8 @@ def test_sixteen_simultaneous_calls_all_finish(client, app_server):
     with ThreadPoolExecutor(16) as pool:
         jobs = list(pool.map(lambda s: client.submit(s, 100 + s, api_name="/generate"), range(16)))
         results = [job.result(timeout=120) for job in jobs]
-    expected = app_server.pipelines["coordgan"].generate(structure_seed=list(range(16)), texture_seed=[100 + s for s in range(16)])
+    expected = app_server.pipelines["coordgan"].generate(structure_seed=list(range(16)),
+                                                         texture_seed=[100 + s for s in range(16)])
     for (image, _), want in zip(results, expected.images):
         assert np.array_equal(pixels(image), np.asarray(want))
 
@@ -172,7 +180,8 @@ def test_examples_are_valid_inputs():
     for i in range(6):
         assert inputs.load_rgb(examples.path(f"face_{i}.png")).size == (examples.RESOLUTION,) * 2
         assert np.array_equal(
-            inputs.load_label_map(examples.path(f"face_{i}_labels.png"), n), inputs.load_label_map(examples.path(f"face_{i}_labels_color.png"), n)
+            inputs.load_label_map(examples.path(f"face_{i}_labels.png"),
+                                  n), inputs.load_label_map(examples.path(f"face_{i}_labels_color.png"), n)
         )
     frames, _ = video.load_video_frames(examples.path("video.gif"))
     assert len(frames) == 8
@@ -195,7 +204,8 @@ def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
     assert np.array_equal(pixels(congealed), np.asarray(out.images[0]))
     grid = np.load(grid_file)  # for each congealed pixel, where it was sampled in the 48 x 48 reference
     assert grid.shape == (*pixels(congealed).shape[:2], 2) and Path(grid_file).name == "flow_congealed_to_image.npy"
-    np.testing.assert_allclose(grid, ((out.grids[0].numpy() + 1) * 48 - 1) / 2, atol=1e-4)  # square input: model frame = image
+    np.testing.assert_allclose(grid, ((out.grids[0].numpy() + 1) * 48 - 1) / 2,
+                               atol=1e-4)  # square input: model frame = image
     size = pipe.congeal([reference]).images[0].size
     edit = np.zeros((size[1], size[0], 4), np.uint8)
     edit[: size[1] // 2, :, :] = [255, 0, 0, 255]
@@ -203,7 +213,8 @@ def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
     Image.fromarray(edit).save(edit_path)
     grey = tmp_path / "grey.png"
     reference.convert("L").save(grey)
-    edited, gallery, video = client.predict(file(edit_path), file(face["reference"]), [file(grey)], file(examples.path("video.gif")), api_name="/propagate_edit")
+    edited, gallery, video = client.predict(file(edit_path), file(face["reference"]), [file(grey)],
+                                            file(examples.path("video.gif")), api_name="/propagate_edit")
     expected = pipe.propagate_edit(Image.fromarray(edit), [reference, reference.convert("L").convert("RGB")])
     assert np.array_equal(pixels(edited), np.asarray(expected[0]))
     assert np.array_equal(pixels(gallery[3]["image"]), np.asarray(expected[1])) and len(gallery) == 4
@@ -230,7 +241,8 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     if pipe.input_kind != "mask":
         pytest.skip("the test pipeline is not a mask model")
     exemplar = Image.open(examples.path("exemplar_1.png")).convert("RGB")
-    image, warped, (flow_file,) = client.predict(file(face["labels"]), file(examples.path("exemplar_1.png")), api_name="/translate")
+    image, warped, (flow_file,) = client.predict(file(face["labels"]), file(examples.path("exemplar_1.png")),
+                                                 api_name="/translate")
     expected = pipe.translate(face["labels_array"], exemplar, return_warped=True)
     assert np.array_equal(pixels(image), np.asarray(expected.image)) and pixels(image).shape == (48, 48, 3)
     assert np.array_equal(pixels(warped), np.asarray(expected.warped_exemplar))
@@ -265,7 +277,9 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     right = round(exemplar.width * 256 / exemplar.height)
     assert view.shape == (256, left + 8 + right, 3)
     for half, colour, (cx, cy) in ((view[:, :left], (255, 0, 0), (20.5 * 256 / 48 - 0.5, 30.5 * 256 / 48 - 0.5)),
-                                   (view[:, -right:], (0, 160, 255), ((px + 0.5) * 256 / exemplar.height - 0.5, (py + 0.5) * 256 / exemplar.height - 0.5))):
+                                   (view[:, -right:], (0, 160, 255),
+                                    ((px + 0.5) * 256 / exemplar.height - 0.5,
+                                     (py + 0.5) * 256 / exemplar.height - 0.5))):
         ys, xs = np.nonzero((half == colour).all(-1))
         assert abs(xs.mean() - cx) < 2 and abs(ys.mean() - cy) < 2
     with pytest.raises(Exception, match=r"outside the 48x48 input"):
@@ -289,7 +303,8 @@ def test_missing_checkpoints_leave_the_app_up_with_instructions(tmp_path):
         from gradio_client import handle_file
 
         assert "--gangealing DIR_OR_HUB_REPO" in app_error(client, handle_file(face), api_name="/congeal")
-        assert "--cocosnet DIR_OR_HUB_REPO" in app_error(client, handle_file(face), handle_file(face), api_name="/translate")
+        assert "--cocosnet DIR_OR_HUB_REPO" in app_error(client, handle_file(face), handle_file(face),
+                                                         api_name="/translate")
     finally:
         demo.close()
 
@@ -306,7 +321,8 @@ def test_edge_model_translation_without_server(tmp_path):
         exemplar_translation.create_demo(pipe)  # edge examples, no label painter
     edges = examples.path("face_0_edges.png")
     image, warped, _ = exemplar_translation.translate(pipe, edges, examples.path("exemplar_0.png"))
-    expected = pipe.translate(Image.open(edges).convert("L"), Image.open(examples.path("exemplar_0.png")).convert("RGB"), return_warped=True)
+    expected = pipe.translate(Image.open(edges).convert("L"),
+                              Image.open(examples.path("exemplar_0.png")).convert("RGB"), return_warped=True)
     assert np.array_equal(np.asarray(image), np.asarray(expected.image)) and image.size == (examples.RESOLUTION,) * 2
     assert np.array_equal(np.asarray(warped), np.asarray(expected.warped_exemplar))
 
@@ -316,7 +332,8 @@ def test_transfer_appearance_matches_the_pipeline_and_refuses_bad_input(client, 
 
     pipe = loaded(app_server, "coat")
     content, style, _ = synthetic_pair()
-    result, matches, (matches_file, flow_file) = client.predict(file(content), file(style), 2, api_name="/transfer_appearance")
+    result, matches, (matches_file,
+                      flow_file) = client.predict(file(content), file(style), 2, api_name="/transfer_appearance")
     expected = pipe.transfer(Image.open(content).convert("RGB"), Image.open(style).convert("RGB"), n=2)
     assert np.array_equal(pixels(result), np.asarray(expected.image))
     assert pixels(matches).shape[0] == 256 and pixels(matches).shape[1] > 512  # content | style, 256 px high
@@ -334,4 +351,5 @@ def test_transfer_appearance_matches_the_pipeline_and_refuses_bad_input(client, 
                                                                                  api_name="/transfer_appearance")
     big = tmp_path / "big.png"
     Image.new("L", (4100, 20)).save(big)
-    assert "the limit is 4096 pixels a side" in app_error(client, file(content), file(big), 2, api_name="/transfer_appearance")
+    assert "the limit is 4096 pixels a side" in app_error(client, file(content), file(big), 2,
+                                                          api_name="/transfer_appearance")

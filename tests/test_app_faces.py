@@ -61,12 +61,14 @@ def test_label_propagation_pastes_labels_back_onto_the_photo(client, photos):
     from demos import examples
 
     ref, labels = examples.path("face_0.png"), examples.path("face_0_labels.png")
-    overlay, _, gallery, files = client.predict(file(ref), file(labels), file(photos["face"]), api_name="/propagate_labels")
+    overlay, _, gallery, files = client.predict(file(ref), file(labels), file(photos["face"]),
+                                                api_name="/propagate_labels")
     assert Image.open(overlay).size == (384, 384)  # the photo's size, labels pasted back
     assert any("aligned crop" in (item.get("caption") or "") for item in gallery)
     on_photo = np.asarray(Image.open(files[0]))
     assert on_photo.shape == (384, 384) and (on_photo > 0).any() and (on_photo[:8] == 0).all()  # 0 outside the crop
-    overlay, _, gallery, files = client.predict(file(ref), file(labels), file(photos["cup"]), api_name="/propagate_labels")
+    overlay, _, gallery, files = client.predict(file(ref), file(labels), file(photos["cup"]),
+                                                api_name="/propagate_labels")
     assert Image.open(overlay).size == (300, 200) and len(gallery) == 1  # no face: the photo as it is, no crop
 
 

@@ -69,7 +69,8 @@ def test_label_maps_index_and_palette_and_refusals(tmp_path):
     assert np.array_equal(inputs.load_label_map(save(tmp_path, Image.fromarray(rgba), "rgba.png"), n), expected)
     bad = synthetic.colorize(labels, n).copy()
     bad[5, 5] = [1, 2, 3]
-    with pytest.raises(gr.Error, match=r"1 pixels in colours that are not class colours of this model \(e.g. #010203\)"):
+    with pytest.raises(gr.Error,
+                       match=r"1 pixels in colours that are not class colours of this model \(e.g. #010203\)"):
         inputs.load_label_map(save(tmp_path, Image.fromarray(bad), "bad.png"), n)
     unknown = labels.astype(np.uint8).copy()
     unknown[0, 0] = 200
@@ -88,7 +89,8 @@ def test_painted_layers_snap_to_the_palette():
     labels = inputs.colors_to_labels(painted, n)
     assert (labels[2:8, 2:8] == 3).all() and (labels[10:12, 10:12] == 5).all()
     assert labels[15, 15] == 0 and (labels == 0).sum() == 400 - 36 - 4
-    assert inputs.painted_labels({"background": None, "layers": [np.zeros((4, 4, 4), np.uint8)], "composite": None}, n) is None
+    assert inputs.painted_labels({"background": None, "layers": [np.zeros((4, 4, 4), np.uint8)],
+                                  "composite": None}, n) is None
     merged = inputs.merged_layers({"layers": [layer]})
     assert merged.shape == (20, 20, 4) and np.array_equal(merged[3, 3], layer[3, 3])
 
@@ -169,7 +171,8 @@ def test_model_sources_dispatch_folder_official_file_and_hub_id(tmp_path, monkey
     assert isinstance(models.load(spec, str(release), env={}), FakePipeline)
     assert isinstance(models.load(spec, None, env={"FAKE_MODEL": str(tmp_path)}), FakePipeline)
     assert isinstance(models.load(spec, "someone/fake-faces", env={}), FakePipeline)  # a Hub repo id
-    assert calls == [("from_official_checkpoint", str(release)), ("from_pretrained", str(tmp_path)), ("from_pretrained", "someone/fake-faces")]
+    assert calls == [("from_official_checkpoint", str(release)), ("from_pretrained", str(tmp_path)),
+                     ("from_pretrained", "someone/fake-faces")]
     # the bundled default is never mistaken for a Hub repo id
     assert "No fakepkg checkpoint at" in models.load(spec, None, env={}).message and len(calls) == 3
 

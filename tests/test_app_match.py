@@ -74,7 +74,8 @@ def test_match_points_hostile_input(client, pair, tmp_path):
     assert "is not an image file" in app_error(client, "gangealing", a, file(text), "[[1, 2]]", None)
     # one [x, y] pair and {"points": ...} are accepted too
     single = client.predict("coat", a, b, "[5, 6]", None, api_name="/match_points")
-    assert single["points"] == client.predict("coat", a, b, '{"points": [[5, 6]]}', None, api_name="/match_points")["points"]
+    assert single["points"] == client.predict("coat", a, b, '{"points": [[5, 6]]}', None,
+                                              api_name="/match_points")["points"]
 
 
 def test_click_view_marks_the_point_and_its_match(app_server, pair):
@@ -100,4 +101,5 @@ def test_click_view_marks_the_point_and_its_match(app_server, pair):
 
 def test_cocosnet_click_refuses_points_outside(app_server, pair):
     with pytest.raises(Exception, match=r"outside the 48x48 input"):
-        exemplar_translation.correspondence(app_server.pipelines["cocosnet"], str(pair["labels"]), str(pair["b"]), 60, 3)
+        exemplar_translation.correspondence(app_server.pipelines["cocosnet"], str(pair["labels"]),
+                                            str(pair["b"]), 60, 3)

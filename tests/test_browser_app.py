@@ -16,12 +16,14 @@ from PIL import Image
 from demos import examples
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "correspondence-gans-screenshots")
 TIMEOUT_MS = 60_000
 WIDTH, HEIGHT = 1280, 800  # the window a visitor on a laptop has
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +187,8 @@ def test_structure_and_texture_tab(page, app_server):
 
 def test_label_propagation_tab(page, app_server):
     page.get_by_role("tab", name="Label propagation").click()
-    assert "in B, confidence" in click_match(page, "lp-reference", "lp-clicked")  # on the example reference shown on open
+    assert "in B, confidence" in click_match(page, "lp-reference",
+                                             "lp-clicked")  # on the example reference shown on open
     # a generated reference, a label map painted on it with the class palette, an uploaded query
     page.get_by_text("More queries, a generated reference, painting, classes").click()
     page.get_by_role("button", name="Generate a reference").click()

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coat.correspondence import (align_features, confident_matches, cosine_similarity_blocks, hard_negatives, match_statistics,
+from coat.correspondence import (align_features, confident_matches, cosine_similarity_blocks, hard_negatives,
+                                 match_statistics,
                                  random_negatives, soft_consistency_blocks, window_mask)
 from coat.losses import correspondence_contrastive_loss
 
@@ -48,7 +49,8 @@ def test_mutual_nearest_neighbours_match_dense_reference(block_rows):
     q_best = q.gather(2, fwd[..., None])[..., 0]
     assert torch.allclose(q_best[mutual], torch.ones(()).double(), atol=1e-6)
     assert (q_best[~mutual & (s.max(2).values > 0)] < 1 - 1e-6).all()
-    torch.testing.assert_close(stats.confidence.double(), torch.where(s.max(2).values > 0, q_best, torch.zeros_like(q_best)),
+    torch.testing.assert_close(stats.confidence.double(),
+                               torch.where(s.max(2).values > 0, q_best, torch.zeros_like(q_best)),
                                atol=1e-5, rtol=0)
 
 

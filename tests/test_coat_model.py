@@ -46,7 +46,8 @@ def test_n_switches_which_layers_see_content(pipe):
     """Layers k < n read only the content maps, layers k >= n only the aligned maps (and masks)."""
     mod = pipe.modulation_encoder
     g = torch.Generator().manual_seed(2)
-    content = [torch.randn(1, c, s, s, generator=g) for c, s in zip(mod.config.feature_channels, mod.config.feature_sizes)]
+    content = [torch.randn(1, c, s, s, generator=g) for c,
+               s in zip(mod.config.feature_channels, mod.config.feature_sizes)]
     aligned = [torch.randn_like(c) for c in content]
     masks = [torch.ones_like(c[:, :1]) for c in content]
     for n in (0, 4, 9):

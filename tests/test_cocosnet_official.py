@@ -32,7 +32,8 @@ BANK_SHA256 = "786aac2bcb941d93e2236f254d491b2d4983a75cfa5b1129f6061456ff0d72f1"
 
 needs_fixtures = pytest.mark.skipif(
     not (FIXTURES / "README.md").is_file(),
-    reason=f"CoCosNet official fixtures not found at {FIXTURES}: put the cocosnet-official fixture folder there to run these checks",
+    reason=f"CoCosNet official fixtures not found at {FIXTURES}: put the cocosnet-official fixture folder there to "
+           "run these checks",
 )
 
 
@@ -49,7 +50,8 @@ def rebuild_state_dicts(config: str) -> dict:
         state = {}
         for e in entries:
             if e["source"] == "bank":
-                flat = np.take(bank, np.arange(e["offset"], e["offset"] + e["numel"]), mode="wrap") * np.float32(2.0 ** e["scale_log2"])
+                flat = np.take(bank, np.arange(e["offset"], e["offset"] + e["numel"]),
+                               mode="wrap") * np.float32(2.0 ** e["scale_log2"])
                 if e["shift"]:
                     flat = flat + np.float32(e["shift"])
                 array = flat.astype(np.float32).reshape(e["shape"])
@@ -70,8 +72,10 @@ def recorded_inputs(config: str, samples: list) -> tuple:
     if config == "ade20k":
         label, label_ref = (torch.from_numpy(data[k][samples])[:, None].float() for k in ("label_u8", "label_ref_u8"))
     elif config == "celebahq":
-        label = torch.stack([torch.from_numpy(data["label_u8"][samples]), torch.from_numpy(data["glasses_u8"][samples])], 1).float()
-        label_ref = torch.stack([torch.from_numpy(data["label_ref_u8"][samples]), torch.from_numpy(data["glasses_ref_u8"][samples])], 1).float()
+        label = torch.stack([torch.from_numpy(data["label_u8"][samples]),
+                             torch.from_numpy(data["glasses_u8"][samples])], 1).float()
+        label_ref = torch.stack([torch.from_numpy(data["label_ref_u8"][samples]),
+                                 torch.from_numpy(data["glasses_ref_u8"][samples])], 1).float()
     else:
         label = torch.from_numpy(data["label_k_u8"][samples]).float() / 255
         label_ref = torch.from_numpy(data["label_ref_k_u8"][samples]).float() / 255
@@ -100,7 +104,8 @@ def official_run(request, tmp_path_factory):
     with torch.inference_mode():
         image, corr = pipe.run(x, ref, ref_semantics)
         summaries = softmax_summaries(corr.query, corr.key, rows=recorded_corr["corr_rows_query_index"].tolist())
-    outputs = {"fake_image": image, "warp_out": corr.warped_exemplar, "warp_out_prior_to_upsampling": corr.warped_exemplar_lowres,
+    outputs = {"fake_image": image, "warp_out": corr.warped_exemplar,
+               "warp_out_prior_to_upsampling": corr.warped_exemplar_lowres,
                "warp_mask": corr.warp_mask, **{f"corr_{k}": v for k, v in summaries.items()}}
     recorded = {**dict(np.load(FIXTURES / f"outputs_{config}.npz")), **dict(recorded_corr)}
     yield config, samples, {k: v.float().numpy() if v is not None else None for k, v in outputs.items()}, recorded
@@ -141,7 +146,8 @@ def test_correspondence_softmax_matches_recorded_summaries(official_run):
 
 
 def test_wrong_keys_are_named(tmp_path):
-    fake = {"fc.weight": torch.zeros(1024, 22, 3, 3), "encoder.conv_in.weight": torch.zeros(3), "fc.bias": torch.zeros(7)}
+    fake = {"fc.weight": torch.zeros(1024, 22, 3, 3), "encoder.conv_in.weight": torch.zeros(3),
+            "fc.bias": torch.zeros(7)}
     torch.save(fake, tmp_path / "latest_net_G.pth")
     torch.save({"theta.weight": torch.zeros(256, 275, 1, 1)}, tmp_path / "latest_net_Corr.pth")
     with pytest.raises(ValueError) as info:
@@ -167,7 +173,8 @@ def test_wrong_generator_keys_and_shapes_are_named(tmp_path):
         load_into(generator, state, "generator (latest_net_G.pth)")
     message = str(info.value)
     assert message == ("'generator (latest_net_G.pth)' does not match the network this importer builds: unknown keys: "
-                       "encoder.conv_in.weight; missing keys: conv_img.bias; wrong shapes: fc.bias (7,) (expected (1024,))")
+                       "encoder.conv_in.weight; missing keys: conv_img.bias; wrong shapes: fc.bias (7,) "
+                       "(expected (1024,))")
 
 
 def test_convert_cli_reports_bad_files(tmp_path, capsys):

@@ -12,13 +12,16 @@ from train.cocosnet import distort, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+              "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no"]
-COMMON = ["--config", "micro", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2", "--sample-every", "2", "--log-every", "1"]
+COMMON = ["--config", "micro", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2", "--sample-every",
+          "2", "--log-every", "1"]
 
 
 def run(args, launcher):
-    result = subprocess.run(launcher + [str(ROOT / "train" / "cocosnet.py"), *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(launcher + [str(ROOT / "train" / "cocosnet.py"), *args], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

@@ -71,7 +71,8 @@ def official_folder(bank, tmp_path_factory):
     g_ema = rebuild(fixture_json(FIXTURES, "fixture_g128.json")["weight_fill_plan"], bank)
     e = rebuild(fixture_json(FIXTURES, "fixture_encoder.json")["weight_fill_plan"], bank)
     folder = tmp_path_factory.mktemp("coordgan-official")
-    torch.save({"g": g_ema, "e": e, "g_ema": g_ema, "g_optim": {"state": {}, "param_groups": []}}, folder / "celebA_enc.pt")
+    torch.save({"g": g_ema, "e": e, "g_ema": g_ema, "g_optim": {"state": {}, "param_groups": []}},
+               folder / "celebA_enc.pt")
     assert convert_main([str(folder / "celebA_enc.pt"), "--output", str(folder / "converted")]) == 0
     (folder / "celebA_enc.pt").unlink()
     return folder / "converted"
@@ -105,7 +106,11 @@ def window(g, cmap, texture_code, noise, corner, size=WINDOW, resolution=None):
     that holds its receptive field. -> (image window, crop offset)."""
     n = cmap.shape[-1]
     lo, hi = (0, size + MARGIN) if corner == "tl" else (n - size - MARGIN, n)
-    crop = lambda t: t[..., lo * t.shape[-1] // n : hi * t.shape[-1] // n, lo * t.shape[-1] // n : hi * t.shape[-1] // n]  # noqa: E731
+
+    def crop(t):
+        a, b = lo * t.shape[-1] // n, hi * t.shape[-1] // n
+        return t[..., a:b, a:b]
+
     image = g.synthesize(crop(cmap), texture_code, noise=[crop(z) for z in noise], resolution=resolution)
     return (image[..., :size, :size] if corner == "tl" else image[..., -size:, -size:]), lo
 
@@ -121,8 +126,10 @@ def test_key_map_covers_the_authors_state_dicts(pipe, pipe512):
         key_map = generator_key_map(g)
         assert {k: v[0] for k, v in key_map.items()} == {e["key"]: tuple(e["shape"]) for e in entries}
     entries = fixture_json(FIXTURES, "keys_encoder.json")["entries"]
-    assert [(k, tuple(v.shape)) for k, v in pipe.encoder.state_dict().items()] == [(e["key"], tuple(e["shape"])) for e in entries]
-    assert (pipe.generator.resolution, pipe.generator.num_ws, pipe512.generator.resolution, pipe512.generator.num_ws) == (128, 12, 512, 16)
+    assert [(k, tuple(v.shape)) for k,
+            v in pipe.encoder.state_dict().items()] == [(e["key"], tuple(e["shape"])) for e in entries]
+    assert (pipe.generator.resolution, pipe.generator.num_ws, pipe512.generator.resolution,
+            pipe512.generator.num_ws) == (128, 12, 512, 16)
     assert pipe512.generator.num_styled_convs == 15 and pipe512.encoder is None
 
 
@@ -159,7 +166,8 @@ def test_images_mixing_swap_and_per_layer_trace(pipe):
     points fall in a window (G7, the partial sum after to_rgbs.3, is the to_rgbs.4 record of ours)."""
     io = load_fixture(FIXTURES, "g128_io.safetensors")
     g = pipe.generator
-    ours_of = {"conv1": "convs.0", "conv1.conv": "convs.0.conv", "conv1.noise": "convs.0.noise", "to_rgb1": "to_rgbs.0", "to_rgb1.conv": "to_rgbs.0.conv"}
+    ours_of = {"conv1": "convs.0", "conv1.conv": "convs.0.conv", "conv1.noise": "convs.0.noise", "to_rgb1": "to_rgbs.0",
+               "to_rgb1.conv": "to_rgbs.0.conv"}
     ours_of.update({f"convs.{n}": f"convs.{n + 1}" for n in range(10)})
     ours_of.update({f"to_rgbs.{k}": f"to_rgbs.{k + 1}" for k in range(5)})
     trace = [r for r in fixture_json(FIXTURES, "fixture_g128.json")["activation_trace_G1"] if r["module"] in ours_of]
@@ -185,7 +193,8 @@ def test_images_mixing_swap_and_per_layer_trace(pipe):
                         assert diff <= TOL["image"], f"trace {r['module']} at {flat}: {diff:.3g}"
                         checked += 1
         assert checked >= 2 * len(trace)
-        mixed, _ = window(g, cmap, io["G3_wplus"], noise_recipe(1003, 4), "tl")  # G3: W+ rows 0-5 and 6-11 from two samples
+        mixed, _ = window(g, cmap, io["G3_wplus"], noise_recipe(1003, 4),
+                          "tl")  # G3: W+ rows 0-5 and 6-11 from two samples
         assert_close(mixed, image_window(io["G3_image"], "tl"), TOL["image"], "G3 W+ mixing")
         swapped = g.texture_code(io["z_style"][[1, 0, 3, 2]])  # G4: utils.swap
         image, _ = window(g, cmap, swapped, noise_recipe(1004, 4), "br")
@@ -205,7 +214,8 @@ def test_noise_is_drawn_afresh_on_every_call_as_upstream(pipe):
         a = g.synthesize(cmap, io["G1_style_w"][:1])
         b = g.synthesize(cmap, io["G1_style_w"][:1])
         assert not torch.equal(a, b)
-        assert torch.equal(a, g.synthesize(cmap, io["G1_style_w"][:1], noise=noise_recipe(7, 1, (WINDOW + MARGIN,) * 11)))
+        assert torch.equal(a,
+                           g.synthesize(cmap, io["G1_style_w"][:1], noise=noise_recipe(7, 1, (WINDOW + MARGIN,) * 11)))
 
 
 # ------------------------------------------------------------------ encoder
@@ -236,7 +246,8 @@ def test_512_image_warp_and_default_128(pipe512):
         assert_close(cmap, io["H1_warp_coords"], TOL["warp"], "H1 warp")
         # H1, cur_size=512: a 40 px crop of the 128 px map gives the top-left 96 x 96 of the 512 px image exactly
         noise = noise_recipe(3001, 1, (128,) * 11 + (256,) * 2 + (512,) * 2)
-        image = g.synthesize(cmap[..., :40, :40], w_t, noise=[z[..., : 40 * z.shape[-1] // 128, : 40 * z.shape[-1] // 128] for z in noise])
+        image = g.synthesize(cmap[..., :40, :40], w_t,
+                             noise=[z[..., : 40 * z.shape[-1] // 128, : 40 * z.shape[-1] // 128] for z in noise])
         assert_close(image[..., :96, :96], io["H1_image_512"][..., :96, :96], TOL["image"], "H1 512 px image")
         # H2: the authors' default cur_size=128 renders the 512 px model at 128 px
         image, _ = window(g, cmap, w_t, noise_recipe(3002, 1) + [torch.zeros(1, 1, 512, 512)] * 4, "tl", resolution=128)
@@ -262,7 +273,8 @@ def test_authors_label_transfer(pipe):
     assert_close(out12[:, 7:], p["P3_real12"][..., rows, :], TOL["soft"], "P3 colour 12")
     assert torch.equal(out12[:, :7].argmax(1), p["P1_seg12"][..., rows, :])
     assert torch.equal(out21[:, :7].argmax(1), p["P1_seg21"][..., rows, :])
-    assert abs(miou([p["P1_seg21"][0].numpy()], [labels[1].numpy()], 7) - 100 * facts["P1_mean_iou"]) < 1e-3  # our mIoU, their numbers
+    assert abs(miou([p["P1_seg21"][0].numpy()], [labels[1].numpy()],
+                    7) - 100 * facts["P1_mean_iou"]) < 1e-3  # our mIoU, their numbers
     # (P1 end to end, every pixel, through the pipeline and the app: test_app_endpoints_with_the_imported_model)
     # P4, hard mode: the nearest warped coordinate, which is also our eq. (1) rule
     for a, b, key in ((0, 1, "P4_hard_seg21"), (1, 0, "P4_hard_seg12")):
@@ -310,10 +322,12 @@ def test_app_endpoints_with_the_imported_model(official_folder, tmp_path):
         labels = tmp_path / "labels.png"
         Image.fromarray(p["seg_label_maps"][0].numpy()).save(labels)  # an index PNG, the user's own classes
         n = label_propagation.NUM_CLASSES
-        _, label_map, gallery, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), None, "authors",
+        _, label_map, gallery, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]),
+                                                  None, "authors",
                                                api_name="/propagate_labels")
         assert np.array_equal(pixels(label_map), inputs.colorize(p["P1_seg21"][0].numpy(), n)) and len(gallery) == 1
-        _, label_map, _, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]), api_name="/propagate_labels")
+        _, label_map, _, _ = client.predict(handle_file(photos[0]), handle_file(labels), handle_file(photos[1]),
+                                            api_name="/propagate_labels")
         assert pixels(label_map).shape == (128, 128, 3)  # our rule, the default
     finally:
         demo.close()

@@ -51,7 +51,8 @@ def test_a_dict_with_lists_is_named(tmp_path, capsys):
                  "'g_ema' must be a state_dict of tensors with data; 1 entries are not: style.1.weight")
     torch.save({"model": {}, "optimizer": {}}, tmp_path / "other.pt")
     assert_clean(run([str(tmp_path / "other.pt"), "--output", str(tmp_path / "out")], capsys),
-                 "is not one of the authors' CoordGAN checkpoints: unknown top-level keys: model, optimizer; missing top-level keys: g_ema")
+                 "is not one of the authors' CoordGAN checkpoints: unknown top-level keys: model, optimizer; missing "
+                 "top-level keys: g_ema")
 
 
 @needs_fixtures
@@ -64,29 +65,36 @@ def test_bogus_keys_and_shapes_are_named_with_counts(tmp_path, capsys):
     bogus["lff.ffm.conv.weight"] = torch.zeros(256, 2, 1, 1)
     torch.save({"g": bogus, "g_ema": bogus}, tmp_path / "celebA_128.pt")
     err = run([str(tmp_path / "celebA_128.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "'g_ema' does not match the network this importer builds: unknown keys: convs.3.noise.strength, extra.1, extra.2, "
-                      "extra.3, ... (7 in all); missing keys: convs.3.noise.weight; wrong shapes: lff.ffm.conv.weight (256, 2, 1, 1) "
+    assert_clean(err, "'g_ema' does not match the network this importer builds: unknown keys: convs.3.noise.strength, "
+                      "extra.1, extra.2, "
+                      "extra.3, ... (7 in all); missing keys: convs.3.noise.weight; wrong shapes: lff.ffm.conv.weight "
+                      "(256, 2, 1, 1) "
                       "(expected (512, 2, 1, 1))", WHAT_TO_PASS)
     # a 128 px file forced to the 512 px config: the missing upsampling stages are named and counted
     torch.save({"g_ema": g_ema}, tmp_path / "celebA_128.pt")
     err = run([str(tmp_path / "celebA_128.pt"), "--config", "celebA_512", "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "missing keys: convs.10.conv.weight, convs.10.conv.modulation.weight, convs.10.conv.modulation.bias, "
+    assert_clean(err,
+                 "missing keys: convs.10.conv.weight, convs.10.conv.modulation.weight, convs.10.conv.modulation.bias, "
                       "convs.10.noise.weight, ... (32 in all)")
     # an encoder whose blur kernels are not the authors' constants
     e = real_state("keys_encoder.json")
     torch.save({"g_ema": g_ema, "e": e}, tmp_path / "celebA_enc.pt")
     err = run([str(tmp_path / "celebA_enc.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "'e' does not match the network this importer builds: constant blur kernels that differ from the authors' [1, 2, 1] / [1] "
+    assert_clean(err, "'e' does not match the network this importer builds: constant blur kernels that differ from "
+                      "the authors' [1, 2, 1] / [1] "
                       "filters: DownToSpatialCode.ResBlockDownBy1.conv2.Blur.kernel")
     torch.save({"g_ema": g_ema}, tmp_path / "not_enc.pt")
-    err = run([str(tmp_path / "celebA_128.pt"), "--encoder", str(tmp_path / "not_enc.pt"), "--output", str(tmp_path / "out")], capsys)
-    assert_clean(err, "not_enc.pt' is not one of the authors' CoordGAN checkpoints: missing top-level keys: e (train-encoder.py writes the encoder 'e')")
+    err = run([str(tmp_path / "celebA_128.pt"), "--encoder", str(tmp_path / "not_enc.pt"), "--output",
+               str(tmp_path / "out")], capsys)
+    assert_clean(err, "not_enc.pt' is not one of the authors' CoordGAN checkpoints: missing top-level keys: e "
+                      "(train-encoder.py writes the encoder 'e')")
     assert not (tmp_path / "out").exists()
 
 
 @needs_fixtures
 def test_generator_only_checkpoint_generates_and_says_what_real_images_need(tmp_path, capsys):
-    torch.save({"g": {}, "d": {}, "g_ema": real_state("keys_generator_128.json"), "g_optim": {}, "d_optim": {}, "d_patch": {}}, tmp_path / "300000.pt")
+    torch.save({"g": {}, "d": {}, "g_ema": real_state("keys_generator_128.json"), "g_optim": {}, "d_optim": {},
+                "d_patch": {}}, tmp_path / "300000.pt")
     assert convert_main([str(tmp_path / "300000.pt"), "--output", str(tmp_path / "out")]) == 0
     assert "128 px generator, no encoder (label propagation on real images needs --encoder)" in capsys.readouterr().out
     pipe = CoordGANPipeline.from_pretrained(tmp_path / "out")
@@ -94,15 +102,18 @@ def test_generator_only_checkpoint_generates_and_says_what_real_images_need(tmp_
     with torch.no_grad():  # generating works (a corner crop keeps this fast: 9 s for a whole 128 px image)
         cmap = pipe.generator.correspondence_map(torch.zeros(1, 512))
         assert pipe.generator.synthesize(cmap[..., :8, :8], torch.zeros(1, 512)).shape == (1, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"this pipeline has no encoder, so it cannot read real images .*--encoder ENC.pt"):
-        pipe.propagate_labels(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(), torch.ones(8, 8, dtype=torch.int64).numpy(), [])
+    with pytest.raises(ValueError,
+                       match=r"this pipeline has no encoder, so it cannot read real images .*--encoder ENC.pt"):
+        pipe.propagate_labels(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(),
+                              torch.ones(8, 8, dtype=torch.int64).numpy(), [])
     assert read_checkpoint(tmp_path / "300000.pt")["g_ema"]["foldnet.conv1_1.weight"].shape == (512, 514, 1)
 
 
 def test_command_exits_2_without_traceback(tmp_path):
     text = tmp_path / "celebA_128.pt"
     text.write_text("not a checkpoint")
-    done = subprocess.run([sys.executable, "-m", "coordgan.convert_official", str(text), "--output", str(tmp_path / "out")], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "coordgan.convert_official", str(text), "--output",
+                           str(tmp_path / "out")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     assert_clean(done.stderr, "error: ", "is not a PyTorch checkpoint", WHAT_TO_PASS)
@@ -116,7 +127,8 @@ def test_evaluate_and_pipeline_name_and_apply_both_rules():
 
     pipe = tiny_random_pipeline()
     images, labels, coords, names = load_data("synthetic:faces", 4, pipe.generator.resolution, seed=3)
-    rows = {rule: label_propagation(pipe, images, labels, None, len(names), references=1, rule=rule) for rule in ("ours", "authors")}
+    rows = {rule: label_propagation(pipe, images, labels, None, len(names), references=1,
+                                    rule=rule) for rule in ("ours", "authors")}
     assert "coordgan (our rule: eq. (1), nearest coordinate at the image size)" in rows["ours"]
     assert "coordgan (the authors' rule: softmax(-L2 distance / 0.01) at the map size)" in rows["authors"]
     out = pipe.propagate_labels(images[0], labels[0], [images[1], images[2][:10]], rule="authors")

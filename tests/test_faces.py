@@ -58,7 +58,8 @@ def posed():
     """Six noise-free synthetic faces in 512 px photos at random similarities, no shape change, no yaw."""
     rng = np.random.default_rng(24)
     n = 6
-    square = 2 * max(2 * abs(EYE_RIGHT[0] - EYE_LEFT[0]) / 2, 1.8 * (MOUTH[1] - EYE_LEFT[1]) / 2)  # recipe side, canonical
+    square = 2 * max(2 * abs(EYE_RIGHT[0] - EYE_LEFT[0]) / 2,
+                     1.8 * (MOUTH[1] - EYE_LEFT[1]) / 2)  # recipe side, canonical
     rel = np.geomspace(0.5, 2.0, n)  # the recipe square's side in the photo, in crop sides
     scale = rel * CROP / (square / 2 * PHOTO)  # the renderer's scale (canonical half-width 1 -> scale * PHOTO / 2 px)
     structure = np.zeros((n, len(synthetic.structure_names(CAT))), np.float32)
@@ -383,5 +384,6 @@ def test_cli(tmp_path, capsys):
         code, err = _cli(capsys, *bad)
         assert code == 2 and 1 <= len(err.strip().splitlines()) <= 2, (bad, err)
         assert "coffee" not in bad[1] or "no face found" in err and "centre crop" in err
-    code, _ = _cli(capsys, "align", str(tmp_path / "coffee.png"), "--fallback", "center", "--output", str(tmp_path / "c.png"))
+    code, _ = _cli(capsys, "align", str(tmp_path / "coffee.png"), "--fallback", "center", "--output",
+                   str(tmp_path / "c.png"))
     assert code == 0 and Image.open(tmp_path / "c.png").size == (256, 256)

@@ -23,7 +23,8 @@ from train.gangealing_classifier import classifier_from_transformer, classifier_
 sys.path.insert(0, str(ROOT / "tests"))
 from test_gangealing_train import in_process as run_in_process  # noqa: E402
 
-COMMON = ["--config", "micro", "--data", "synthetic:faces", "--batch-size", "2", "--log-every", "1", "--perceptual", "vgg"]
+COMMON = ["--config", "micro", "--data", "synthetic:faces", "--batch-size", "2", "--log-every", "1",
+          "--perceptual", "vgg"]
 
 
 def in_process(args, capsys):
@@ -38,7 +39,8 @@ def k2_run(tmp_path_factory):
     StyleGAN2Generator(**GENERATOR_CONFIGS["micro"]).save_pretrained(root / "generator")
     AcceleratorState._reset_state(True)
     torch.set_num_threads(1)
-    train_gangealing.main(train_gangealing.parse_args([*COMMON, "--generator", str(root / "generator"), "--output", str(root / "run"),
+    train_gangealing.main(train_gangealing.parse_args([*COMMON, "--generator", str(root / "generator"), "--output",
+                                                       str(root / "run"),
                                                        "--num-heads", "2", "--steps", "1", "--pca-samples", "256", "--sample-every", "100"]))
     AcceleratorState._reset_state(True)
     return root / "run"
@@ -111,7 +113,8 @@ def test_classifier_learns_a_separable_toy_problem_with_flips():
     """Colour says the cluster, the square's side says the mirror: 4 classes (chance 0.25 on the
     balanced flip-augmented set); the training loss of the stage must learn it."""
     torch.manual_seed(0)
-    classifier = ClusterClassifier(flow_size=32, input_size=32, channel_multiplier=0.25, max_channels=32, num_clusters=2)
+    classifier = ClusterClassifier(flow_size=32, input_size=32, channel_multiplier=0.25, max_channels=32,
+                                   num_clusters=2)
     opt = torch.optim.Adam(classifier.parameters(), lr=1e-3)
     data = torch.Generator().manual_seed(0)
     for _ in range(60):
@@ -124,7 +127,8 @@ def test_classifier_learns_a_separable_toy_problem_with_flips():
 
 
 def test_classifier_stage_trains_resumes_and_exports_a_k2_pipeline(k2_run, capsys):
-    args = [*COMMON, "--stage", "classifier", "--output", str(k2_run), "--heldout-samples", "4", "--save-every", "2", "--sample-every", "2"]
+    args = [*COMMON, "--stage", "classifier", "--output", str(k2_run), "--heldout-samples", "4", "--save-every", "2",
+            "--sample-every", "2"]
     log = in_process([*args, "--steps", "2"], capsys)
     assert "initialised from the similarity STN trunk" in log and "held-out accuracy (8 fakes and mirrors, 4 classes)" in log
     log = in_process([*args, "--steps", "3", "--resume"], capsys)

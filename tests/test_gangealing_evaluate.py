@@ -45,10 +45,12 @@ def test_pck_transfer_table_and_identity_baseline(pipe, tmp_path, capsys):
     table = format_table(results).splitlines()
     assert table[0] == "| method | PCK@0.1 | PCK@0.05 | PCK@0.01 |" and len(table) == 6
     pipe.save_pretrained(tmp_path / "pipe")
-    assert main(["--checkpoint", str(tmp_path / "pipe"), "--n", "8", "--pairs", "6", "--json", str(tmp_path / "r.json")]) == 0
+    assert main(["--checkpoint", str(tmp_path / "pipe"), "--n", "8", "--pairs", "6", "--json",
+                 str(tmp_path / "r.json")]) == 0
     assert "| identity |" in capsys.readouterr().out
     saved = json.loads((tmp_path / "r.json").read_text())["pck_transfer"]
-    assert set(saved) == {"gangealing", "similarity only", "identity", "similarity oracle"} and set(saved["identity"]) == {"0.1", "0.05", "0.01"}
+    assert set(saved) == {"gangealing", "similarity only", "identity",
+                          "similarity oracle"} and set(saved["identity"]) == {"0.1", "0.05", "0.01"}
 
 
 def test_bad_data_spec():
@@ -66,7 +68,8 @@ def test_bundled_checkpoint_beats_the_identity_baseline():
 
     folder = Path(__file__).resolve().parents[1] / "checkpoints" / "gangealing-faces"
     pipe = GANgealingPipeline.from_pretrained(folder)
-    images, keypoints, visible, perm = load_keypoint_data("synthetic:faces", 100, pipe.input_size, seed=987_654, pose="wide")
+    images, keypoints, visible, perm = load_keypoint_data("synthetic:faces", 100, pipe.input_size, seed=987_654,
+                                                          pose="wide")
     results = pck_transfer(pipe, images, keypoints, visible, perm, random_pairs(100, 300, 987_654))
     assert results["gangealing"][0.1] >= results["identity"][0.1] + 20, results
     assert results["gangealing"][0.1] >= results["similarity only"][0.1] + 1.5, results

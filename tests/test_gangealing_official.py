@@ -78,7 +78,8 @@ def pipe_k1(bank, tmp_path_factory):
 def pipe_k4(bank, tmp_path_factory):
     stn, gen = fixture_json("fixture_stn_k4.json"), fixture_json("fixture_gen128.json")
     ckpt = {"g_ema": rebuild(gen["weight_fill_plan"], bank), "t_ema": rebuild(stn["weight_fill_plan"], bank),
-            "classifier": rebuild(stn["classifier_weight_fill_plan"], bank), "ll": load_fixture("ll_K4_ndirs5_state.safetensors"),
+            "classifier": rebuild(stn["classifier_weight_fill_plan"],
+                                  bank), "ll": load_fixture("ll_K4_ndirs5_state.safetensors"),
             "args": argparse.Namespace(inject=6, num_heads=4)}
     path = tmp_path_factory.mktemp("official") / "model.pt"
     torch.save(ckpt, path)
@@ -90,7 +91,8 @@ def test_k1_layout_and_settings(pipe_k1):
     check_keys(pipe_k1.generator.state_dict(), "keys_g_ema_256.json")
     check_keys(pipe_k1.target.state_dict(), "keys_ll_K1_ndirs1.json")
     cfg = pipe_k1.transformer.config
-    assert (cfg.padding_mode, cfg.similarity_iters, cfg.num_heads, cfg.flip, cfg.flow_size, cfg.input_size) == ("border", 3, 1, "tv", 128, 256)
+    assert (cfg.padding_mode, cfg.similarity_iters, cfg.num_heads, cfg.flip, cfg.flow_size,
+            cfg.input_size) == ("border", 3, 1, "tv", 128, 256)
     assert pipe_k1.classifier is None and pipe_k1.target.config.inject_index == 5
 
 
@@ -167,14 +169,16 @@ def test_generator_128_truncation(pipe_k4):
     g = pipe_k4.generator
     check_keys(g.state_dict(), "keys_g_ema_128_celeba.json")
     assert (g.resolution, g.num_latents, pipe_k4.target.config.inject_index) == (128, 12, 6)
-    assert_close(pipe_k4.target.state_dict()["directions"], load_fixture("ll_K4_ndirs5_state.safetensors")["directions"], 0, "ll")
+    assert_close(pipe_k4.target.state_dict()["directions"],
+                 load_fixture("ll_K4_ndirs5_state.safetensors")["directions"], 0, "ll")
     with torch.inference_mode():
         w = g.mapping(io["z"])
         assert_close(w, io["F0_w"], TOL["latent"], "F0 w")
         assert_close(g(io["z"], randomize_noise=False), io["F1_image_128"], TOL["generator_image"], "F1 image")
         c = io["F_truncation_latent"]
         for inject, key in ((12, "F2_image_128_trunc0.7_inject12"), (4, "F3_image_128_trunc0.7_inject4")):
-            image = g(w, input_is_latent=True, truncation=0.7, truncation_latent=c, inject_index=inject, randomize_noise=False)
+            image = g(w, input_is_latent=True, truncation=0.7, truncation_latent=c, inject_index=inject,
+                      randomize_noise=False)
             assert_close(image, io[key], TOL["generator_image"], key)
 
 
@@ -184,7 +188,8 @@ def test_wrong_keys_are_named(tmp_path):
     state["conv1.noise.strength"] = state.pop("conv1.noise.weight")
     ckpt = {"g_ema": state, "t_ema": {}, "ll": {}, "args": argparse.Namespace(inject=5)}
     torch.save(ckpt, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match=r"'g_ema' does not match .*unknown keys: conv1.noise.strength; missing keys: conv1.noise.weight"):
+    with pytest.raises(ValueError, match=r"'g_ema' does not match .*unknown keys: conv1.noise.strength; missing keys: "
+                                         r"conv1.noise.weight"):
         from_official_checkpoint(tmp_path / "bad.pt")
     torch.save({"g_ema": {}, "weights": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"unknown top-level keys: weights; missing top-level keys: t_ema, ll"):
@@ -193,5 +198,6 @@ def test_wrong_keys_are_named(tmp_path):
 
 def test_pickled_code_is_refused(tmp_path):
     torch.save({"g_ema": {}, "t_ema": {}, "ll": {}, "args": Path("/")}, tmp_path / "code.pt")  # a non-allowlisted class
-    with pytest.raises(ValueError, match=r"holds pickled Python objects \(pathlib.PosixPath\) besides tensors; they are not loaded"):
+    with pytest.raises(ValueError, match=r"holds pickled Python objects \(pathlib.PosixPath\) besides tensors; they "
+                                         r"are not loaded"):
         read_checkpoint(tmp_path / "code.pt")

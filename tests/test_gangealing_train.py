@@ -51,7 +51,8 @@ def test_stylegan2_trains_exports_and_resumes(generator_run, capsys):
 
 
 def test_gangealing_trains_resumes_and_exports_a_pipeline(generator_run, tmp_path, capsys):
-    args = [*COMMON, "--generator", str(generator_run / "generator"), "--output", str(tmp_path), "--pca-samples", "256", "--grad-accum", "2"]
+    args = [*COMMON, "--generator", str(generator_run / "generator"), "--output", str(tmp_path), "--pca-samples", "256",
+            "--grad-accum", "2"]
     in_process(train_gangealing, [*args, "--steps", "2"], capsys)
     logs = [json.loads(line) for line in (tmp_path / "logs.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2] and all({"align", "tv", "identity", "psi"} <= set(r) for r in logs)

@@ -39,7 +39,8 @@ def test_bf16_runs_the_entry_points_under_autocast():
     reference = np.asarray(tiny_random_pipeline().translate(mask, photo).image, np.float32)
     pipe = models.set_precision(tiny_random_pipeline(), "bf16", torch.device("cpu"))
     seen = []
-    pipe.generator.register_forward_hook(lambda m, args, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
+    pipe.generator.register_forward_hook(lambda m, args,
+                                         out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
     out = np.asarray(pipe.translate(mask, photo).image, np.float32)
     assert pipe.precision == "bf16" and seen == [(True, torch.bfloat16)]
     assert next(pipe.generator.parameters()).dtype == torch.float32

@@ -275,7 +275,8 @@ def test_edge_map_of_a_sample_follows_part_boundaries(name):
 
 def test_export_writes_the_dataset_layout(tmp_path):
     out = tmp_path / "faces"
-    assert cli(["export", "--category", "faces", "--n", "7", "--resolution", "40", "--out", str(out), "--seed", "5"]) == 0
+    assert cli(["export", "--category", "faces", "--n", "7", "--resolution", "40", "--out", str(out),
+                "--seed", "5"]) == 0
     expected = synthetic.sample("faces", 7, 40, seed=5)
     files = sorted(p.name for p in (out / "images").iterdir())
     assert files == [f"{i:05d}.png" for i in range(7)]
@@ -301,5 +302,6 @@ def test_grid_rows_share_structure_columns_share_texture(tmp_path):
     assert g.shape == (64, 96, 3)
     tiles = g.reshape(2, 32, 3, 32, 3).transpose(0, 2, 1, 3, 4)
     assert not np.array_equal(tiles[0, 0], tiles[0, 1]) and not np.array_equal(tiles[0, 0], tiles[1, 0])
-    assert cli(["grid", "--category", "faces", "--rows", "1", "--cols", "2", "--resolution", "32", "--out", str(tmp_path / "g.png")]) == 0
+    assert cli(["grid", "--category", "faces", "--rows", "1", "--cols", "2", "--resolution", "32", "--out",
+                str(tmp_path / "g.png")]) == 0
     assert Image.open(tmp_path / "g.png").size == (64, 32)

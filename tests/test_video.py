@@ -50,7 +50,8 @@ def make_video(path, num_frames, fps, size=64, audio_codec=None, container_forma
 def streams(path) -> dict:
     with av.open(str(path)) as c:
         v = c.streams.video[0]
-        return dict(frames=sum(1 for _ in c.decode(v)), fps=v.average_rate, size=(v.codec_context.width, v.codec_context.height),
+        return dict(frames=sum(1 for _ in c.decode(v)), fps=v.average_rate,
+                    size=(v.codec_context.width, v.codec_context.height),
                     codec=v.codec_context.name, pix_fmt=v.codec_context.pix_fmt, audio=[a.codec_context.name for a in c.streams.audio])
 
 
@@ -68,7 +69,8 @@ def test_reader_streams_and_writer_keeps_rate_size_and_audio(tmp_path):
     src = make_video(tmp_path / "in.mkv", 30, 25, size=50, audio_codec="pcm_s16le", container_format="matroska")
     reader = video.VideoReader(src)
     assert (reader.width, reader.height, reader.frames, reader.fps, reader.has_audio) == (50, 50, 30, 25, True)
-    out = video.write_like(reader, (frame.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for frame in reader), str(tmp_path / "out.mp4"))
+    out = video.write_like(reader, (frame.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for frame in reader),
+                           str(tmp_path / "out.mp4"))
     # H.264 needs even sides for yuv420p: 50 stays 50; PCM is not for MP4, so it is re-encoded to AAC
     assert streams(out) == dict(frames=30, fps=25, size=(50, 50), codec="h264", pix_fmt="yuv420p", audio=["aac"])
     odd = video.write_mp4([Image.new("RGB", (33, 17), (200, 30, 30))] * 3, str(tmp_path / "odd.mp4"), Fraction(10))
@@ -131,7 +133,8 @@ def client(app_server):
 def call(client, edit_file, video_path, image_path=None):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(edit_file)), handle_file(str(image_path or video_path)), None, handle_file(str(video_path)),
+    return client.predict(handle_file(str(edit_file)), handle_file(str(image_path or video_path)), None,
+                          handle_file(str(video_path)),
                           api_name="/propagate_edit")
 
 
@@ -184,4 +187,5 @@ def test_long_and_non_video_files_are_refused(client, edit_file, tmp_path):
         lambda: call(client, edit_file, fake, edit_file))
     text = tmp_path / "notes.txt"
     text.write_text("this is not a video\n")
-    assert "Invalid file type" in app_error(lambda: call(client, edit_file, text, edit_file))  # the upload widget's own check
+    assert "Invalid file type" in app_error(lambda: call(client, edit_file, text,
+                                                         edit_file))  # the upload widget's own check

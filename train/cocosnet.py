@@ -48,11 +48,14 @@ RECIPES["micro"] = dict(RECIPES["tiny"], steps=4, batch_size=2)
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, RECIPES, pose="aligned", save_every=250)
-    p.add_argument("--input", default="mask", choices=["mask", "edge"], help="input domain: one-hot label masks or edge maps")
+    p.add_argument("--input", default="mask", choices=["mask", "edge"],
+                   help="input domain: one-hot label masks or edge maps")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the label maps (default: from the data)")
     p.add_argument("--resolution", type=int, default=None, help="image size (default: the config's)")
-    p.add_argument("--lr-g", type=float, default=None, help="Adam lr of the correspondence + translation networks (default: the recipe's, 1e-4)")
-    p.add_argument("--lr-d", type=float, default=None, help="Adam lr of the discriminator (default: the recipe's, 4e-4)")
+    p.add_argument("--lr-g", type=float, default=None,
+                   help="Adam lr of the correspondence + translation networks (default: the recipe's, 1e-4)")
+    p.add_argument("--lr-d", type=float, default=None,
+                   help="Adam lr of the discriminator (default: the recipe's, 4e-4)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe entry, e.g. --set lambda_feat=100 (repeatable)")
     return parse_training_args(p, argv)
@@ -81,7 +84,8 @@ def distort(images: torch.Tensor, generator: torch.Generator | None = None) -> t
 
 def export_pipeline(corr_ema, gen_ema) -> CoCosNetPipeline:
     """The EMA networks, in float32, as the pipeline that OUTPUT/pipeline holds."""
-    return CoCosNetPipeline(correspondence_network=copy.deepcopy(corr_ema).float().eval(), generator=copy.deepcopy(gen_ema).float().eval())
+    return CoCosNetPipeline(correspondence_network=copy.deepcopy(corr_ema).float().eval(),
+                            generator=copy.deepcopy(gen_ema).float().eval())
 
 
 def main(args) -> None:
@@ -99,7 +103,8 @@ def main(args) -> None:
     if num_classes is None and args.input == "mask":
         fail("the data names no classes: pass --num-classes")
     channels = num_classes if args.input == "mask" else 1
-    corr_kwargs, gen_kwargs, disc_kwargs = network_configs(args.config, input_kind=args.input, input_channels=channels, resolution=resolution,
+    corr_kwargs, gen_kwargs, disc_kwargs = network_configs(args.config, input_kind=args.input, input_channels=channels,
+                                                           resolution=resolution,
                                                            maskmix=False, warp_mask=False, class_names=class_names if args.input == "mask" else None)
     corr_net, gen, disc = CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs), CoCosNetDiscriminator(**disc_kwargs)
     corr_ema, gen_ema = copy.deepcopy(corr_net).eval().requires_grad_(False), copy.deepcopy(gen).eval().requires_grad_(False)
@@ -129,7 +134,8 @@ def main(args) -> None:
     unwrap = accelerator.unwrap_model
 
     def training_step(step: int) -> dict:
-        decay = 1.0 if step < steps // 2 else max(0.0, (steps - step) / max(1, steps - steps // 2))  # linear to 0, 2nd half
+        decay = 1.0 if step < steps // 2 else max(0.0,
+                                                  (steps - step) / max(1, steps - steps // 2))  # linear to 0, 2nd half
         for optimizer, lr in ((opt_g, lr_g), (opt_d, lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * decay
@@ -180,8 +186,10 @@ def main(args) -> None:
         return {"d_loss": d_loss, "g_loss": g_loss, "lr_g": lr_g * decay, **terms}
 
     run(accelerator, args, state, training_step, steps=steps, desc="cocosnet",
-        ema=[(corr_ema, corr_net), (gen_ema, gen)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
-        sample=lambda: figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps, fixed_map_images, fixed_exemplars),
+        ema=[(corr_ema, corr_net),
+             (gen_ema, gen)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
+        sample=lambda: figure5_grid(CoCosNetPipeline(correspondence_network=corr_ema, generator=gen_ema), fixed_maps,
+                                    fixed_map_images, fixed_exemplars),
         export=lambda: export_pipeline(corr_ema, gen_ema), export_name="pipeline")
 
 

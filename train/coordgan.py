@@ -101,7 +101,8 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
     loader = data_loader(args, accelerator, generator_ema.resolution, batch, state.step)
     z_dim = generator_ema.config.z_dim
     fixed = torch.Generator().manual_seed(1234)
-    fixed_s, fixed_t = torch.randn(4, z_dim, generator=fixed).to(device), torch.randn(6, z_dim, generator=fixed).to(device)
+    fixed_s, fixed_t = torch.randn(4, z_dim,
+                                   generator=fixed).to(device), torch.randn(6, z_dim, generator=fixed).to(device)
     pd = patch_discriminator
 
     def training_step(step: int) -> dict:

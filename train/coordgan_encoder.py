@@ -46,7 +46,8 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
     batch = args.batch_size or recipe["batch_size"]
     loader = data_loader(args, accelerator, generator.resolution, batch, state.step, seed_offset=10_000)
     z_dim = generator.config.z_dim
-    fixed = next(infinite_loader(make_dataset(args.data, generator.resolution, seed=4321, pose=args.pose), 6))["image"].to(device)
+    fixed = next(infinite_loader(make_dataset(args.data, generator.resolution, seed=4321, pose=args.pose),
+                                 6))["image"].to(device)
 
     def training_step(step: int) -> dict:
         terms = {}

@@ -49,7 +49,8 @@ class SyntheticDataset(IterableDataset):
         stream = self.rank * workers + worker
         b = 0
         while True:
-            batch = synthetic.sample(self.category, self.block, self.resolution, seed=(self.seed, b, stream), pose=self.pose)
+            batch = synthetic.sample(self.category, self.block, self.resolution, seed=(self.seed, b, stream),
+                                     pose=self.pose)
             images = image_to_tensor(batch.image)
             for i in range(len(batch)):
                 yield {
@@ -86,4 +87,5 @@ def infinite_loader(dataset, batch_size: int, num_workers: int = 0, seed: int = 
         raise ValueError(f"the dataset has {len(dataset)} images, fewer than the batch size {batch_size}")
     generator = torch.Generator().manual_seed(seed)
     while True:
-        yield from DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers, generator=generator)
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers,
+                              generator=generator)

@@ -64,20 +64,26 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(frozen G, T, c from --pipeline), exported as OUTPUT/pipeline-classifier; its default --steps: "
                    "100k paper, 2k tiny, 500 micro (ours, not the paper's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's; classifier 1e-3)")
-    p.add_argument("--generator", default=None, help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export "
+    p.add_argument("--generator", default=None,
+                   help="folder (or Hub id) of a StyleGAN2Generator save_pretrained export "
                    "(--stage transformer)")
-    p.add_argument("--pipeline", default=None, help="--stage classifier: the K > 1 GANgealingPipeline export to classify "
+    p.add_argument("--pipeline", default=None,
+                   help="--stage classifier: the K > 1 GANgealingPipeline export to classify "
                    "for (default OUTPUT/pipeline)")
-    p.add_argument("--heldout-samples", type=int, default=512, help="--stage classifier: held-out fakes for the final accuracy")
-    p.add_argument("--inject", type=int, default=None, help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
+    p.add_argument("--heldout-samples", type=int, default=512,
+                   help="--stage classifier: held-out fakes for the final accuracy")
+    p.add_argument("--inject", type=int, default=None,
+                   help="mixing cutoff: W+ layers fed by the target (default: recipe's)")
     p.add_argument("--ndirs", type=int, default=None, help="principal directions of W spanning the target (eq. 4)")
     p.add_argument("--anneal-steps", type=int, default=None, help="steps over which psi goes from 1 to 0")
     p.add_argument("--lambda-tv", type=float, default=None, help="weight of the flow's total variation, stated for the "
-                   "paper's 128 x 128 flow grid (default: the recipe's, 2500); scaled by (flow_size / 128)^2 for other grids")
+                   "paper's 128 x 128 flow grid (default: the recipe's, 2500); scaled by (flow_size / 128)^2 for "
+                   "other grids")
     p.add_argument("--lambda-identity", type=float, default=None, help="weight of ||flow||^2")
     p.add_argument("--num-heads", type=int, default=1, help="K clusters (eq. 6); for K > 1, run --stage classifier "
                    "afterwards so real images get a cluster")
-    p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"], help="LPIPS trunk (the classifier "
+    p.add_argument("--perceptual", default="vgg", choices=["vgg", "alex", "squeeze"],
+                   help="LPIPS trunk (the classifier "
                    "stage labels clusters with it: use the transformer stage's)")
     p.add_argument("--pca-samples", type=int, default=20_000, help="samples of W for the principal directions")
     args = parse_training_args(p, argv)
@@ -86,7 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def scaled_tv_weight(lambda_tv: float, flow_size: int, paper_flow_size: int = TRANSFORMER_CONFIGS["paper"]["flow_size"]) -> float:
+def scaled_tv_weight(lambda_tv: float, flow_size: int,
+                     paper_flow_size: int = TRANSFORMER_CONFIGS["paper"]["flow_size"]) -> float:
     """lambda_TV for a flow grid of `flow_size`, from the paper's value at 128 x 128. The flow is in
     normalised coordinates, so one smooth warp has neighbour differences paper_flow_size / flow_size
     times larger on a coarser grid, and the Huber TV (quadratic there) grows with their square:
@@ -113,7 +120,8 @@ def congealing_grid(generator, transformer, target, w, psi, real, out_res) -> np
 def main(args) -> None:
     if args.stage == "classifier":
         return gangealing_classifier.main(args, batch_size=RECIPES[args.config]["batch_size"])
-    recipe = {**RECIPES[args.config], **{k: v for k, v in dict(inject=args.inject, ndirs=args.ndirs, anneal_steps=args.anneal_steps,
+    recipe = {**RECIPES[args.config],
+              **{k: v for k, v in dict(inject=args.inject, ndirs=args.ndirs, anneal_steps=args.anneal_steps,
               lambda_tv=args.lambda_tv, lambda_identity=args.lambda_identity).items() if v is not None}}
     accelerator = setup(args, "gangealing")
     device = accelerator.device
@@ -130,7 +138,8 @@ def main(args) -> None:
                            num_latents=generator.num_latents, style_dim=generator.style_dim)
     with torch.no_grad():  # eq. 4: mean and principal directions of W
         pca_gen = torch.Generator().manual_seed(args.seed)
-        target.fit_pca(generator.mapping(torch.randn(args.pca_samples, generator.style_dim, generator=pca_gen).to(device)).cpu())
+        target.fit_pca(generator.mapping(torch.randn(args.pca_samples, generator.style_dim,
+                                                     generator=pca_gen).to(device)).cpu())
     transformer_ema = copy.deepcopy(transformer).eval().requires_grad_(False)
     perceptual = perceptual_network(args.perceptual).to(device)
     opt_t = torch.optim.Adam(transformer.parameters(), lr=args.lr or recipe["lr"], betas=(0.9, 0.999))
@@ -141,7 +150,8 @@ def main(args) -> None:
     batch = args.batch_size or recipe["batch_size"]
     data = make_dataset(args.data, res, seed=args.seed + 999, pose=args.pose)
     real = next(infinite_loader(data, 16, seed=args.seed))["image"].to(device)  # fixed, for the average images
-    fixed_w = generator.mapping(torch.randn(8, generator.style_dim, generator=torch.Generator().manual_seed(1234)).to(device))
+    fixed_w = generator.mapping(torch.randn(8, generator.style_dim,
+                                            generator=torch.Generator().manual_seed(1234)).to(device))
 
     def training_step(step: int) -> dict:
         psi = psi_schedule(step, recipe["anneal_steps"])
@@ -151,10 +161,12 @@ def main(args) -> None:
             with torch.no_grad():
                 w = generator.mapping(torch.randn(batch, generator.style_dim, device=device))
                 x = generator.synthesis(w[:, None].expand(-1, generator.num_latents, -1), randomize_noise=False)  # G(w)
-            y = generator.synthesis(target(w, psi), randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
+            y = generator.synthesis(target(w, psi),
+                                    randomize_noise=False)  # G(mix(c_k, w)), (B*K) rows: gradients reach alpha
             heads = torch.arange(k, device=device).repeat(batch)  # every sample through every head (n-major)
             out = transformer(x.repeat_interleave(k, 0), heads=heads, output_resolution=res)
-            loss, parts, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, lambda_tv, recipe["lambda_identity"])
+            loss, parts, _ = congealing_loss(perceptual, out.congealed, y, out.residual_flow, k, lambda_tv,
+                                             recipe["lambda_identity"])
             terms.update(parts)
             return loss
 

@@ -41,7 +41,8 @@ def fake_images(generator, w: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def cluster_labels(perceptual, generator, transformer, target, w: torch.Tensor, psi: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def cluster_labels(perceptual, generator, transformer, target, w: torch.Tensor,
+                   psi: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """G(w) (B, 3, R, R) and its cluster k* (B,) = argmin_k l(T_k(G(w)), G(mix(c_k, w))), the
     assignment step of eq. 6, computed by congealing_loss exactly as in transformer training
     (psi = 0: the final targets c_k)."""
@@ -59,7 +60,8 @@ def flip_augment(x: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> tu
     return torch.cat([x, x.flip(3)]), torch.cat([labels, labels + num_clusters])
 
 
-def classifier_loss(classifier, x: torch.Tensor, labels: torch.Tensor, num_clusters: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def classifier_loss(classifier, x: torch.Tensor, labels: torch.Tensor,
+                    num_clusters: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy on (image, class) pairs, flip-augmented; also the batch accuracy. Pass
     `num_clusters` when `classifier` is wrapped (DDP has no .config)."""
     images, classes = flip_augment(x, labels, num_clusters or classifier.config.num_clusters)
@@ -72,7 +74,8 @@ def classifier_from_transformer(transformer) -> tuple[ClusterClassifier, list]:
     convs, final conv) copied from T; the classification head `to_logits` stays random (it
     replaces the similarity STN's final_linear + warp head). Returns it and the copied keys."""
     c = transformer.config
-    classifier = ClusterClassifier(flow_size=c.flow_size, input_size=c.input_size, channel_multiplier=c.channel_multiplier,
+    classifier = ClusterClassifier(flow_size=c.flow_size, input_size=c.input_size,
+                                   channel_multiplier=c.channel_multiplier,
                                    max_channels=c.max_channels, num_clusters=c.num_heads)
     own = classifier.state_dict()
     trunk = {n: v for n, v in transformer.stns[0].state_dict().items() if n in own and own[n].shape == v.shape}
@@ -95,7 +98,8 @@ def assignment_grid(pipe: GANgealingPipeline, x: torch.Tensor, labels: torch.Ten
     images, classes = flip_augment(x, labels, k)
     predicted = pipe.run(images).congealed
     mirror = (classes >= k).view(-1, 1, 1, 1)
-    best = pipe.transformer(torch.where(mirror, images.flip(3), images), heads=classes % k, output_resolution=images.shape[-1]).congealed
+    best = pipe.transformer(torch.where(mirror, images.flip(3), images), heads=classes % k,
+                            output_resolution=images.shape[-1]).congealed
     rows = [tensor_to_image(t) for t in (images, predicted, best)]
     return np.concatenate([np.concatenate(list(row), 1) for row in rows], 0)
 
@@ -125,14 +129,19 @@ def main(args, batch_size: int) -> None:
     heldout = [cluster_labels(perceptual, generator, transformer, target, generator.mapping(z.to(device)))
                for z in torch.randn(args.heldout_samples, generator.style_dim, generator=heldout_gen).split(64)]
     heldout_x, heldout_labels = torch.cat([h[0] for h in heldout]), torch.cat([h[1] for h in heldout])
-    export = lambda: GANgealingPipeline(generator, transformer, target, accelerator.unwrap_model(classifier))  # noqa: E731
+
+    def export():
+        return GANgealingPipeline(generator, transformer, target, accelerator.unwrap_model(classifier))
+
 
     def report():
         accuracy = heldout_accuracy(accelerator.unwrap_model(classifier).eval(), heldout_x, heldout_labels)
-        majority = torch.bincount(torch.cat([heldout_labels, heldout_labels + k]), minlength=2 * k).max().item() / (2 * len(heldout_labels))
+        majority = torch.bincount(torch.cat([heldout_labels, heldout_labels + k]),
+                                  minlength=2 * k).max().item() / (2 * len(heldout_labels))
         log_scalars(accelerator, os.path.join(args.output, "classifier-logs.jsonl"), state.step,
                     {"heldout_accuracy": accuracy, "heldout_majority": majority})
-        accelerator.print(f"held-out accuracy ({2 * len(heldout_labels)} fakes and mirrors, {2 * k} classes): {accuracy:.3f} "
+        accelerator.print(f"held-out accuracy ({2 * len(heldout_labels)} fakes and mirrors, {2 * k} classes): "
+                          f"{accuracy:.3f} "
                           f"(majority class {majority:.3f})")
 
     def training_step(step: int) -> dict:
