@@ -39,5 +39,10 @@ def test_a_space_offline_starts_and_answers_with_the_bundled_models(tmp_path, mo
         from PIL import Image
 
         assert np.asarray(Image.open(image)).shape[:2] == (64, 64)
+        info = client.predict(api_name="/models")  # what each tab's first line says, as JSON
+        for name, release in app.models.RELEASE_DEFAULTS.items():
+            assert info[name]["kind"] == "bundled" and f"`{release}` could not be loaded" in info[name]["note"]
+            assert info[name]["line"].startswith("⚠️") and "runs the bundled model instead" in info[name]["line"]
+        assert info["coat"]["kind"] == "bundled" and not info["coat"]["note"]  # COAT has no authors' release
     finally:
         demo.close()
