@@ -202,7 +202,8 @@ def main() -> None:
     for op in args.ops:
         for size in sorted(set(args.sizes) | set(args.dense_sizes)):
             for form in ("dense", "efficient"):
-                if (form == "dense" and size not in args.dense_sizes) or (form == "efficient" and size not in args.sizes):
+                if ((form == "dense" and size not in args.dense_sizes)
+                        or (form == "efficient" and size not in args.sizes)):
                     continue
                 command = [sys.executable, os.path.abspath(__file__), "--row", "--op", op, "--form", form,
                            "--size", str(size), "--num-classes", str(args.num_classes), "--threads", str(args.threads),

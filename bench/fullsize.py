@@ -2,11 +2,12 @@
 and error against fp32, per model, precision and thread count. Random weights (the time does not
 depend on them); fixed, realistic inputs (a face parsing map, a scene map, a pose, a photo-like exemplar).
 
-    python bench/fullsize.py --quick                       # all cases, fp32 (1 and 2 threads) + bf16 (2 threads), < 10 min
+    python bench/fullsize.py --quick           # all cases, fp32 (1 and 2 threads) + bf16 (2 threads), < 10 min
     python bench/fullsize.py --cases cocosnet-celebahq --precisions fp32 bf16 --threads 1 2 --repeats 5
     python bench/fullsize.py --fixtures --threads 1 --precisions fp32 bf16   # errors on the recorded inputs (~5 min)
     python bench/fullsize.py --training --threads 1             # training scripts, s/step fp32 vs bf16 (~10 min)
-    python bench/fullsize.py --baseline HEAD~3 --cases cocosnet-celebahq   # also time that commit's packages, interleaved
+    python bench/fullsize.py --baseline HEAD~3 --cases cocosnet-celebahq   # also time that commit's packages,
+                                                                           # interleaved
 
 Columns: p50 / min seconds of the call, peak resident memory above the level before the call
 (sampled every 2 ms), and max / mean abs difference and PSNR (images in [-1, 1], peak-to-peak 2)
@@ -96,7 +97,8 @@ def photo(size: int = 256, seed: int = 0) -> Image.Image:
 
 
 POSE = np.array([[128, 40], [128, 70], [100, 72], [92, 110], [88, 145], [156, 72], [164, 110], [168, 145], [110, 150],
-                 [108, 200], [106, 245], [146, 150], [148, 200], [150, 245], [122, 34], [134, 34], [114, 38], [142, 38]], np.float64)
+                 [108, 200], [106, 245], [146, 150], [148, 200], [150, 245], [122, 34], [134, 34], [114, 38],
+                 [142, 38]], np.float64)
 
 
 # ------------------------------------------------------------------ cases
@@ -288,7 +290,8 @@ def training_step_times(threads: int, batch: int, steps: int = 4) -> None:
             with tempfile.TemporaryDirectory() as out:
                 cmd = [sys.executable, script, *flags, "--output", out, "--steps", str(steps),
                        "--mixed-precision", precision,
-                       "--batch-size", str(batch), "--log-every", "1", "--sample-every", "100000", "--save-every", "100000"]
+                       "--batch-size", str(batch), "--log-every", "1", "--sample-every", "100000",
+                       "--save-every", "100000"]
                 log, seen = Path(out) / "logs.jsonl", []
                 with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True) as proc:
@@ -302,7 +305,8 @@ def training_step_times(threads: int, batch: int, steps: int = 4) -> None:
                     per_step[precision] = float("nan")
                     continue
                 per_step[precision] = (seen[steps - 1] - seen[0]) / (steps - 1)
-        print(f"| {name} | {per_step['no']:.3f} | {per_step['bf16']:.3f} | {per_step['bf16'] / per_step['no']:.2f} |", flush=True)
+        print(f"| {name} | {per_step['no']:.3f} | {per_step['bf16']:.3f} | "
+              f"{per_step['bf16'] / per_step['no']:.2f} |", flush=True)
 
 
 def fixture_errors(precisions: list, threads: int) -> None:
@@ -395,7 +399,8 @@ def main(argv=None) -> None:
                        f"{peak / 2**20:.0f} | "
                        f"{err[0]:.2e} | {err[1]:.2e} | {err[2]:.1f} |")
                 if old:
-                    row += f" {np.median(old_times):.3f} | {np.median(old_times) / np.median(times):.2f}x | {old_err[0]:.2e} |"
+                    row += (f" {np.median(old_times):.3f} | {np.median(old_times) / np.median(times):.2f}x | "
+                            f"{old_err[0]:.2e} |")
                 print(row, flush=True)
 
 

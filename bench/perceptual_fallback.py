@@ -49,8 +49,11 @@ def main():
     a, same_structure, same_texture = image(s1, t1), image(s1, t2), image(s2, t1)
     distances = {
         "LPIPS-alex (as loaded)": lambda x, y: lpips_distance(lpips, x, y),
-        "LPIPS-alex on standardised grey": lambda x, y: lpips_distance(lpips, standardize(x).mean(1, keepdim=True).expand(-1, 3, -1, -1), standardize(y).mean(1, keepdim=True).expand(-1, 3, -1, -1)),
-        "L1 of normalised edge magnitude, 4x pooled": lambda x, y: (F.avg_pool2d(edge_magnitude(x), 4) - F.avg_pool2d(edge_magnitude(y), 4)).abs().mean(),
+        "LPIPS-alex on standardised grey": lambda x, y: lpips_distance(
+            lpips, standardize(x).mean(1, keepdim=True).expand(-1, 3, -1, -1),
+            standardize(y).mean(1, keepdim=True).expand(-1, 3, -1, -1)),
+        "L1 of normalised edge magnitude, 4x pooled": lambda x, y: (F.avg_pool2d(edge_magnitude(x), 4)
+                                                                    - F.avg_pool2d(edge_magnitude(y), 4)).abs().mean(),
     }
     print(f"faces, {args.pose} poses, {args.n} pairs each, {args.resolution}px")
     print("| distance | same structure, other texture | other structure, same texture | ratio (want << 1) |")

@@ -4,10 +4,10 @@
     OMP_NUM_THREADS=1 python bench/profile_fullsize.py [--cases cocosnet-celebahq gangealing-cat coordgan-128-generate]
         [--threads 1 2] [--rows 15] [--modules]
 
-The cases are bench/fullsize.py's (same inputs, same calls). `--flops` counts the floating-point operations instead (the floor any fp32 code has to pay).
-`--baseline GIT_REF` profiles that commit's packages (the "before" of bench/README.md).
-`--modules` also prints the time of
-each top-level child module (forward hooks), which is how bench/README.md's breakdown was made.
+The cases are bench/fullsize.py's (same inputs, same calls). `--flops` counts the floating-point
+operations instead (the floor any fp32 code has to pay). `--baseline GIT_REF` profiles that
+commit's packages (the "before" of bench/README.md). `--modules` also prints the time of each
+top-level child module (forward hooks), which is how bench/README.md's breakdown was made.
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ def views(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1):
     gallery = []
     for name, r in results.items():
         if "skipped" not in r and name != "identity":
-            caption = f"{name}: {r['seconds']:.2f} s" + (f", {r['mean_error_px']:.1f} px off" if truth is not None else "")
+            caption = (f"{name}: {r['seconds']:.2f} s"
+                       + (f", {r['mean_error_px']:.1f} px off" if truth is not None else ""))
             gallery.append((matching.titled(matching.lines_view(a, b, pts, r["points"], truth=truth),
                                             caption), caption))
     return gallery, table(results), answer

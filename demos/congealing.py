@@ -120,7 +120,8 @@ def layout(pipe, prefix: str = "gg") -> SimpleNamespace:
                                 label=f"1. Images to congeal (up to {MAX_IMAGES})", elem_id=f"{prefix}-set")
             congeal_button = gr.Button("Congeal and average")
             edit_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Image to edit (click it)",
-                                           elem_classes=None, elem_id=f"{prefix}-image")  # not stretched: clicks map to pixels
+                                           elem_classes=None,  # not stretched: clicks map to pixels
+                                           elem_id=f"{prefix}-image")
         with gr.Column(scale=2, min_width=300):
             canvas = inputs.Editor("2. Average congealed image: paint your edit here", 2, height=400,
                                    elem_id=f"{prefix}-canvas")

@@ -136,7 +136,8 @@ def example_rows(pipe) -> tuple[list, str]:
         rows = [[EXAMPLE_POSES[0], photos[0] if photos else examples.path("exemplar_0.png")],
                 [EXAMPLE_POSES[1],
                  examples.path("exemplar_1.png")], [EXAMPLE_POSES[2], examples.path("exemplar_2.png")]]
-        return rows, "Hand-made OpenPose poses (COCO-18 keypoints on a 256x256 canvas); exemplars: a scikit-image photo and synthetic faces"
+        return rows, ("Hand-made OpenPose poses (COCO-18 keypoints on a 256x256 canvas); "
+                      "exemplars: a scikit-image photo and synthetic faces")
     pairs = ((0, 0), (1, 4), (2, 3))
     if kind == "face" or (kind == "mask" and n == len(CELEBA_PARTS)):
         maps = [celeba_example(i) for i in range(6)]
@@ -144,8 +145,10 @@ def example_rows(pipe) -> tuple[list, str]:
     else:
         suffix = "_labels_color.png" if kind == "mask" else "_edges.png"
         maps = [examples.path(f"face_{i}{suffix}") for i in range(6)]
-        label = "Synthetic faces (the first exemplar has the same structure, so its right answer is known); a scikit-image photo"
-    rows = [[maps[i], examples.path(f"exemplar_{j}.png")] + ([maps[j]] if pipe and pipe.needs_exemplar_map else []) for i, j in pairs]
+        label = ("Synthetic faces (the first exemplar has the same structure, so its right answer is known); "
+                 "a scikit-image photo")
+    rows = [[maps[i], examples.path(f"exemplar_{j}.png")] + ([maps[j]] if pipe and pipe.needs_exemplar_map else [])
+            for i, j in pairs]
     if not (pipe and pipe.needs_exemplar_map):
         rows += [[maps[3], photo] for photo in photos]
     return rows, label
@@ -155,7 +158,8 @@ def example_rows(pipe) -> tuple[list, str]:
 def describe(pipe) -> str:
     kind, names = input_kind(pipe), class_names(pipe)
     text = {
-        "mask": "The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n" + inputs.legend(names),
+        "mask": "The input is a label map: upload an index PNG, a PNG in the class colours, or paint one below.\n\n"
+                + inputs.legend(names),
         "edge": "The input is an edge map (white edges on black).",
         "face": "This is the authors' CelebA-HQ **edge** model: the input is a CelebAMask-HQ face label map (index "
                 "PNG with part "
@@ -172,7 +176,8 @@ def describe(pipe) -> str:
         "channels": "This checkpoint reads raw channels that the app cannot build.",
     }[kind]
     if pipe and pipe.needs_exemplar_map:
-        text += "\n\nThis model also reads the **exemplar's own map** (same kind, the layout of the exemplar photo): upload it too."
+        text += ("\n\nThis model also reads the **exemplar's own map** (same kind, the layout of the exemplar photo): "
+                 "upload it too.")
     return text
 
 

@@ -83,7 +83,8 @@ def create_demo(pipe) -> None:
                 "the same canonical coordinate. **Click the reference**: where the point lands in the query.")
     with gr.Row(equal_height=False):
         reference_image = inputs.ImageInput(value=examples.path("face_0.png"), label="Reference image (click it)",
-                                            elem_classes=None, elem_id="lp-reference")  # not stretched: clicks map to pixels
+                                            elem_classes=None,  # not stretched: clicks map to pixels
+                                            elem_id="lp-reference")
         reference_labels = inputs.ImageInput(value=examples.path("face_0_labels_color.png"),
                                              label="Reference label map",
                                              elem_id="lp-labels")

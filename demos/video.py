@@ -29,7 +29,8 @@ from .inputs import MAX_VIDEO_FRAMES, MAX_VIDEO_SECONDS, MAX_VIDEO_SIDE, VIDEO_F
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp", ".png")  # for the upload widget
 CONTAINERS = {"mov", "mp4", "matroska", "webm", "avi"}  # FFmpeg demuxer names read as videos (not e.g. its text "tty")
-REMUX_AUDIO = {"aac", "mp3"}  # copied into the MP4 as they are; others (Opus, Vorbis, PCM, ...) re-encoded to AAC, which every browser plays
+# copied into the MP4 as they are; others (Opus, Vorbis, PCM, ...) re-encoded to AAC, which every browser plays
+REMUX_AUDIO = {"aac", "mp3"}
 H264_OPTIONS = {"crf": "20", "preset": "veryfast"}  # visually lossless on these frames, about 2x faster than "medium"
 
 
@@ -83,9 +84,11 @@ class VideoReader:
                 self.width, self.height = image.size
                 self.frames = getattr(image, "n_frames", 1)
                 self.seconds = None
-                self.fps = Fraction(1000, int(image.info.get("duration") or 100))  # the first frame's; GIF output keeps each frame's own
+                # the first frame's; GIF output keeps each frame's own
+                self.fps = Fraction(1000, int(image.info.get("duration") or 100))
         _check_side(self.width, self.height, what)
-        if self.seconds is not None and self.seconds > MAX_VIDEO_SECONDS:  # first: a long video's message names its length
+        # first: a long video's message names its length
+        if self.seconds is not None and self.seconds > MAX_VIDEO_SECONDS:
             raise _too_long(what, self.seconds)
         if self.frames is not None and self.frames > MAX_VIDEO_FRAMES:
             raise _too_many_frames(what, self.frames)
@@ -143,7 +146,8 @@ class VideoReader:
                 for frame in container.decode(stream):
                     yield frame.to_image(), float(1 / self.fps)
             except av.FFmpegError:
-                raise gr.Error(f"The {self.what} file is truncated or corrupt; export it again and upload it.") from None
+                raise gr.Error(f"The {self.what} file is truncated or corrupt; "
+                               "export it again and upload it.") from None
 
 
 def _even(image: Image.Image) -> np.ndarray:
@@ -170,7 +174,8 @@ def write_mp4(frames: Iterable[Image.Image], path: str, fps: Fraction, audio_fro
             if remux:
                 audio_out = out.add_stream_from_template(audio_in)
             elif audio_in is not None:
-                layout = "mono" if audio_in.codec_context.channels == 1 else "stereo"  # AAC needs a named layout; more channels are mixed down
+                # AAC needs a named layout; more channels are mixed down
+                layout = "mono" if audio_in.codec_context.channels == 1 else "stereo"
                 audio_out = out.add_stream("aac", rate=audio_in.codec_context.sample_rate, layout=layout)
             for i, image in enumerate(itertools.chain([first], frames)):
                 frame = av.VideoFrame.from_ndarray(_even(image), format="rgb24")

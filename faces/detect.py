@@ -2,10 +2,10 @@
 
 The detector (HOG features + a linear SVM, `dlib.get_frontal_face_detector()`, no model file; one
 per thread) and the predictor (`shape_predictor_68_face_landmarks.dat` from the
-`face-recognition-models` package; loaded once per process, under a lock) load on first use. Landmarks follow iBUG 300-W: 0-16 jaw,
-17-26 brows, 27-35 nose, 36-41 / 42-47 the image-left / image-right eye, 48-59 outer lip (48 and
-54 the mouth corners), 60-67 inner lip. All points are pixel indices (x, y): the centre of pixel
-(i, j) is (i, j).
+`face-recognition-models` package; loaded once per process, under a lock) load on first use.
+Landmarks follow iBUG 300-W: 0-16 jaw, 17-26 brows, 27-35 nose, 36-41 / 42-47 the image-left /
+image-right eye, 48-59 outer lip (48 and 54 the mouth corners), 60-67 inner lip. All points are
+pixel indices (x, y): the centre of pixel (i, j) is (i, j).
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def _level(detector, predictor, photo_image, landmarks, center, half, turn, scor
         if abs(roll(landmarks) + turn) <= ROLL_LIMIT:
             break
         turn = -roll(landmarks)
-        landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center, half, turn)
+        landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center, half,
+                                                                    turn)
         score = max(score, upright_score)
     return landmarks, score
 

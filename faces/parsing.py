@@ -56,7 +56,8 @@ def part_polygons(landmarks: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
     nostrils = np.hypot(*(lm[35] - lm[31]))
     nose = np.stack([lm[27] - across * BRIDGE_WIDTH * nostrils / 2, lm[31] - across * ALA_MARGIN * nostrils,
-                     *lm[32:35], lm[35] + across * ALA_MARGIN * nostrils, lm[27] + across * BRIDGE_WIDTH * nostrils / 2])
+                     *lm[32:35], lm[35] + across * ALA_MARGIN * nostrils,
+                     lm[27] + across * BRIDGE_WIDTH * nostrils / 2])
     upper_lip = np.concatenate([lm[48:55], lm[60:65][::-1]])
     lower_lip = np.concatenate([lm[54:60], lm[48:49], lm[60:61], lm[64:68][::-1]])
     return [("skin", skin), ("nose", nose), ("l_brow", brow(lm[17:22])), ("r_brow", brow(lm[22:27])),

@@ -58,7 +58,8 @@ def _reflect_pad(inner: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]
     radius = max(1.0, BLUR * side)
     k = max(1, int(radius / 4))  # a blur this wide is as good from a k-times smaller copy, and k^2 cheaper
     image = Image.fromarray(padded)
-    blurred = np.asarray(image.reduce(k).filter(ImageFilter.GaussianBlur(radius / k)).resize(image.size, Image.BILINEAR))
+    blurred = np.asarray(image.reduce(k).filter(ImageFilter.GaussianBlur(radius / k))
+                         .resize(image.size, Image.BILINEAR))
     mean = inner.reshape(-1, *inner.shape[2:]).mean(0, dtype=np.float64).astype(np.float32)
     # Only the strips outside the photo change: above, below, then left and right of the photo's rows.
     strips = [(slice(0, top), slice(0, w)), (slice(h - bottom, h), slice(0, w)),

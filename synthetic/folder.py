@@ -50,7 +50,8 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"dataset folder {str(root)!r} does not exist")
         image_dir = root / "images" if (root / "images").is_dir() else root
         label_dir = root / "labels"
-        candidates = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and label_dir not in p.parents)
+        candidates = sorted(p for p in image_dir.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and label_dir not in p.parents)
         self.files, skipped = [], []
         for p in candidates:
             try:

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-# ---------------------------------------------------------------- app fixtures (tests/test_app*.py, tests/test_browser*.py)
+# ------------------------------------------------------------ app fixtures (tests/test_app*.py, tests/test_browser*.py)
 import pytest  # noqa: E402
 
 

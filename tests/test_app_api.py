@@ -59,8 +59,8 @@ def test_api_lists_exactly_the_named_endpoints(client):
     # exactly one public endpoint per action; the editor, generate-a-reference and click helpers are private
     assert set(api["named_endpoints"]) == {"/generate", "/grid", "/propagate_labels", "/congeal", "/propagate_edit",
                                            "/translate",
-                                           "/transfer_appearance", "/synthetic", "/match_points", "/compare", "/align_face",
-                                           "/input_from_photo", "/models"}
+                                           "/transfer_appearance", "/synthetic", "/match_points", "/compare",
+                                           "/align_face", "/input_from_photo", "/models"}
     assert not api["unnamed_endpoints"]
 
 
@@ -74,8 +74,10 @@ def test_generate_matches_the_pipeline_and_refuses_bad_seeds(client, app_server)
     expected = pipe.generate(structure_seed=3, texture_seed=7, structure_seed_2=4, texture_seed_2=8, structure_mix=0.5,
                              texture_mix=0.25, truncation=0.7)
     assert np.array_equal(pixels(mixed), np.asarray(expected.images[0]))
-    assert "The texture seed must be a whole number between 0 and 2147483647" in app_error(client, 1, -4, api_name="/generate")
-    assert "Value 3.0 is greater than maximum value 1" in app_error(client, 1, 2, 2, 3, 0, 0, 3.0, api_name="/generate")  # the slider's own bound
+    assert ("The texture seed must be a whole number between 0 and 2147483647"
+            in app_error(client, 1, -4, api_name="/generate"))
+    # the slider's own bound
+    assert "Value 3.0 is greater than maximum value 1" in app_error(client, 1, 2, 2, 3, 0, 0, 3.0, api_name="/generate")
 
 
 def test_grid_rows_share_structure_columns_share_texture(client, app_server):
@@ -136,13 +138,16 @@ def test_propagate_labels_hostile_inputs(client, face, tmp_path):
     ref, labels, query = file(face["reference"]), file(face["labels"]), file(face["query"])
     text = tmp_path / "labels.png"
     text.write_text("class ids, honest")
-    assert "'labels.png' is not an image file. Upload the reference label map as PNG" in app_error(client, ref, file(text), query, api_name="/propagate_labels")
+    assert ("'labels.png' is not an image file. Upload the reference label map as PNG"
+            in app_error(client, ref, file(text), query, api_name="/propagate_labels"))
     huge = tmp_path / "huge.png"
     Image.new("L", (4097, 20)).save(huge)
-    assert "4097x20 pixels; the limit is 4096 pixels a side" in app_error(client, ref, labels, file(huge), api_name="/propagate_labels")
+    assert ("4097x20 pixels; the limit is 4096 pixels a side"
+            in app_error(client, ref, labels, file(huge), api_name="/propagate_labels"))
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (8, 8)).save(tiny)
-    assert "8x8 pixels; it needs at least 16 pixels a side" in app_error(client, file(tiny), labels, query, api_name="/propagate_labels")
+    assert ("8x8 pixels; it needs at least 16 pixels a side"
+            in app_error(client, file(tiny), labels, query, api_name="/propagate_labels"))
     bad_colours = tmp_path / "bad_colours.png"
     rgb = inputs.colorize(face["labels_array"], label_propagation.NUM_CLASSES).copy()
     rgb[:3, :3] = [250, 1, 1]
@@ -153,10 +158,12 @@ def test_propagate_labels_hostile_inputs(client, face, tmp_path):
     ids = face["labels_array"].astype(np.int32).copy()
     ids[0, 0] = 300
     Image.fromarray(ids, mode="I").save(unknown)
-    assert "contains class ids 300 but this model knows classes 0-255" in app_error(client, ref, file(unknown), query, api_name="/propagate_labels")
+    assert ("contains class ids 300 but this model knows classes 0-255"
+            in app_error(client, ref, file(unknown), query, api_name="/propagate_labels"))
     other_size = tmp_path / "other_size.png"
     Image.fromarray(face["labels_array"][:32].astype(np.uint8), mode="L").save(other_size)
-    assert "use a label map of the same size as the reference image" in app_error(client, ref, file(other_size), query, api_name="/propagate_labels")
+    assert ("use a label map of the same size as the reference image"
+            in app_error(client, ref, file(other_size), query, api_name="/propagate_labels"))
     background = tmp_path / "background.png"
     Image.new("L", (48, 48)).save(background)
     assert "all background" in app_error(client, ref, file(background), query, api_name="/propagate_labels")
@@ -223,7 +230,8 @@ def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
     assert gif.n_frames == 8 and gif.size == (examples.RESOLUTION, examples.RESOLUTION)
     clear = tmp_path / "clear.png"
     Image.new("RGBA", size).save(clear)
-    assert "The edit is fully transparent: paint something" in app_error(client, file(clear), file(face["reference"]), api_name="/propagate_edit")
+    assert ("The edit is fully transparent: paint something"
+            in app_error(client, file(clear), file(face["reference"]), api_name="/propagate_edit"))
     frames = [Image.new("RGB", (32, 32), (i, 0, 0)) for i in range(3)]
     long = tmp_path / "long.gif"
     frames[0].save(long, save_all=True, append_images=frames[1:], duration=6000, loop=0)
@@ -231,7 +239,8 @@ def test_congeal_and_propagate_edit(client, app_server, face, tmp_path):
     assert "longer than 10 seconds; trim it" in msg
     text = tmp_path / "edit.txt"
     text.write_text("paint")
-    assert "'edit.txt' is not an image file. Upload the edit as PNG" in app_error(client, file(text), file(face["reference"]), api_name="/propagate_edit")
+    assert ("'edit.txt' is not an image file. Upload the edit as PNG"
+            in app_error(client, file(text), file(face["reference"]), api_name="/propagate_edit"))
 
 
 def test_translate_and_correspondence(client, app_server, face, tmp_path):
@@ -262,7 +271,8 @@ def test_translate_and_correspondence(client, app_server, face, tmp_path):
     )
     huge = tmp_path / "huge.png"
     Image.new("RGB", (4100, 100)).save(huge)
-    assert "4100x100 pixels; the limit is 4096" in app_error(client, file(face["labels"]), file(huge), api_name="/translate")
+    assert ("4100x100 pixels; the limit is 4096"
+            in app_error(client, file(face["labels"]), file(huge), api_name="/translate"))
     from cocosnet import matching as cocosnet_matching
 
     flow = np.load(flow_file)  # for each input cell, its match in the exemplar

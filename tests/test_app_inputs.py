@@ -128,7 +128,8 @@ def test_model_resolution_missing_broken_and_explicit(tmp_path):
     spec = models.SPECS["coordgan"]
     missing = models.load(spec, str(tmp_path / "nowhere"), env={})
     assert isinstance(missing, models.MissingModel) and not missing
-    assert "No coordgan checkpoint at" in missing.message and "--coordgan DIR_OR_HUB_REPO or set COORDGAN_MODEL" in missing.message
+    assert ("No coordgan checkpoint at" in missing.message
+            and "--coordgan DIR_OR_HUB_REPO or set COORDGAN_MODEL" in missing.message)
     with pytest.raises(gr.Error, match="Train one: `python train/coordgan.py"):
         models.require(missing)
     broken = tmp_path / "broken"

@@ -63,12 +63,15 @@ def test_match_points_returns_the_packages_numbers(client, app_server, pair, met
 
 def test_match_points_hostile_input(client, pair, tmp_path):
     a, b = file(pair["a"]), file(pair["b"])
-    assert "Unknown method 'sift': choose one of coordgan, gangealing, cocosnet, coat" in app_error(client, "sift", a, b, "[[1, 2]]", None)
+    assert ("Unknown method 'sift': choose one of coordgan, gangealing, cocosnet, coat"
+            in app_error(client, "sift", a, b, "[[1, 2]]", None))
     assert "The points are not valid JSON" in app_error(client, "coat", a, b, "[[1, 2]", None)
     assert "must be a list of [x, y] pairs" in app_error(client, "coat", a, b, '[[1, 2, 3]]', None)
     assert "No points given" in app_error(client, "coat", a, b, "[]", None)
-    assert "points must lie inside image A: 0 <= x <= 47, 0 <= y <= 47" in app_error(client, "coat", a, b, "[[48, 2]]", None)
-    assert f"at most {matching.MAX_POINTS} per call" in app_error(client, "coat", a, b, json.dumps([[1, 1]] * 1025), None)
+    assert ("points must lie inside image A: 0 <= x <= 47, 0 <= y <= 47"
+            in app_error(client, "coat", a, b, "[[48, 2]]", None))
+    assert (f"at most {matching.MAX_POINTS} per call"
+            in app_error(client, "coat", a, b, json.dumps([[1, 1]] * 1025), None))
     text = tmp_path / "b.png"
     text.write_text("no pixels here")
     assert "is not an image file" in app_error(client, "gangealing", a, file(text), "[[1, 2]]", None)

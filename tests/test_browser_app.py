@@ -215,7 +215,8 @@ def test_congealing_tab(page, app_server):
     page.locator("#gg-congealed-set img").first.wait_for(state="visible")  # the congealed set is shown
     page.wait_for_timeout(1500)  # the average image arrives as the canvas background
     paint(page, "gg-canvas")
-    size = app_server.pipelines["gangealing"].congeal([Image.open(examples.path("face_2.png")).convert("RGB")]).images[0].size
+    face = Image.open(examples.path("face_2.png")).convert("RGB")
+    size = app_server.pipelines["gangealing"].congeal([face]).images[0].size
     assert output_image(page, "gg-edit", list(size)) == list(size)  # the painted RGBA edit replaces the example
     upload(page, "gg-image", examples.path("face_2.png"))
     page.locator("#gg-video-in input[type=file]").first.set_input_files(examples.path("video.gif"))

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from cocosnet import CoCosNetPipeline
-from cocosnet.convert_official import convert, from_official_checkpoint, load_official_state_dict, main as convert_main, official_input_semantics
+from cocosnet.convert_official import (convert, from_official_checkpoint, load_official_state_dict,
+                                       main as convert_main, official_input_semantics)
 from cocosnet.correspondence import dense_warp, softmax_summaries, soft_warp, correlation_features
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "cocosnet-official"
@@ -65,7 +66,8 @@ def rebuild_state_dicts(config: str) -> dict:
 
 
 def recorded_inputs(config: str, samples: list) -> tuple:
-    """(input_semantics, exemplar, exemplar_semantics) as the authors' loader + preprocessing emit them (README section 7)."""
+    """(input_semantics, exemplar, exemplar_semantics) as the authors' loader + preprocessing emit them
+    (README section 7)."""
     data = np.load(FIXTURES / f"inputs_{config}.npz")
     ref = torch.from_numpy(data["ref_rgb_u8"][samples]).permute(0, 3, 1, 2).float() / 255
     ref = (ref - 0.5) / 0.5
@@ -153,7 +155,8 @@ def test_wrong_keys_are_named(tmp_path):
     with pytest.raises(ValueError) as info:
         from_official_checkpoint(tmp_path, config="celebahq")
     message = str(info.value)  # the correspondence network is checked first, and names every problem
-    assert "'correspondence (latest_net_Corr.pth)' does not match the network this importer builds: missing keys: " in message
+    assert ("'correspondence (latest_net_Corr.pth)' does not match the network this importer builds: "
+            "missing keys: ") in message
     assert "adaptive_model_seg.layer1.0.weight_orig" in message and "(191 in all)" in message
     assert "unknown keys" not in message.splitlines()[0]  # theta.weight is a real key
     assert message.splitlines()[1].startswith("Check --config / config= (celebahq;")

@@ -28,7 +28,8 @@ from coordgan.correspondence import authors_transfer, propagate_labels
 from coordgan.evaluate import miou
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "coordgan-official"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"CoordGAN official fixtures not found at {FIXTURES} (they live outside the repository)")
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"CoordGAN official fixtures not found at {FIXTURES} "
+                                                              "(they live outside the repository)")
 MEASURED = {}  # what -> max abs error, printed at the end of the module (pytest -s) for the README
 
 
@@ -173,7 +174,8 @@ def test_images_mixing_swap_and_per_layer_trace(pipe):
     trace = [r for r in fixture_json(FIXTURES, "fixture_g128.json")["activation_trace_G1"] if r["module"] in ours_of]
     seen, checked = {}, 0
     modules = dict(g.named_modules())
-    hooks = [modules[ours_of[r["module"]]].register_forward_hook(lambda m, i, o, name=r["module"]: seen.__setitem__(name, o)) for r in trace]
+    hooks = [modules[ours_of[r["module"]]].register_forward_hook(
+                 lambda m, i, o, name=r["module"]: seen.__setitem__(name, o)) for r in trace]
     with torch.no_grad():
         cmap = g.correspondence_map(io["G1_struc_w"])
         for corner in ("tl", "br"):
@@ -184,7 +186,8 @@ def test_images_mixing_swap_and_per_layer_trace(pipe):
                 for flat, value in zip(r["sample_flat_index"], r["sample_values"]):
                     n, c, y, x = np.unravel_index(flat, r["shape"])
                     y, x = y - lo, x - lo
-                    if 0 <= y < out.shape[-2] - (MARGIN if corner == "tl" else 0) and 0 <= x < out.shape[-1] - (MARGIN if corner == "tl" else 0) and y >= 0:
+                    if (0 <= y < out.shape[-2] - (MARGIN if corner == "tl" else 0)
+                            and 0 <= x < out.shape[-1] - (MARGIN if corner == "tl" else 0) and y >= 0):
                         # a window's layer outputs are exact away from the crop's inner edge (at most 11 px)
                         if corner == "br" and (y < MARGIN or x < MARGIN):
                             continue
@@ -304,7 +307,8 @@ def test_app_endpoints_with_the_imported_model(official_folder, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    argv = [arg for name in app.models.SPECS for arg in (f"--{name}", str(official_folder if name == "coordgan" else tmp_path / "none"))]
+    argv = [arg for name in app.models.SPECS
+            for arg in (f"--{name}", str(official_folder if name == "coordgan" else tmp_path / "none"))]
     demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port)], block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

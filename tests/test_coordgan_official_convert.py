@@ -19,7 +19,9 @@ from coordgan.convert_official import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "coordgan-official"
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"CoordGAN official key lists not found at {FIXTURES} (they live outside the repository)")
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
+                                    reason=f"CoordGAN official key lists not found at {FIXTURES} "
+                                           "(they live outside the repository)")
 WHAT_TO_PASS = "Pass a checkpoint written by the authors' CoordGAN train.py"
 
 

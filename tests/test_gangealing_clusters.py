@@ -15,10 +15,12 @@ from accelerate.state import AcceleratorState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gangealing import GENERATOR_CONFIGS, ClusterClassifier, GANgealingPipeline, StyleGAN2Generator, tiny_random_pipeline  # noqa: E402
+from gangealing import (GENERATOR_CONFIGS, ClusterClassifier, GANgealingPipeline, StyleGAN2Generator,  # noqa: E402
+                        tiny_random_pipeline)
 from gangealing.losses import perceptual_distance, perceptual_network  # noqa: E402
 from train import gangealing as train_gangealing  # noqa: E402
-from train.gangealing_classifier import classifier_from_transformer, classifier_loss, cluster_labels, flip_augment, heldout_accuracy  # noqa: E402
+from train.gangealing_classifier import (classifier_from_transformer, classifier_loss, cluster_labels,  # noqa: E402
+                                         flip_augment, heldout_accuracy)
 
 sys.path.insert(0, str(ROOT / "tests"))
 from test_gangealing_train import in_process as run_in_process  # noqa: E402
@@ -41,7 +43,8 @@ def k2_run(tmp_path_factory):
     torch.set_num_threads(1)
     train_gangealing.main(train_gangealing.parse_args([*COMMON, "--generator", str(root / "generator"), "--output",
                                                        str(root / "run"),
-                                                       "--num-heads", "2", "--steps", "1", "--pca-samples", "256", "--sample-every", "100"]))
+                                                       "--num-heads", "2", "--steps", "1", "--pca-samples", "256",
+                                                       "--sample-every", "100"]))
     AcceleratorState._reset_state(True)
     return root / "run"
 
@@ -130,7 +133,8 @@ def test_classifier_stage_trains_resumes_and_exports_a_k2_pipeline(k2_run, capsy
     args = [*COMMON, "--stage", "classifier", "--output", str(k2_run), "--heldout-samples", "4", "--save-every", "2",
             "--sample-every", "2"]
     log = in_process([*args, "--steps", "2"], capsys)
-    assert "initialised from the similarity STN trunk" in log and "held-out accuracy (8 fakes and mirrors, 4 classes)" in log
+    assert ("initialised from the similarity STN trunk" in log
+            and "held-out accuracy (8 fakes and mirrors, 4 classes)" in log)
     log = in_process([*args, "--steps", "3", "--resume"], capsys)
     assert "resumed" in log
     rows = [json.loads(line) for line in (k2_run / "classifier-logs.jsonl").read_text().splitlines()]

@@ -21,7 +21,8 @@ from gangealing.convert_official import from_official_checkpoint, read_checkpoin
 from gangealing.transformer import total_variation
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "gangealing-official"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"GANgealing official fixtures not found at {FIXTURES} (they live outside the repository)")
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"GANgealing official fixtures not found at {FIXTURES} "
+                                                              "(they live outside the repository)")
 
 # verification.json, "suggested_tolerances_for_an_independent_fp32_CPU_reimplementation"
 TOL = dict(image=1e-4, generator_image=2e-4, grid=1e-5, matrix=1e-6, points=1e-3, latent=1e-5)

@@ -34,7 +34,8 @@ def logged_steps(output: Path) -> list[int]:
 
 def complete_states(output: Path) -> list[int]:
     folder = output / "state"
-    return sorted(int(m.group(1)) for n in (os.listdir(folder) if folder.is_dir() else []) if (m := re.fullmatch(r"step-(\d+)", n)))
+    return sorted(int(m.group(1)) for n in (os.listdir(folder) if folder.is_dir() else [])
+                  if (m := re.fullmatch(r"step-(\d+)", n)))
 
 
 def kill_when(process: subprocess.Popen, condition, timeout: float = 240) -> bool:
@@ -74,13 +75,15 @@ def test_sigkill_during_saves_and_steps_loses_at_most_save_every(tmp_path):
         furthest = max([furthest, *logged_steps(output)])
         states = complete_states(output)
         assert len(states) <= 2, f"--checkpoints-total-limit 2 kept {states}"
-        assert furthest - (states[-1] if states else 0) <= SAVE_EVERY, f"reached {furthest}, newest complete state {states}"
+        assert furthest - (states[-1] if states else 0) <= SAVE_EVERY, (f"reached {furthest}, "
+                                                                         f"newest complete state {states}")
     assert killed_in_save >= 1, "no kill landed during a state write"
     process = start(output)
     out, _ = process.communicate(timeout=600)
     assert process.returncode == 0, out[-3000:]
     resumed = re.search(r"resumed from (\S+) at step (\d+)", out)
-    assert resumed and furthest - int(resumed.group(2)) <= SAVE_EVERY and resumed.group(1).endswith(f"step-{int(resumed.group(2)):07d}")
+    assert (resumed and furthest - int(resumed.group(2)) <= SAVE_EVERY
+            and resumed.group(1).endswith(f"step-{int(resumed.group(2)):07d}"))
     assert complete_states(output)[-1] == STEPS and len(complete_states(output)) == 2
     assert not any(n.endswith(".tmp") for n in os.listdir(output / "state"))
     sys.path.insert(0, str(ROOT))

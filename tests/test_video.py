@@ -52,7 +52,8 @@ def streams(path) -> dict:
         v = c.streams.video[0]
         return dict(frames=sum(1 for _ in c.decode(v)), fps=v.average_rate,
                     size=(v.codec_context.width, v.codec_context.height),
-                    codec=v.codec_context.name, pix_fmt=v.codec_context.pix_fmt, audio=[a.codec_context.name for a in c.streams.audio])
+                    codec=v.codec_context.name, pix_fmt=v.codec_context.pix_fmt,
+                    audio=[a.codec_context.name for a in c.streams.audio])
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +155,14 @@ def test_mp4_in_mp4_out_with_audio(client, app_server, edit_file, tmp_path):
     assert out.endswith(".mp4")
     assert streams(out) == dict(frames=60, fps=12, size=(64, 64), codec="h264", pix_fmt="yuv420p", audio=["aac"])
     with av.open(src) as a, av.open(out) as b:  # AAC is copied packet by packet, not re-encoded
-        assert [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size] == [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]
+        assert ([bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
+                == [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size])
     # the first frame is the pipeline's edit of the first input frame, up to H.264's loss
-    expected = np.asarray(app_server.pipelines["gangealing"].propagate_edit(Image.open(edit_file), [first])[0], np.float32)
+    expected = np.asarray(app_server.pipelines["gangealing"].propagate_edit(Image.open(edit_file), [first])[0],
+                          np.float32)
     got = np.asarray(next(iter(video.VideoReader(out))), np.float32)
-    assert np.abs(got - expected).mean() < 4 and np.abs(got - np.asarray(first, np.float32)).mean() > 10  # the edit shows
+    # the edit shows
+    assert np.abs(got - expected).mean() < 4 and np.abs(got - np.asarray(first, np.float32)).mean() > 10
 
 
 def test_gif_in_gif_out(client, edit_file, tmp_path):

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from cocosnet import CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator, CoCosNetPipeline, network_configs  # noqa: E402
+from cocosnet import (CONFIGS, CoCosNetCorrespondence, CoCosNetDiscriminator, CoCosNetGenerator,  # noqa: E402
+                      CoCosNetPipeline, network_configs)
 from cocosnet import losses  # noqa: E402
 from cocosnet.evaluate import figure5_grid, map_images  # noqa: E402
 from cocosnet.pipeline import labels_to_input  # noqa: E402
@@ -104,11 +105,14 @@ def main(args) -> None:
         fail("the data names no classes: pass --num-classes")
     channels = num_classes if args.input == "mask" else 1
     corr_kwargs, gen_kwargs, disc_kwargs = network_configs(args.config, input_kind=args.input, input_channels=channels,
-                                                           resolution=resolution,
-                                                           maskmix=False, warp_mask=False, class_names=class_names if args.input == "mask" else None)
-    corr_net, gen, disc = CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs), CoCosNetDiscriminator(**disc_kwargs)
-    corr_ema, gen_ema = copy.deepcopy(corr_net).eval().requires_grad_(False), copy.deepcopy(gen).eval().requires_grad_(False)
-    # D's segmentation head `dec` (kept for the authors' checkpoints) is in no loss here; DDP must not wait for its gradients
+                                                           resolution=resolution, maskmix=False, warp_mask=False,
+                                                           class_names=class_names if args.input == "mask" else None)
+    corr_net, gen, disc = (CoCosNetCorrespondence(**corr_kwargs), CoCosNetGenerator(**gen_kwargs),
+                           CoCosNetDiscriminator(**disc_kwargs))
+    corr_ema, gen_ema = (copy.deepcopy(corr_net).eval().requires_grad_(False),
+                         copy.deepcopy(gen).eval().requires_grad_(False))
+    # D's segmentation head `dec` (kept for the authors' checkpoints) is in no loss here;
+    # DDP must not wait for its gradients
     d_trained = [p for name, p in disc.named_parameters() if ".dec." not in name]
     for name, p in disc.named_parameters():
         p.requires_grad_(".dec." not in name)
@@ -165,11 +169,13 @@ def main(args) -> None:
                 "gan": losses.generator_hinge_loss(d_fake),
                 "d_feat": losses.discriminator_feature_matching_loss(d_real, d_fake),
                 "domain": losses.domain_alignment_loss(corr.input_features, image_features),
-                "reg": losses.cycle_correspondence_loss(unwrap(corr_net).cycle_warp(corr.query, corr.key, corr.warped_exemplar_lowres), exemplar),
+                "reg": losses.cycle_correspondence_loss(
+                    unwrap(corr_net).cycle_warp(corr.query, corr.key, corr.warped_exemplar_lowres), exemplar),
             })
             terms.pop("feat", None)
             if pseudo.any():  # eq. (8) on the pseudo exemplar pairs only
-                terms["feat"] = losses.feature_matching_loss({k: v[pseudo] for k, v in f_fake.items()}, {k: v[pseudo] for k, v in f_real.items()})
+                terms["feat"] = losses.feature_matching_loss({k: v[pseudo] for k, v in f_fake.items()},
+                                                             {k: v[pseudo] for k, v in f_real.items()})
             return sum(recipe[f"lambda_{k}"] * v for k, v in terms.items())
 
         g_loss = update(accelerator, args, g_loss_fn, [opt_g], [corr_net, gen])

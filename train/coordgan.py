@@ -1,7 +1,8 @@
 """Train CoordGAN (Mu et al., CVPR 2022): the generator (stage 1), then the encoder (stage 2).
 
     accelerate launch train/coordgan.py --config tiny --data synthetic:faces --output runs/coordgan-faces
-    accelerate launch train/coordgan.py --config tiny --data synthetic:faces --output runs/coordgan-faces --stage encoder
+    accelerate launch train/coordgan.py --config tiny --data synthetic:faces --output runs/coordgan-faces \\
+        --stage encoder
     python train/coordgan.py ...            (the same, one process)
 
 Stage 1 objective (eq. 8): L_G = l_t L_t + l_s L_s + l_warp L_warp + l_cham L_cham + l_GAN L_GAN.
@@ -29,7 +30,8 @@ from coordgan import losses  # noqa: E402
 from coordgan.discriminator import DISCRIMINATOR_CONFIGS, PATCH_CONFIGS, ImageDiscriminator, PatchDiscriminator  # noqa: E402
 from coordgan.model import CONFIGS, CoordGANGenerator  # noqa: E402
 from coordgan.visualize import correspondence_colors  # noqa: E402
-from train.common import add_training_args, data_loader, ema_beta, parse_training_args, requires_grad, resume, run, setup, update  # noqa: E402
+from train.common import (add_training_args, data_loader, ema_beta, parse_training_args, requires_grad,  # noqa: E402
+                          resume, run, setup, update)
 from train.data import tensor_to_image  # noqa: E402
 
 # Training recipes. `paper` follows the authors' released settings (../shared/reference/coordgan.md);
@@ -80,7 +82,8 @@ def train_generator(args, recipe: dict, accelerator: Accelerator) -> None:
     size = "paper" if args.config.startswith("paper") else "tiny"
     d_config = dict(DISCRIMINATOR_CONFIGS[size], resolution=generator.resolution)
     if len(d_config["channels"]) != int(math.log2(generator.resolution)) - 1:
-        d_config["channels"] = tuple(DISCRIMINATOR_CONFIGS[size]["channels"][: int(math.log2(generator.resolution)) - 1])
+        d_config["channels"] = tuple(
+            DISCRIMINATOR_CONFIGS[size]["channels"][: int(math.log2(generator.resolution)) - 1])
     discriminator = ImageDiscriminator(**d_config)
     patch_discriminator = PatchDiscriminator(**PATCH_CONFIGS[size])
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)

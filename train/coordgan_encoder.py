@@ -1,6 +1,7 @@
 """CoordGAN stage 2: the encoder against the frozen generator (section 3.5, eq. 9-11).
 
-    accelerate launch train/coordgan.py --stage encoder --config tiny --data synthetic:faces --output runs/coordgan-faces
+    accelerate launch train/coordgan.py --stage encoder --config tiny --data synthetic:faces \\
+        --output runs/coordgan-faces
 
 Reads OUTPUT/generator (stage 1's export), writes OUTPUT/encoder and OUTPUT/pipeline.
 L_E = l_con L_con + l_rec L_rec + l_t L_t with
@@ -69,7 +70,8 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
             terms["rec_lpips"] = losses.lpips_distance(perceptual, reconstruction, real)
             # eq. (4) on the encoding: another texture must keep the encoded structure's layout
             swapped = generator.synthesize(cmap, generator.texture_code(z_t), randomize_noise=False)
-            terms["texture_swap"] = losses.texture_swap_loss(perceptual, reconstruction, swapped, args.texture_swap_distance)
+            terms["texture_swap"] = losses.texture_swap_loss(perceptual, reconstruction, swapped,
+                                                             args.texture_swap_distance)
             return (recipe["lambda_con"] * terms["consistency"]
                     + recipe["lambda_rec_l1"] * terms["rec_l1"]
                     + recipe["lambda_rec_lpips"] * terms["rec_lpips"]
@@ -81,7 +83,8 @@ def train_encoder(args, recipe: dict, accelerator: Accelerator) -> None:
     run(accelerator, args, state, training_step, steps=args.steps or recipe["encoder_steps"], desc="coordgan encoder",
         ema=[(encoder_ema, encoder)], beta=ema_beta(args, accelerator, batch, recipe["ema_half_life_images"]),
         sample=lambda: reconstruction_grid(generator, encoder_ema, fixed), sample_prefix="encoder_",
-        log_file="encoder_logs.jsonl", export=lambda: CoordGANPipeline(generator=generator, encoder=copy.deepcopy(encoder_ema).float()),
+        log_file="encoder_logs.jsonl",
+        export=lambda: CoordGANPipeline(generator=generator, encoder=copy.deepcopy(encoder_ema).float()),
         export_name="pipeline")
 
 

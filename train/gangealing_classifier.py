@@ -87,7 +87,8 @@ def classifier_from_transformer(transformer) -> tuple[ClusterClassifier, list]:
 def heldout_accuracy(classifier, x: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> float:
     """2K-class accuracy on held-out fakes and their mirrors."""
     images, classes = flip_augment(x, labels, classifier.config.num_clusters)
-    hits = sum((classifier(images[i : i + batch]).argmax(1) == classes[i : i + batch]).sum().item() for i in range(0, len(images), batch))
+    hits = sum((classifier(images[i : i + batch]).argmax(1) == classes[i : i + batch]).sum().item()
+               for i in range(0, len(images), batch))
     return hits / len(images)
 
 
@@ -111,7 +112,8 @@ def main(args, batch_size: int) -> None:
 
     source = args.pipeline or os.path.join(args.output, "pipeline")
     pipe = GANgealingPipeline.from_pretrained(source)
-    generator, transformer, target = (m.eval().requires_grad_(False).to(device) for m in (pipe.generator, pipe.transformer, pipe.target))
+    generator, transformer, target = (m.eval().requires_grad_(False).to(device)
+                                      for m in (pipe.generator, pipe.transformer, pipe.target))
     k = transformer.config.num_heads
     if k < 2:
         fail(f"{source} has K = 1 cluster: the cluster classifier is for K > 1 "

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 
 from coordgan.losses import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty  # noqa: E402
 from gangealing.stylegan2 import GENERATOR_CONFIGS, StyleGAN2Discriminator, StyleGAN2Generator  # noqa: E402
-from train.common import add_training_args, data_loader, ema_beta, parse_training_args, requires_grad, resume, run, setup, update  # noqa: E402
+from train.common import (add_training_args, data_loader, ema_beta, parse_training_args, requires_grad,  # noqa: E402
+                          resume, run, setup, update)
 from train.data import tensor_to_image  # noqa: E402
 
 # `paper`: StyleGAN2 config-f at 256 px as the authors trained it; `tiny`/`micro`: CPU-sized.
@@ -54,7 +55,8 @@ def main(args) -> None:
     device = accelerator.device
     g_config = GENERATOR_CONFIGS[args.config]
     generator = StyleGAN2Generator(**g_config)
-    discriminator = StyleGAN2Discriminator(g_config["resolution"], g_config["channel_multiplier"], g_config.get("max_channels", 512))
+    discriminator = StyleGAN2Discriminator(g_config["resolution"], g_config["channel_multiplier"],
+                                           g_config.get("max_channels", 512))
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     lr = args.lr or recipe["lr"]
     d_ratio = recipe["r1_every"] / (recipe["r1_every"] + 1)  # lazy regularisation correction
