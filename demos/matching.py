@@ -95,23 +95,30 @@ def heat_overlay(image: Image.Image, heat: np.ndarray, alpha: float = 0.65) -> I
     return Image.fromarray(out.round().astype(np.uint8))
 
 
-def match_view(image_a: Image.Image, point, image_b: Image.Image, match, heat: np.ndarray) -> np.ndarray:
-    """Side by side at PANEL px high: A with the point | B under the heat map, with the match."""
+def side_by_side(image_a: Image.Image, image_b: Image.Image, gap: int = GAP, heat_b=None):
+    """A and B at PANEL px high (small images enlarged with the nearest neighbour), `gap` px apart,
+    B under `heat_b` when given -> (canvas, each image's scale, B's left edge on the canvas)."""
     panels, scales = [], []
     for im in (image_a, image_b):
         scale = PANEL / im.height
         panels.append(im.convert("RGB").resize((max(1, round(im.width * scale)), PANEL),
                                                Image.NEAREST if im.height < PANEL else Image.BILINEAR))
         scales.append(scale)
-    panels[1] = heat_overlay(panels[1], heat)
-    canvas = Image.new("RGB", (panels[0].width + GAP + panels[1].width, PANEL), (255, 255, 255))
+    if heat_b is not None:
+        panels[1] = heat_overlay(panels[1], heat_b)
+    canvas = Image.new("RGB", (panels[0].width + gap + panels[1].width, PANEL), (255, 255, 255))
     canvas.paste(panels[0], (0, 0))
-    canvas.paste(panels[1], (panels[0].width + GAP, 0))
+    canvas.paste(panels[1], (panels[0].width + gap, 0))
+    return canvas, scales, panels[0].width + gap
+
+
+def match_view(image_a: Image.Image, point, image_b: Image.Image, match, heat: np.ndarray) -> np.ndarray:
+    """Side by side at PANEL px high: A with the point | B under the heat map, with the match."""
+    canvas, scales, left = side_by_side(image_a, image_b, GAP, heat)
     draw = ImageDraw.Draw(canvas)
     r = max(3, PANEL // 40)
     _mark(draw, (point[0] + 0.5) * scales[0] - 0.5, (point[1] + 0.5) * scales[0] - 0.5, r)
-    _mark(draw, (match[0] + 0.5) * scales[1] - 0.5 + panels[0].width + GAP, (match[1] + 0.5) * scales[1] - 0.5, r,
-          (0, 160, 255))
+    _mark(draw, (match[0] + 0.5) * scales[1] - 0.5 + left, (match[1] + 0.5) * scales[1] - 0.5, r, (0, 160, 255))
     return np.asarray(canvas)
 
 
@@ -120,30 +127,22 @@ def lines_view(image_a: Image.Image, image_b: Image.Image, points_a, points_b, m
     """A (left) and B (right) side by side at PANEL px high, a line and a dot of one colour per match
     (colour = position in A; a spread subsample of at most `max_lines`); with `truth` (the exact
     matches in B), a white ring on each true match."""
-    panels, scales = [], []
-    for im in (image_a, image_b):
-        scale = PANEL / im.height
-        panels.append(im.convert("RGB").resize((max(1, round(im.width * scale)), PANEL),
-                                               Image.NEAREST if im.height < PANEL else Image.BILINEAR))
-        scales.append(scale)
-    gap = 2 * GAP
-    canvas = Image.new("RGB", (panels[0].width + gap + panels[1].width, PANEL), (255, 255, 255))
-    canvas.paste(panels[0], (0, 0))
-    canvas.paste(panels[1], (panels[0].width + gap, 0))
+    canvas, scales, left = side_by_side(image_a, image_b, 2 * GAP)
+    width_a = left - 2 * GAP
     draw = ImageDraw.Draw(canvas)
     a, b = np.asarray(points_a, np.float64).reshape(-1, 2), np.asarray(points_b, np.float64).reshape(-1, 2)
     keep = np.linspace(0, len(a) - 1, min(len(a), max_lines)).round().astype(int) if len(a) else []
     for i in keep:
         (xa, ya), (xb, yb) = (a[i] + 0.5) * scales[0] - 0.5, (b[i] + 0.5) * scales[1] - 0.5
-        xb += panels[0].width + gap
-        u, v = xa / panels[0].width, ya / PANEL  # colour by where the match starts
+        xb += left
+        u, v = xa / width_a, ya / PANEL  # colour by where the match starts
         colour = (int(255 * np.clip(u, 0, 1)), int(255 * np.clip(v, 0, 1)), int(255 * np.clip(1 - u, 0, 1)))
         draw.line([(xa, ya), (xb, yb)], fill=colour, width=1)
         for x, y in ((xa, ya), (xb, yb)):
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
         if truth is not None:
             xt, yt = (np.asarray(truth[i], np.float64) + 0.5) * scales[1] - 0.5
-            xt += panels[0].width + gap
+            xt += left
             draw.ellipse([xt - 4, yt - 4, xt + 4, yt + 4], outline=(255, 255, 255), width=1)
     return np.asarray(canvas)
 

@@ -6,6 +6,7 @@ screenshot of each tab to $SCREENSHOT_DIR (default: a temporary folder), so a te
 changes tracked files. The README's pictures, from the bundled checkpoints:
     APP_SERVER_BUNDLED=1 SCREENSHOT_DIR=docs/screenshots python -m pytest tests/test_browser_app.py"""
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -26,18 +27,27 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
 
 
-@pytest.fixture(scope="module")
-def page(app_server):
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A WIDTH x HEIGHT page of headless chromium on `url`, once the app's tabs are there."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_server.url)
+        page.goto(url)
         page.get_by_role("tab", name="Structure & texture").wait_for()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_server):
+    with browser_page(app_server.url) as page:
         yield page
-        browser.close()
 
 
 def output_image(page, elem_id: str, size=None):
@@ -289,16 +299,11 @@ def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
     """On a face model (the bundled kind): the astronaut as the query is aligned to the model's frame,
     the gallery shows the crop the model saw, the overlay is the whole photo with the labels pasted."""
     import skimage.data
-    from playwright.sync_api import sync_playwright
 
     photo = SCREENSHOTS.parent / "astronaut-query.png"
     photo.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(skimage.data.astronaut()).resize((384, 384)).save(photo)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(face_app_server.local_url)
+    with browser_page(face_app_server.local_url) as page:
         page.get_by_role("tab", name="Label propagation").click()
         assert page.locator("#lp-align input[type=checkbox]").is_checked()  # on by default for a face model
         upload(page, "lp-query", str(photo))
@@ -307,4 +312,3 @@ def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
         page.get_by_text("query 1: the aligned crop the model saw").first.wait_for(state="attached")
         page.evaluate("window.scrollTo(0, 0)")
         shoot(page, "face_photo")
-        browser.close()
