@@ -295,7 +295,7 @@ def test_synthetic_data_tab(page):
     assert output_image(page, "synthetic-image") == [128, 128]
 
 
-def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
+def test_a_face_photo_is_aligned_and_its_labels_pasted_back(page, app_server, face_app_server):
     """On a face model (the bundled kind): the astronaut as the query is aligned to the model's frame,
     the gallery shows the crop the model saw, the overlay is the whole photo with the labels pasted."""
     import skimage.data
@@ -303,7 +303,9 @@ def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
     photo = SCREENSHOTS.parent / "astronaut-query.png"
     photo.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(skimage.data.astronaut()).resize((384, 384)).save(photo)
-    with browser_page(face_app_server.local_url) as page:
+    page.goto(face_app_server.local_url)  # the same browser (one sync playwright a process), face models
+    page.get_by_role("tab", name="Structure & texture").wait_for()
+    try:
         page.get_by_role("tab", name="Label propagation").click()
         assert page.locator("#lp-align input[type=checkbox]").is_checked()  # on by default for a face model
         upload(page, "lp-query", str(photo))
@@ -312,3 +314,6 @@ def test_a_face_photo_is_aligned_and_its_labels_pasted_back(face_app_server):
         page.get_by_text("query 1: the aligned crop the model saw").first.wait_for(state="attached")
         page.evaluate("window.scrollTo(0, 0)")
         shoot(page, "face_photo")
+    finally:
+        page.goto(app_server.url)
+        page.get_by_role("tab", name="Structure & texture").wait_for()
