@@ -1,0 +1,104 @@
+"""The per-package mixed-precision policies (issue #26, <package>/precision.py): under bf16 autocast
+the modules of FP32_MODULES compute in fp32, the fp32 path is bitwise unchanged, and the helper code
+copied between the packages agrees."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("coordgan", "gangealing", "cocosnet")
+
+
+def _coordgan():
+    from coordgan import tiny_random_pipeline
+
+    g = tiny_random_pipeline().generator.eval()
+    z = torch.randn(1, g.config.z_dim, generator=torch.Generator().manual_seed(0))
+    return [g], lambda: g(z_s=z, z_t=z, randomize_noise=False).image
+
+
+def _gangealing():
+    from gangealing import tiny_random_pipeline
+
+    t = tiny_random_pipeline().transformer.eval()
+    with torch.no_grad():  # a non-identity similarity warp, so the matrix and the warp carry values
+        t.stns[0].warp_head.linear.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    size = t.config.input_size
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return [t], lambda: t(x).congealed
+
+
+def _cocosnet():
+    from cocosnet import tiny_random_pipeline
+
+    pipe = tiny_random_pipeline()
+    mask = np.zeros((32, 32), np.int64)
+    mask[8:24, 6:20] = 3
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    x, _ = pipe.encode_input_map(mask)
+    y = pipe.preprocess([photo])[0]
+    return [pipe.correspondence_network, pipe.generator], lambda: pipe.run(x, y, None)[0]
+
+
+BUILD = {"coordgan": _coordgan, "gangealing": _gangealing, "cocosnet": _cocosnet}
+
+
+def _dtypes(out) -> list:
+    if isinstance(out, torch.Tensor):
+        return [out.dtype] if out.is_floating_point() else []
+    if isinstance(out, (tuple, list)):
+        return [d for o in out for d in _dtypes(o)]
+    return _dtypes([v for v in vars(out).values()]) if hasattr(out, "__dataclass_fields__") else []
+
+
+def _hooked(models, classes, seen):
+    return [m.register_forward_hook(lambda mod, args, out: seen.extend(_dtypes(out)))
+            for model in models for m in model.modules() if isinstance(m, classes)]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_fp32_path_is_bitwise_unchanged(package):
+    policy = importlib.import_module(f"{package}.precision")
+    models, run = BUILD[package]()
+    with torch.no_grad():
+        reference = run()
+        wrapped = policy.apply_fp32_policy(*models)
+        out = run()
+    assert wrapped and torch.equal(out, reference)
+    policy.remove_fp32_policy(*models)
+    assert not any("forward" in m.__dict__ for model in models for m in model.modules())
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_listed_modules_compute_in_fp32_under_autocast(package):
+    policy = importlib.import_module(f"{package}.precision")
+    models, run = BUILD[package]()
+    plain, kept = [], []
+    handles = _hooked(models, policy.FP32_MODULES, plain)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        run()
+    for h in handles:
+        h.remove()
+    assert torch.bfloat16 in plain  # without the policy, autocast reaches these modules
+    handles = _hooked(models, policy.FP32_MODULES, kept)
+    with torch.no_grad(), policy.keep_fp32(*models), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run()
+    for h in handles:
+        h.remove()
+    assert kept and set(kept) == {torch.float32}
+    assert torch.isfinite(out.float()).all()
+    assert not any("forward" in m.__dict__ for model in models for m in model.modules())  # keep_fp32 undoes itself
+
+
+def test_copied_helpers_agree():
+    texts = [(ROOT / p / "precision.py").read_text() for p in PACKAGES]
+    marker = "# Copied from coordgan.precision"
+    assert all(marker in t for t in texts)
+    assert len({t[t.index(marker):] for t in texts}) == 1
