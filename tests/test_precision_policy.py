@@ -58,9 +58,12 @@ def _dtypes(out) -> list:
     return _dtypes([v for v in vars(out).values()]) if hasattr(out, "__dataclass_fields__") else []
 
 
-def _hooked(models, classes, seen):
+def _hooked(models, listed, seen):
+    """Forward hooks recording the output dtypes of the modules `listed` names (classes or attribute names)."""
+    classes = tuple(c for c in listed if not isinstance(c, str))
     return [m.register_forward_hook(lambda mod, args, out: seen.extend(_dtypes(out)))
-            for model in models for m in model.modules() if isinstance(m, classes)]
+            for model in models for path, m in model.named_modules()
+            if isinstance(m, classes) or path.rsplit(".", 1)[-1] in listed]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -71,12 +74,12 @@ def test_fp32_path_is_bitwise_unchanged(package):
         reference = run()
         wrapped = policy.apply_fp32_policy(*models)
         out = run()
-    assert wrapped and torch.equal(out, reference)
+    assert (wrapped or policy.FP32_FUNCTIONS) and torch.equal(out, reference)
     policy.remove_fp32_policy(*models)
     assert not any("forward" in m.__dict__ for model in models for m in model.modules())
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", [p for p in PACKAGES if importlib.import_module(f"{p}.precision").FP32_MODULES])
 def test_listed_modules_compute_in_fp32_under_autocast(package):
     policy = importlib.import_module(f"{package}.precision")
     models, run = BUILD[package]()
@@ -95,6 +98,39 @@ def test_listed_modules_compute_in_fp32_under_autocast(package):
     assert kept and set(kept) == {torch.float32}
     assert torch.isfinite(out.float()).all()
     assert not any("forward" in m.__dict__ for model in models for m in model.modules())  # keep_fp32 undoes itself
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if importlib.import_module(f"{p}.precision").FP32_FUNCTIONS])
+def test_listed_functions_compute_in_fp32_under_autocast(package):
+    policy = importlib.import_module(f"{package}.precision")
+    models, run = BUILD[package]()
+    homes = [(importlib.import_module(key), name) for key in list(__import__("sys").modules)
+             if key == package or key.startswith(package + ".") for name in policy.FP32_FUNCTIONS
+             if callable(getattr(importlib.import_module(key), name, None))]
+    seen = {}
+
+    def spy(mod, name, fn):
+        def recorded(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            seen.setdefault(name, set()).update(_dtypes(out))
+            return out
+        return recorded
+
+    originals = [(mod, name, getattr(mod, name)) for mod, name in homes]
+    for mod, name, fn in originals:  # the spy sits inside the policy's wrapper, so it sees the fp32 computation
+        setattr(mod, name, spy(mod, name, fn))
+    try:
+        with torch.no_grad(), policy.keep_fp32(*models), torch.autocast("cpu", dtype=torch.bfloat16):
+            run()
+        kept = dict(seen)
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            run()
+    finally:
+        for mod, name, fn in originals:
+            setattr(mod, name, fn)
+    assert kept and all(d == {torch.float32} for d in kept.values())
+    assert any(torch.bfloat16 in d for d in seen.values())  # without the policy, some run in bf16
 
 
 def test_copied_helpers_agree():
