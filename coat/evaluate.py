@@ -45,7 +45,8 @@ class EvalPairs:
     pose_gap: np.ndarray  # float32 (N,) mean keypoint displacement sA -> sB, pixels
 
 
-def make_pairs(category: str = "faces", n: int = 200, seed: int = 10_000, resolution: int = 64, pose: str = "aligned") -> EvalPairs:
+def make_pairs(category: str = "faces", n: int = 200, seed: int = 10_000, resolution: int = 64,
+               pose: str = "aligned") -> EvalPairs:
     """`n` unseen triplets (seeds far from the training streams' (seed, block, stream) tuples)."""
     import synthetic
 
@@ -63,7 +64,8 @@ def make_pairs(category: str = "faces", n: int = 200, seed: int = 10_000, resolu
 # ------------------------------------------------------------------ metrics
 
 
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -197,7 +199,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return ((images.detach().float().clamp(-1,
+                                           1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -211,7 +214,8 @@ def run_model(pipe, pairs: EvalPairs, n: int, batch: int = 16) -> tuple[np.ndarr
         images.append(to_uint8(out.image))
         matches.append(out.matches)
     merged = [ScaleMatches(torch.cat([m[s].mask for m in matches]), torch.cat([m[s].index for m in matches]),
-                           torch.cat([m[s].confidence for m in matches]), matches[0][s].size) for s in range(len(matches[0]))]
+                           torch.cat([m[s].confidence for m in matches]), matches[0][s].size)
+              for s in range(len(matches[0]))]
     return np.concatenate(images), merged
 
 
@@ -227,7 +231,8 @@ def method_outputs(pipe, pairs: EvalPairs, n_values: list) -> dict:
     outputs["Reinhard (whole image)"] = reinhard(pairs.content, pairs.style)
     masks = (pairs.content_labels > 0, pairs.style_labels > 0)
     outputs["Reinhard (object only, exact masks)"] = reinhard(pairs.content, pairs.style, *masks)
-    outputs["Reinhard (object and background, exact masks)"] = reinhard(pairs.content, pairs.style, *masks, background=True)
+    outputs["Reinhard (object and background, exact masks)"] = reinhard(pairs.content, pairs.style, *masks,
+                                                                        background=True)
     outputs["warp by COAT matches (no decoder)"] = warp_by_matches(pairs.content, pairs.style, model_matches)
     outputs["oracle warp (exact correspondence)"] = oracle_warp(pairs)
     return outputs
@@ -244,7 +249,8 @@ def evaluate(pipe, pairs: EvalPairs, n_values: list | None = None, perceptual=No
         perceptual = perceptual_network()
     edges = np.quantile(pairs.pose_gap, [1 / 3, 2 / 3])
     strata = {"all": np.ones(len(pairs.pose_gap), bool), "small gap": pairs.pose_gap <= edges[0],
-              "medium gap": (pairs.pose_gap > edges[0]) & (pairs.pose_gap <= edges[1]), "large gap": pairs.pose_gap > edges[1]}
+              "medium gap": (pairs.pose_gap > edges[0]) & (pairs.pose_gap <= edges[1]),
+              "large gap": pairs.pose_gap > edges[1]}
     results = {}
     for name, images in method_outputs(pipe, pairs, n_values).items():
         scores = {"psnr": psnr(images, pairs.target), "lpips": lpips_scores(images, pairs.target, perceptual),
@@ -261,7 +267,8 @@ def markdown_table(results: dict, pose_gap_edges: tuple | None = None) -> str:
     lines = [head, "|" + "---|" * (len(strata) + 3)]
     for name, r in results.items():
         cells = [f"{r[s]['psnr']:.2f}" for s in strata]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['all']['lpips']:.3f} | {r['all']['part_colour_error']:.2f} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['all']['lpips']:.3f} | "
+                                                          f"{r['all']['part_colour_error']:.2f} |")
     return "\n".join(lines)
 
 

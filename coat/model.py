@@ -44,7 +44,8 @@ CONFIGS = {
     ),
     # 64 px, CPU-sized: scales 32^2, 16^2, 8^2, 9 modulation layers.
     "tiny": dict(
-        encoder=dict(resolution=64, channels=(32, 48, 64, 96), feature_strides=(2, 4, 8), matching_dim=64, cell_colour=True),
+        encoder=dict(resolution=64, channels=(32, 48, 64, 96), feature_strides=(2, 4, 8), matching_dim=64,
+                     cell_colour=True),
         modulation=dict(style_dim=64, hidden=48, spatial_modulation=True),
         decoder=dict(resolution=64, style_dim=64, channels=(128, 128, 96, 64, 32), start_resolution=4,
                      spatial_modulation=True),
@@ -155,7 +156,8 @@ class COATEncoder(ModelMixin, ConfigMixin):
 def decoder_layer_resolutions(resolution: int, start_resolution: int = 4) -> list:
     """The resolution of each modulated convolution of D: one at the start, two per doubling."""
     if resolution < start_resolution or resolution & (resolution - 1) or start_resolution & (start_resolution - 1):
-        raise ValueError(f"resolution ({resolution}) and start_resolution ({start_resolution}) must be powers of 2, resolution >= start")
+        raise ValueError(f"resolution ({resolution}) and start_resolution ({start_resolution}) must be powers of 2, "
+                         "resolution >= start")
     out, r = [start_resolution], start_resolution
     while r < resolution:
         r *= 2
@@ -214,7 +216,8 @@ class COATModulationEncoder(ModelMixin, ConfigMixin):
         scales = layer_scales(list(layer_resolutions), list(feature_sizes))
         self.scales = scales
         self.map_to_style = nn.ModuleList(
-            MapToStyle(feature_channels[scale] + 1, feature_sizes[scale], hidden, style_dim, layer_channels[k] if spatial_modulation else 0)
+            MapToStyle(feature_channels[scale] + 1, feature_sizes[scale], hidden, style_dim,
+                       layer_channels[k] if spatial_modulation else 0)
             for k, scale in enumerate(scales))
 
     @property
@@ -297,7 +300,8 @@ class COATDecoder(ModelMixin, ConfigMixin):
         resolutions = decoder_layer_resolutions(resolution, start_resolution)
         levels = int(math.log2(resolution // start_resolution)) + 1
         if len(channels) != levels:
-            raise ValueError(f"channels needs one width per resolution {start_resolution}..{resolution} ({levels}), got {len(channels)}")
+            raise ValueError(f"channels needs one width per resolution {start_resolution}..{resolution} ({levels}), "
+                             f"got {len(channels)}")
         self.constant = nn.Parameter(torch.randn(1, channels[0], start_resolution, start_resolution))
         self.layers = nn.ModuleList([StyledLayer(channels[0], channels[0], style_dim, upsample=False)])
         self.to_rgb = nn.ModuleList([ModulatedConv2d(channels[0], 3, style_dim, kernel=1, demodulate=False)])
@@ -330,7 +334,9 @@ class COATDecoder(ModelMixin, ConfigMixin):
             if k % 2 == 0:  # the last layer of a resolution: add its RGB to the upsampled skip image
                 level = k // 2
                 out = self.to_rgb[level](x, w) + self.rgb_bias[level].view(1, 3, 1, 1).to(x.dtype)
-                rgb = out if rgb is None else out + F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+                if rgb is not None:
+                    out = out + F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+                rgb = out
         return rgb  # (B, 3, R, R)
 
 

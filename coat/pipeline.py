@@ -122,6 +122,13 @@ class COATPipeline(DiffusionPipeline):
         n = self.decoder.config.content_layers
         return int(n) if n is not None else max(1, self.num_layers // 3)
 
+    @property
+    def content_layers_range(self) -> tuple[int, int]:
+        """The n the model was trained for (the decoder's config `content_layers_range`, drawn per
+        step by `train/coat.py --n-range`); without one, every n from 0 to the layer count."""
+        trained = self.decoder.config.get("content_layers_range")
+        return (int(trained[0]), int(trained[1])) if trained else (0, self.num_layers)
+
     # ------------------------------------------------------------- conversions
     def preprocess(self, images) -> tuple[torch.Tensor, list]:
         """PIL images / uint8 arrays [H, W, 3] / paths of any size -> ((B, 3, R, R) in [-1, 1],

@@ -29,8 +29,10 @@ def transfer(pipe, content_image, style_image, n=None, align_face=True):
     aligned to its frame (the matches view shows the crops) and the result is pasted back onto the
     content photo."""
     pipe = models.require(pipe)
-    if n is None or not float(n).is_integer() or not 0 <= int(n) <= pipe.num_layers:
-        raise gr.Error(f"n (content layers) must be a whole number from 0 to {pipe.num_layers}.")
+    low, high = pipe.content_layers_range
+    if n is None or not float(n).is_integer() or not low <= int(n) <= high:
+        raise gr.Error(f"n (content layers) must be a whole number from {low} to {high}, the range this model was "
+                       "trained for.")
     _, content, aligned = face_photos.load(pipe, content_image, PHOTOS[0], align_face)
     _, style, _ = face_photos.load(pipe, style_image, PHOTOS[1], align_face)
     if aligned is None:  # the content photo itself: results at its size, scaled down for the browser
@@ -64,8 +66,8 @@ def synthetic_pair() -> tuple[str, str, str]:
 
 def create_demo(pipe) -> None:
     gr.Markdown(models.describe("coat", pipe), elem_classes="weights")  # which weights this tab runs
-    num_layers = pipe.num_layers if hasattr(pipe, "num_layers") else 8
-    default_n = pipe.default_content_layers if hasattr(pipe, "default_content_layers") else num_layers // 2
+    low, high = pipe.content_layers_range if pipe else (0, 8)
+    default_n = pipe.default_content_layers if pipe else low
     gr.Markdown(
         "COAT puts the **appearance of the style photo** on the **object of the content photo**: features matched "
         "at several scales, only confident matches (mutual nearest neighbours, eq. 2) carry the style, a StyleGAN-type "
@@ -81,8 +83,9 @@ def create_demo(pipe) -> None:
         answer = gr.Image(pair[2], label="Exact answer (synthetic example only)", format="png", height=display.HEIGHT,
                           interactive=False, elem_classes="pixelated", elem_id="coat-answer")
     with gr.Row():
-        n = gr.Slider(0, num_layers, value=default_n, step=1, scale=3,
-                      label=f"n: decoder layers driven by the content (0-{num_layers}); a smaller n transfers more")
+        n = gr.Slider(low, high, value=default_n, step=1, scale=3, label="n: decoder layers driven by the content",
+                      info=f"{low}: the style's appearance in full; each step up keeps more of the content's own; "
+                           f"{high}: the content as it is")
         align_face = face_photos.checkbox(pipe, scale=1, elem_id="coat-align")
         button = gr.Button("Transfer appearance", variant="primary", scale=1)
     with gr.Row(equal_height=False):

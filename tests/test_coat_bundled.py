@@ -14,7 +14,8 @@ from coat.evaluate import make_pairs, method_outputs, n_trade_off, part_colour_e
 
 COLOUR_MARGIN = 0.15  # Delta E
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "coat-faces"
-pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model_index.json").is_file(), reason="checkpoints/coat-faces is not bundled")
+pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model_index.json").is_file(),
+                                reason="checkpoints/coat-faces is not bundled")
 
 
 @pytest.fixture(scope="module")

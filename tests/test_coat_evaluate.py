@@ -56,7 +56,8 @@ def test_model_rows_and_match_warp(pairs):
     assert images.shape == pairs.content.shape and len(matches) == 3 and matches[0].mask.shape == (6, 1024)
     warped = warp_by_matches(pairs.content, pairs.style, matches)
     unmatched = ~np.repeat(np.repeat(matches[0].mask.view(6, 32, 32).numpy(), 2, 1), 2, 2)
-    coarse = [np.repeat(np.repeat(m.mask.view(6, *m.size).numpy(), 64 // m.size[0], 1), 64 // m.size[0], 2) for m in matches[1:]]
+    coarse = [np.repeat(np.repeat(m.mask.view(6, *m.size).numpy(), 64 // m.size[0], 1), 64 // m.size[0],
+                        2) for m in matches[1:]]
     untouched = unmatched & ~coarse[0] & ~coarse[1]
     assert np.array_equal(warped[untouched], pairs.content[untouched])  # no match: the content pixel (eq. 3)
     results = evaluate(pipe, pairs, [3, 9])

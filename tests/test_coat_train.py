@@ -7,7 +7,8 @@ import torch
 
 from train.coat import canonical_correspondence, grid_correspondence, main, parse_args, pseudo_pairs
 
-COMMON = ["--config", "tiny", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2", "--sample-every", "2",
+COMMON = ["--config", "tiny", "--data", "synthetic:faces", "--batch-size", "2", "--save-every", "2",
+          "--sample-every", "2",
           "--log-every", "1"]
 
 
@@ -24,7 +25,8 @@ def test_trains_resumes_exports_and_freezes_decoder(tmp_path, capsys, monkeypatc
     pipe = COATPipeline.from_pretrained(tmp_path / "a" / "pipeline")
     assert pipe.default_content_layers == 3
     # exact pairs, and a frozen decoder loaded from the first run's export
-    main(parse_args([*COMMON, "--output", str(tmp_path / "b"), "--steps", "1", "--exact-pairs", "--decoder", str(tmp_path / "a" / "pipeline")]))
+    main(parse_args([*COMMON, "--output", str(tmp_path / "b"), "--steps", "1", "--exact-pairs", "--decoder",
+                     str(tmp_path / "a" / "pipeline")]))
     frozen = COATPipeline.from_pretrained(tmp_path / "b" / "pipeline").decoder
     for a, b in zip(frozen.state_dict().values(), pipe.decoder.state_dict().values()):
         assert torch.equal(a, b)
@@ -83,7 +85,8 @@ def test_colour_terms_flag_and_losses(tmp_path, monkeypatch):
         logs = [json.loads(line) for line in (tmp_path / name / "logs.jsonl").read_text().splitlines()]
         assert logs[-1]["colour"] > 0
     # a fine-tune from a saved state at a lower --lr: the given lr replaces the saved one
-    main(parse_args([*COMMON, "--output", str(tmp_path / "parts"), "--steps", "2", "--exact-pairs", "--resume", "--lr", "1e-4"]))
+    main(parse_args([*COMMON, "--output", str(tmp_path / "parts"), "--steps", "2", "--exact-pairs", "--resume",
+                     "--lr", "1e-4"]))
     saved = torch.load(tmp_path / "parts" / "state" / "step-0000002" / "optimizer.bin", weights_only=False)
     assert [g["lr"] for g in saved["param_groups"]] == [1e-4]
 

@@ -51,7 +51,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from coat import COATDecoder, COATPipeline, build_pipeline, coat_forward  # noqa: E402
-from coat.losses import (correspondence_contrastive_loss, latent_regularizer, lowpass_colour_loss, match_supervision_loss,  # noqa: E402
+from coat.losses import (correspondence_contrastive_loss, latent_regularizer, lowpass_colour_loss,
+                         match_supervision_loss,  # noqa: E402
                          part_colour_loss, perceptual_network, reconstruction_loss)
 from train.common import add_training_args, data_loader, ema_beta, fail, parse_training_args, resume, run, setup, update  # noqa: E402
 from train.data import image_to_tensor, tensor_to_image  # noqa: E402
@@ -69,24 +70,32 @@ RECIPES = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(p, RECIPES, pose="aligned", save_every=250)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's; with --resume it replaces the saved one)")
-    p.add_argument("--content-layers", type=int, default=None, help="n of eq. 4: decoder layers modulated by content features (default: the config's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the recipe's; with --resume it replaces the saved one)")
+    p.add_argument("--content-layers", type=int, default=None,
+                   help="n of eq. 4: decoder layers modulated by content features (default: the config's)")
     p.add_argument("--n-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="PROPOSAL: n per step in LO..HI, the target blended to the content by (n - LO) / (HI - LO)")
     p.add_argument("--n-low-share", type=float, default=0.25,
                    help="with --n-range: share of steps at n = LO (the rest uniform over LO..HI)")
     p.add_argument("--init", default=None, metavar="PATH", help="start E, E_mod and D from this COATPipeline folder")
-    p.add_argument("--decoder", default=None, metavar="PATH", help="load D from this COATPipeline/COATDecoder folder and freeze it")
-    p.add_argument("--exact-pairs", action="store_true", help="synthetic data only: train on render(sA,tA), render(sB,tB) -> render(sA,tB)")
-    p.add_argument("--negatives", default="hard", choices=["hard", "random"], help="CCL negatives: eq. 5 (hard) or random (CUT ablation)")
-    p.add_argument("--ccl-scales", default="all", choices=["all", "single"], help="CCL at every scale or only the coarsest (ablation)")
+    p.add_argument("--decoder", default=None, metavar="PATH",
+                   help="load D from this COATPipeline/COATDecoder folder and freeze it")
+    p.add_argument("--exact-pairs", action="store_true",
+                   help="synthetic data only: train on render(sA,tA), render(sB,tB) -> render(sA,tB)")
+    p.add_argument("--negatives", default="hard", choices=["hard", "random"],
+                   help="CCL negatives: eq. 5 (hard) or random (CUT ablation)")
+    p.add_argument("--ccl-scales", default="all", choices=["all", "single"],
+                   help="CCL at every scale or only the coarsest (ablation)")
     p.add_argument("--beta", type=float, default=None, help="weight of L_CCL (0 = no CCL; default: the recipe's)")
-    p.add_argument("--match-weight", type=float, default=None, help="weight of the known-correspondence InfoNCE (PROPOSAL; 0 = off)")
+    p.add_argument("--match-weight", type=float, default=None,
+                   help="weight of the known-correspondence InfoNCE (PROPOSAL; 0 = off)")
     p.add_argument("--colour-weight", type=float, default=0.0,
                    help="NOT IN THE PAPER: weight of a colour term added to eq. 7 (default 0 = the paper's loss)")
     p.add_argument("--colour-term", default=None, choices=["parts", "lowpass"],
                    help="the colour term: 'parts' = Delta E of per-part mean Lab colours on the exact part map "
-                        "(needs --exact-pairs; its default there), 'lowpass' = MSE of 8x8 average-pooled images (default otherwise)")
+                        "(needs --exact-pairs; its default there), 'lowpass' = MSE of 8x8 average-pooled images "
+                        "(default otherwise)")
     args = parse_training_args(p, argv)
     if args.exact_pairs and not args.data.startswith("synthetic:"):
         p.error("--exact-pairs needs --data synthetic:CATEGORY (it renders the exact answers)")
@@ -110,7 +119,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------- pairs
 
 
-def smooth_field(batch: int, channels: int, grid: int, size: int, std: float, generator: torch.Generator) -> torch.Tensor:
+def smooth_field(batch: int, channels: int, grid: int, size: int, std: float,
+                 generator: torch.Generator) -> torch.Tensor:
     """A random field (B, channels, size, size): N(0, std) on a grid x grid lattice, bicubic."""
     field = torch.randn(batch, channels, grid, grid, generator=generator) * std
     return F.interpolate(field, size=(size, size), mode="bicubic", align_corners=True)
@@ -166,7 +176,8 @@ def grid_correspondence(grid: torch.Tensor, size: int) -> tuple[torch.Tensor, to
     return (y.clamp(0, size - 1) * size + x.clamp(0, size - 1)).flatten(1), valid.flatten(1)
 
 
-def canonical_correspondence(coords_a: np.ndarray, coords_b: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def canonical_correspondence(coords_a: np.ndarray, coords_b: np.ndarray,
+                             size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact pairs: for each cell of a size x size content map, the style cell whose mean canonical
     coordinate is nearest (object cells), or the same cell (background in both: the background is
     drawn in image coordinates). coords (B, R, R, 2), NaN on background -> (B, size^2) index, valid."""
@@ -192,13 +203,15 @@ class ExactPairs:
     def __init__(self, category: str, resolution: int, batch: int, seed: int, pose: str):
         import synthetic
 
-        self.synthetic, self.category, self.resolution, self.batch, self.seed, self.pose = synthetic, category, resolution, batch, seed, pose
+        self.synthetic, self.category, self.resolution = synthetic, category, resolution
+        self.batch, self.seed, self.pose = batch, seed, pose
 
     def __call__(self, key: tuple):
         sy, cat, n = self.synthetic, self.category, self.batch
         s_a = sy.sample_structures(cat, n, seed=(self.seed, *key, 0), pose=self.pose)
         s_b = sy.sample_structures(cat, n, seed=(self.seed, *key, 1), pose=self.pose)
-        t_a, t_b = sy.sample_textures(cat, n, seed=(self.seed, *key, 2)), sy.sample_textures(cat, n, seed=(self.seed, *key, 3))
+        t_a, t_b = sy.sample_textures(cat, n,
+                                      seed=(self.seed, *key, 2)), sy.sample_textures(cat, n, seed=(self.seed, *key, 3))
         a, b = sy.render(cat, s_a, t_a, self.resolution), sy.render(cat, s_b, t_b, self.resolution)
         target = sy.render(cat, s_a, t_b, self.resolution).image
         return image_to_tensor(a.image), image_to_tensor(b.image), image_to_tensor(target), a.coords, b.coords, a.labels
@@ -258,7 +271,8 @@ def main(args) -> None:
     encoder, modulation_encoder, decoder = pipe.encoder, pipe.modulation_encoder, pipe.decoder
     train_decoder = args.decoder is None
     if not train_decoder:
-        folder = os.path.join(args.decoder, "decoder") if os.path.isdir(os.path.join(args.decoder, "decoder")) else args.decoder
+        folder = os.path.join(args.decoder,
+                              "decoder") if os.path.isdir(os.path.join(args.decoder, "decoder")) else args.decoder
         try:
             decoder = COATDecoder.from_pretrained(folder)
         except (OSError, ValueError) as error:
@@ -289,7 +303,8 @@ def main(args) -> None:
     beta = recipe["beta"] if args.beta is None else args.beta
     match_weight = recipe["match"] if args.match_weight is None else args.match_weight
     generator = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index + 7 * state.step)
-    exact = ExactPairs(args.data.partition(":")[2], resolution, batch, args.seed, args.pose) if args.exact_pairs else None
+    exact = ExactPairs(args.data.partition(":")[2], resolution, batch, args.seed,
+                       args.pose) if args.exact_pairs else None
     loader = None if exact else data_loader(args, accelerator, resolution, batch, state.step)
     e = lambda m: accelerator.unwrap_model(m)  # noqa: E731  (the methods DDP does not forward)
     sizes = e(encoder).feature_sizes
@@ -312,7 +327,8 @@ def main(args) -> None:
         if beta:
             keys = encoder(out.image, with_matching=True)[1]  # F^{2->1} = E(I_{2->1})
             scales = slice(None) if args.ccl_scales == "all" else slice(-1, None)
-            losses["ccl"] = correspondence_contrastive_loss(keys[scales], out.content_keys[scales], out.style_keys[scales],
+            losses["ccl"] = correspondence_contrastive_loss(keys[scales], out.content_keys[scales],
+                                                            out.style_keys[scales],
                                                             out.matches[scales], recipe["num_negatives"], recipe["tau"],
                                                             args.negatives, generator=generator)
         if match_weight:
@@ -330,7 +346,8 @@ def main(args) -> None:
                 + match_weight * losses.get("match", 0.0) + args.colour_weight * losses.get("colour", 0.0))
 
     logs = {}
-    fixed = ExactPairs(args.data.partition(":")[2], resolution, 8, 4321, args.pose)((0, 0, 0)) if args.data.startswith("synthetic:") else None
+    fixed = ExactPairs(args.data.partition(":")[2], resolution, 8, 4321,
+                       args.pose)((0, 0, 0)) if args.data.startswith("synthetic:") else None
     if fixed is None:
         images = next(data_loader(args, accelerator, resolution, 16, 0, seed_offset=4321))["image"]
         fixed = (images[:8], images[8:])
