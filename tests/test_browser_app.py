@@ -295,13 +295,12 @@ def test_synthetic_data_tab(page):
     assert output_image(page, "synthetic-image") == [128, 128]
 
 
-def test_a_face_photo_is_aligned_and_its_labels_pasted_back(page, app_server, face_app_server):
+def test_a_face_photo_is_aligned_and_its_labels_pasted_back(page, app_server, face_app_server, tmp_path):
     """On a face model (the bundled kind): the astronaut as the query is aligned to the model's frame,
     the gallery shows the crop the model saw, the overlay is the whole photo with the labels pasted."""
     import skimage.data
 
-    photo = SCREENSHOTS.parent / "astronaut-query.png"
-    photo.parent.mkdir(parents=True, exist_ok=True)
+    photo = tmp_path / "astronaut-query.png"
     Image.fromarray(skimage.data.astronaut()).resize((384, 384)).save(photo)
     page.goto(face_app_server.local_url)  # the same browser (one sync playwright a process), face models
     page.get_by_role("tab", name="Structure & texture").wait_for()
@@ -312,6 +311,7 @@ def test_a_face_photo_is_aligned_and_its_labels_pasted_back(page, app_server, fa
         page.get_by_role("button", name="Propagate labels").click()
         assert output_image(page, "lp-overlay", [384, 384]) == [384, 384]  # the photo, labels pasted back
         page.get_by_text("query 1: the aligned crop the model saw").first.wait_for(state="attached")
+        page.wait_for_timeout(1000)  # the last outputs settle (no progress veil in the picture)
         page.evaluate("window.scrollTo(0, 0)")
         shoot(page, "face_photo")
     finally:
