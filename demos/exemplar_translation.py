@@ -181,6 +181,16 @@ def describe(pipe) -> str:
     return text
 
 
+def input_component(kind: str, value):
+    """The input box for the model's input kind: OpenPose JSON for pose models, else an image (shown
+    at its own size: clicks map to its pixels)."""
+    if kind == "pose":
+        return gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8,
+                       max_lines=16, elem_id="et-input")
+    label = {"mask": "Input label map", "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
+    return inputs.ImageInput(value=value, label=f"{label} (click it)", elem_classes=None, elem_id="et-input")
+
+
 def create_demo(pipe) -> None:
     gr.Markdown(models.describe("cocosnet", pipe), elem_classes="weights")  # which weights this tab runs
     kind, n = input_kind(pipe), num_classes(pipe)
@@ -191,23 +201,15 @@ def create_demo(pipe) -> None:
     rows, label = example_rows(pipe)
     first = rows[0] + [None] * (3 - len(rows[0]))
     with gr.Row(equal_height=False):
-        if kind == "pose":
-            input_map = gr.Code(EXAMPLE_POSES[0], language="json", label="Input pose: OpenPose keypoints JSON", lines=8,
-                                max_lines=16, elem_id="et-input")
-        else:
-            input_label = {"mask": "Input label map",
-                           "face": "Input face label map (CelebAMask-HQ ids)"}.get(kind, "Input edge map")
-            input_map = inputs.ImageInput(value=first[0], label=f"{input_label} (click it)", elem_classes=None,
-                                          elem_id="et-input")  # not stretched: clicks map to pixels
+        input_map = input_component(kind, first[0])
         exemplar = inputs.ImageInput(value=first[1], label="Exemplar photo", elem_id="et-exemplar")
         exemplar_map = inputs.ImageInput(value=first[2], label="Exemplar's own map (required by this model)",
                                          visible=needs_map, elem_id="et-exemplar-map")
         result = gr.Image(label="Result", format="png", height=display.HEIGHT, elem_classes="pixelated",
                           elem_id="et-result")
     with gr.Row():
-        from_photo = gr.Button("Make the input from a face photo (the exemplar)",
-                               visible=kind in ("mask", "face", "edge"),
-                               scale=2)
+        from_photo = gr.Button("Make the input from a face photo (the exemplar)", scale=2,
+                               visible=kind in ("mask", "face", "edge"))
         align_face = face_photos.checkbox(pipe, scale=2, elem_id="et-align")
         button = gr.Button("Translate", variant="primary", scale=2)
     with gr.Row(equal_height=False):
@@ -228,8 +230,7 @@ def create_demo(pipe) -> None:
         blank = {"background": np.zeros((128, 128, 3), np.uint8), "layers": [], "composite": None}
         painter = inputs.LabelPainter(n, 6, value=blank, visible=kind in ("mask", "face"), elem_id="et-painter")
     files = gr.File(label="Take away: the dense correspondence (.npy, input cell -> exemplar pixel)",
-                    file_count="multiple",
-                    elem_id="et-files")
+                    file_count="multiple", elem_id="et-files")
     crop_used = gr.Image(label="The aligned crop the input was drawn from", format="png", height=display.HEIGHT,
                          interactive=False, elem_id="et-crop")
     gr.Examples(rows, [input_map, exemplar, exemplar_map][: len(rows[0])], label=label)
