@@ -112,11 +112,16 @@ COLUMNS = ["method", "seconds", "mean confidence", "mean error px", f"PCK@{PCK_A
            f"PCK@{PCK_ALPHAS[1]}", "note"]
 
 
+def _synthetic(seed) -> bool:
+    """A seed >= 0 asks for a synthetic pair; -1 (or nothing) for the photos."""
+    return seed is not None and seed != "" and float(seed) >= 0
+
+
 def resolve(image_a, image_b, points, grid: int, seed):
     """The inputs of a comparison: (A, B, A's points, exact matches or None, A's label map or None).
     A seed (>= 0) renders a synthetic pair and takes its visible keypoints; else the photos, with the
     given points or an n x n grid."""
-    if seed is not None and seed != "" and float(seed) >= 0:
+    if _synthetic(seed):
         pair = synthetic_pair(int(seed))
         pa, truth = exact_points(pair)
         return Image.fromarray(pair.image[0]), Image.fromarray(pair.image[1]), pa, truth, pair.labels[0]
@@ -130,35 +135,37 @@ def resolve(image_a, image_b, points, grid: int, seed):
     return a, b, pts, None, None
 
 
-def compare_api(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1) -> dict:
-    """The `/compare` answer: every method's matches (and errors on a synthetic pair) as JSON."""
+def _compared(pipelines: dict, image_a, image_b, points, grid, seed):
+    """(A, B, A's points, exact matches or None, the `/compare` answer as JSON)."""
     a, b, pts, truth, labels_a = resolve(image_a, image_b, points, grid, seed)
-    results = compare(pipelines, a, b, pts, truth, labels_a)
     answer = {"image_a_size": list(a.size), "image_b_size": list(b.size), "points_a": np.round(pts, 2).tolist(),
-              "convention": matching.CONVENTION, "methods": results}
+              "convention": matching.CONVENTION, "methods": compare(pipelines, a, b, pts, truth, labels_a)}
     if truth is not None:
         answer["exact_points_b"] = np.round(truth, 2).tolist()
-    return answer
+    return a, b, pts, truth, answer
+
+
+def compare_api(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1) -> dict:
+    """The `/compare` answer: every method's matches (and errors on a synthetic pair) as JSON."""
+    return _compared(pipelines, image_a, image_b, points, grid, seed)[-1]
 
 
 def views(pipelines: dict, image_a, image_b, points="", grid=4, seed=-1):
-    """-> (gallery of each method's matches drawn A -> B, the table rows, the JSON answer)."""
-    a, b, pts, truth, labels_a = resolve(image_a, image_b, points, grid, seed)
-    results = compare(pipelines, a, b, pts, truth, labels_a)
-    answer = {"points_a": np.round(pts, 2).tolist(), "methods": results}
+    """-> (gallery of each method's matches drawn A -> B, the table rows, the `/compare` answer)."""
+    a, b, pts, truth, answer = _compared(pipelines, image_a, image_b, points, grid, seed)
     gallery = []
-    for name, r in results.items():
+    for name, r in answer["methods"].items():
         if "skipped" not in r and name != "identity":
-            caption = (f"{name}: {r['seconds']:.2f} s"
-                       + (f", {r['mean_error_px']:.1f} px off" if truth is not None else ""))
-            gallery.append((matching.titled(matching.lines_view(a, b, pts, r["points"], truth=truth),
-                                            caption), caption))
-    return gallery, table(results), answer
+            error = f", {r['mean_error_px']:.1f} px off" if truth is not None else ""
+            caption = f"{name}: {r['seconds']:.2f} s{error}"
+            view = matching.lines_view(a, b, pts, r["points"], truth=truth)
+            gallery.append((matching.titled(view, caption), caption))
+    return gallery, table(answer["methods"]), answer
 
 
 def pair_files(seed):
     """The synthetic pair of `seed` as two image files, shown as image A and B (seed < 0: unchanged)."""
-    if seed is None or seed == "" or float(seed) < 0:
+    if not _synthetic(seed):
         return gr.skip(), gr.skip()
     pair = synthetic_pair(int(seed))
     folder = matching.out_folder()

@@ -65,11 +65,8 @@ def translate(pipe, input_map, exemplar, exemplar_map=None, align_face=True, pro
     photo = face_photos.load(pipe, exemplar, "exemplar", align_face and extra is None)[1]
     if progress is not None:
         progress(0.1, desc="matching and translating")
-    try:
-        out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)
-        flow = pipe.dense_flow(semantic, photo, exemplar_map=extra)
-    except ValueError as e:  # a check of the library the app did not make first
-        raise inputs.library_error(e) from None
+    out = pipe.translate(semantic, photo, return_warped=True, exemplar_map=extra)  # ValueError: events.handler
+    flow = pipe.dense_flow(semantic, photo, exemplar_map=extra)
     return out.image, out.warped_exemplar, [matching.save_flow(matching.out_folder(), "flow_input_to_exemplar", flow)]
 
 

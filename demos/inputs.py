@@ -54,8 +54,8 @@ def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 (used like a component class
 def Editor(label: str, brush_size: int, colors: list[str] | None = None, **kwargs) -> gr.ImageEditor:  # noqa: N802
     """A gr.ImageEditor whose paint layers come to the function as RGBA numpy arrays; with
     `colors` the brush is limited to them (the class palette for label maps)."""
-    brush = gr.Brush(default_size=brush_size, colors=colors,
-                     color_mode="fixed") if colors else gr.Brush(default_size=brush_size)
+    fixed = {"colors": colors, "color_mode": "fixed"} if colors else {}
+    brush = gr.Brush(default_size=brush_size, **fixed)
     return gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", brush=brush, sources=("upload",),
                           format="png", **kwargs)
 
@@ -81,8 +81,8 @@ def open_image(source, what: str = "image") -> Image.Image:
     if source is None:
         raise gr.Error(f"No {what} given: upload one (or pick an example) first.")
     if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim not in (2,
-                                                           3) or (source.ndim == 3 and source.shape[-1] not in (3, 4)):
+        channels_ok = source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (3, 4))
+        if source.dtype != np.uint8 or not channels_ok:
             raise gr.Error(f"The {what} must be an 8-bit image array [H, W] or [H, W, 3|4]; got {source.dtype} "
                            f"{source.shape}.")
         source = Image.fromarray(source)
@@ -313,5 +313,5 @@ def paths(files) -> list:
     """gr.File(file_count='multiple') value -> list of paths (None -> [])."""
     if not files:
         return []
-    return [f if isinstance(f, (str, Path)) else getattr(f, "name",
-                                                         f) for f in (files if isinstance(files, list) else [files])]
+    files = files if isinstance(files, list) else [files]
+    return [f if isinstance(f, (str, Path)) else getattr(f, "name", f) for f in files]

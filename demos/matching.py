@@ -53,15 +53,9 @@ def parse_points(points) -> np.ndarray:
 # ------------------------------------------------------------------ the methods
 def run(pipe, a, b, points, **options):
     """`pipe.match_points(a, b, points, **options)`: every pipeline answers the same way (CoCosNet:
-    `a` is the input map as the pipeline reads it, `exemplar_map=` its exemplar's map). A ValueError
-    of the library becomes a gr.Error with its message."""
-    pipe = models.require(pipe)
-    try:
-        return pipe.match_points(a, b, points, **options)
-    except gr.Error:
-        raise
-    except ValueError as e:
-        raise inputs.library_error(e) from None
+    `a` is the input map as the pipeline reads it, `exemplar_map=` its exemplar's map). A library's
+    ValueError reaches the visitor through `events.handler`, which every event uses."""
+    return models.require(pipe).match_points(a, b, points, **options)
 
 
 def as_json(method: str, matches, size_a: tuple[int, int], size_b: tuple[int, int]) -> dict:

@@ -375,8 +375,8 @@ CATS = _build(
     },  # fmt: skip
     color_jitter={"head": 0.08, "left_eye": 0.06, "nose": 0.05, "muzzle": 0.04, "mouth": 0.04},
     details=(
-        *(mirror_shape(p) if x else p for x in (0,
-                                                1) for p in [Polygon(((-0.62, -0.45), (-0.57, -0.8), (-0.3, -0.54)))]),
+        *(mirror_shape(p) if x else p
+          for x in (0, 1) for p in [Polygon(((-0.62, -0.45), (-0.57, -0.8), (-0.3, -0.54)))]),
         *(Ellipse((x, -0.03), (0.028, 0.085)) for x in (-0.3, 0.3)),  # slit pupils
     ),
     detail_sources=("detail", "detail", (0.03, 0.03, 0.03), (0.03, 0.03, 0.03)),

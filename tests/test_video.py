@@ -191,5 +191,5 @@ def test_long_and_non_video_files_are_refused(client, edit_file, tmp_path):
         lambda: call(client, edit_file, fake, edit_file))
     text = tmp_path / "notes.txt"
     text.write_text("this is not a video\n")
-    assert "Invalid file type" in app_error(lambda: call(client, edit_file, text,
-                                                         edit_file))  # the upload widget's own check
+    # the upload widget's own check
+    assert "Invalid file type" in app_error(lambda: call(client, edit_file, text, edit_file))
