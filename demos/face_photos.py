@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 import faces
-from faces.detect import RETRY_ANGLES
 
 from . import events, inputs
 
@@ -77,20 +76,12 @@ def pasted(aligned: faces.Aligned | None, result):
 
 def frames(pipe, reader, enabled, store: deque):
     """Video frames -> what the model sees, each frame's alignment appended to `store` (None where
-    no face is found: that frame is used as it is). A face is followed from frame to frame
-    (`faces.follow`); when it is lost it is searched anew, with the turned retries only on the first
-    frame (a video whose face is not upright there would pay ~150 ms a frame for nothing)."""
-    frame, face, angles = frame_for(pipe), None, RETRY_ANGLES
+    no face is found: that frame is used as it is). The face is followed from frame to frame
+    (`faces.FaceTrack`: landmarks every frame, the detector every few)."""
+    frame, track = frame_for(pipe), faces.FaceTrack()
     for image in reader:
-        if not enabled or frame is None:
-            store.append(None)
-            yield image
-            continue
-        face = faces.follow(image, face) if face is not None else None
-        if face is None:
-            found = faces.detect(image, angles=angles)
-            face, angles = (found[0] if found else None), ()
-        aligned = faces.align(image, face, CROP_SIDE, frame) if face is not None else None
+        face = track(image) if enabled and frame is not None else None
+        aligned = faces.align(image, face, CROP_SIDE, frame, exact=False) if face is not None else None
         store.append(aligned)
         yield aligned.image if aligned is not None else image
 

@@ -15,6 +15,7 @@ from .align import Aligned, NoFaceError, align, align_largest, center_crop
 from .detect import Face, detect, follow
 from .frames import FRAMES, Frame
 from .parsing import FACE_PALETTE, FACE_PARTS, parsing_from_landmarks
+from .track import FaceTrack
 
-__all__ = ["FACE_PALETTE", "FACE_PARTS", "FRAMES", "Aligned", "Face", "Frame", "NoFaceError", "align",
+__all__ = ["FACE_PALETTE", "FACE_PARTS", "FRAMES", "Aligned", "Face", "FaceTrack", "Frame", "NoFaceError", "align",
            "align_largest", "center_crop", "detect", "follow", "parsing_from_landmarks"]

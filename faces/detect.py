@@ -135,22 +135,25 @@ def _landmarks(predictor, image: np.ndarray, box) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
 
-def _upright_landmarks(detector, predictor, photo_image: Image.Image, center, half: float, turn: float):
+def _upright_landmarks(detector, predictor, photo_image: Image.Image, center, half: float, turn: float,
+                       search: bool = True):
     """Landmarks from a full-resolution patch of the photo turned by `turn` degrees around `center`,
-    where the face (a detection square of half-side `half`) sits upright: the detector runs again on
-    the patch for a box the predictor knows (kept as it was when it finds none), and the landmarks
-    are mapped back to the photo. Returns (landmarks, center, half, score) of the box used (score
-    -inf when the detector found none on the patch)."""
+    where the face (a detection square of half-side `half`) sits upright: with `search`, the detector
+    runs again on the patch for a box the predictor knows (kept as it was when it finds none), and the
+    landmarks are mapped back to the photo. Returns (landmarks, center, half, score) of the box used
+    (score -inf when the detector found none on the patch or did not search)."""
     side = int(np.ceil(4 * half))
     patch_to_photo = warp.rotation(-turn, center) @ warp.translation(*(np.asarray(center) - (side - 1) / 2))
+    c = (side - 1) / 2
+    box, score = (c - half, c - half, c + half, c + half), -np.inf
     # The detector runs on a copy where the box is ~120 px (as fast as it gets, above its 80 px floor).
     shrink = max(1.0, 2 * half / PATCH_BOX)
     small = int(np.ceil(side / shrink))
     small_to_patch = warp.translation(-0.5, -0.5) @ warp.scaling(shrink) @ warp.translation(0.5, 0.5)
-    copy = warp.resample(photo_image, patch_to_photo @ small_to_patch, (small, small), fast=True)
-    rects, scores, _ = detector.run(np.asarray(copy), 1 if 2 * half < 100 else 0, 0.0)
-    c = (side - 1) / 2
-    box, score = (c - half, c - half, c + half, c + half), -np.inf
+    rects = ()
+    if search:
+        copy = warp.resample(photo_image, patch_to_photo @ small_to_patch, (small, small), fast=True)
+        rects, scores, _ = detector.run(np.asarray(copy), 1 if 2 * half < 100 else 0, 0.0)
     if len(rects):
         cs = (small - 1) / 2
         i = min(range(len(rects)), key=lambda i: np.hypot(rects[i].center().x - cs, rects[i].center().y - cs))
@@ -176,7 +179,7 @@ def roll(landmarks: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(-dy, dx)))
 
 
-def _level(detector, predictor, photo_image, landmarks, center, half, turn, score):
+def _level(detector, predictor, photo_image, landmarks, center, half, turn, score, search: bool = True):
     """(landmarks, score) predicted again on patches turned upright while the roll the predictor saw
     (the face's roll plus the turn it was given) exceeds ROLL_LIMIT (at most twice)."""
     for _ in range(2):
@@ -184,7 +187,7 @@ def _level(detector, predictor, photo_image, landmarks, center, half, turn, scor
             break
         turn = -roll(landmarks)
         landmarks, center, half, upright_score = _upright_landmarks(detector, predictor, photo_image, center, half,
-                                                                    turn)
+                                                                    turn, search)
         score = max(score, upright_score)
     return landmarks, score
 
@@ -220,12 +223,16 @@ def _faces_at(photo: np.ndarray, photo_image: Image.Image, work: np.ndarray, wor
     return faces
 
 
-def follow(image, previous: Face, *, min_score: float = MIN_SCORE) -> Face | None:
+def follow(image, previous: Face, *, search: bool = True, min_score: float = MIN_SCORE) -> Face | None:
     """The face `previous` (found in the last video frame) in the next frame, or None.
 
-    Only a patch around where it was, turned upright by its roll, is searched (detector and
-    predictor), which costs a fraction of `detect` on the whole frame; None when the detector does
-    not find a face there (scene cut, face gone): call `detect` then.
+    Only a patch around where it was, turned upright by its roll, is looked at, which costs a
+    fraction of `detect` on the whole frame. With `search` the detector runs on the patch (None when
+    it finds no face there: scene cut, face gone; call `detect` then); without, only the landmark
+    predictor runs (~5x cheaper), on the last frame's box, and the box moves with the landmarks (the
+    similarity that takes the last frame's landmarks to the new ones). It cannot tell a face from a
+    wall, so it gives up (None) only when the landmarks jump (scale off by over 20 %, or a residual
+    over a tenth of the box): `FaceTrack` checks with the detector every few frames.
     """
     if previous.landmarks is None or previous.box is None:
         raise ValueError("follow needs a face from detect (with landmarks and a box), not one built from points")
@@ -236,10 +243,16 @@ def follow(image, previous: Face, *, min_score: float = MIN_SCORE) -> Face | Non
     t = np.radians(turn)
     half = (x1 - x0) / 2 / (abs(np.cos(t)) + abs(np.sin(t)))  # the box bounds a square turned by the roll
     center = ((x0 + x1) / 2, (y0 + y1) / 2)
-    landmarks, center, half, score = _upright_landmarks(detector, predictor, photo_image, center, half, turn)
-    if score < min_score:
+    landmarks, center, half, score = _upright_landmarks(detector, predictor, photo_image, center, half, turn, search)
+    if search and score < min_score:
         return None
-    landmarks, score = _level(detector, predictor, photo_image, landmarks, center, half, turn, score)
+    landmarks, score = _level(detector, predictor, photo_image, landmarks, center, half, turn, score, search)
+    if not search:  # the box follows the landmarks
+        moved, residual = warp.fit_similarity(previous.landmarks, landmarks)
+        scale = np.sqrt(abs(np.linalg.det(moved[:2, :2])))
+        if not 1 / 1.2 < scale < 1.2 or residual > 0.1 * half:
+            return None
+        center, half, score = warp.apply(moved, center), half * scale, previous.score
     square = warp.apply(warp.rotation(-turn, center), [(center[0] + dx * half, center[1] + dy * half)
                                                       for dx in (-1, 1) for dy in (-1, 1)])
     return Face.from_landmarks(landmarks, (*square.min(0), *square.max(0)), score, previous.angle)

@@ -42,6 +42,22 @@ def apply(matrix: np.ndarray, points) -> np.ndarray:
     return points @ matrix[:2, :2].T + matrix[:2, 2]
 
 
+def fit_similarity(src, dst) -> tuple[np.ndarray, float]:
+    """(3x3 similarity taking points `src` (N, 2) nearest to `dst` in least squares (rotation,
+    uniform scale, shift; no reflection), the RMS distance left)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    # z = a + ib with a = sum(s.d) / |s|^2, b = sum(s x d) / |s|^2: the complex-number least squares fit
+    norm = max((s * s).sum(), 1e-12)
+    a = (s * d).sum() / norm
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / norm
+    m = np.array([[a, -b, 0.0], [b, a, 0.0], [0.0, 0.0, 1.0]])
+    m[:2, 2] = md - m[:2, :2] @ ms
+    residual = float(np.sqrt(((apply(m, src) - dst) ** 2).sum(1).mean()))
+    return m, residual
+
+
 def _pil_data(dst_to_src: np.ndarray) -> tuple:
     """PIL's AFFINE data works on continuous coordinates (pixel centres at +0.5)."""
     d = translation(0.5, 0.5) @ dst_to_src @ translation(-0.5, -0.5)
@@ -127,13 +143,13 @@ def _bounds(src: Image.Image, a: np.ndarray, size: tuple[int, int], margin: floa
 
 
 def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, labels: bool = False,
-             pad: str = "zero", fast: bool = False) -> Image.Image:
+             pad: str = "zero", fast: bool = False, exact: bool = True) -> Image.Image:
     """An image of `size` (w, h) whose pixel q shows src at dst_to_src @ q (pixel indices).
 
     labels: nearest neighbour (for label maps). fast: one bilinear 8-bit sample per pixel (for the
     detector's turned copies: a -0.5 grey-level bias, aliased when shrinking). pad: "zero" or
     "reflect" (a mirror image that blurs and fades into the photo's mean colour, as FFHQ pads crops
-    that leave the photo).
+    that leave the photo). exact: see `resample_array`.
     """
     a = np.asarray(dst_to_src, np.float64)
     if labels or fast:
@@ -141,7 +157,7 @@ def resample(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *,
         region = src.crop((x0, y0, x1, y1))  # zeros outside
         data = _pil_data(translation(-x0, -y0) @ a)
         return region.transform(size, Image.AFFINE, data, resample=Image.NEAREST if labels else Image.BILINEAR)
-    return Image.fromarray(resample_array(src, a, size, pad=pad).round().clip(0, 255).astype(np.uint8))
+    return Image.fromarray(resample_array(src, a, size, pad=pad, exact=exact).round().clip(0, 255).astype(np.uint8))
 
 
 def resample_array(src: Image.Image, dst_to_src: np.ndarray, size: tuple[int, int], *, pad: str = "zero",

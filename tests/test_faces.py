@@ -18,7 +18,7 @@ from PIL import Image
 import faces
 import synthetic
 from faces import warp
-from faces.align import FEATHER
+from faces.align import CHANGED_MARGIN, FEATHER
 from faces.detect import predictor_path
 from faces.frames import SYNTHETIC_POINTS
 
@@ -135,17 +135,19 @@ def _face_interior(batch, i, aligned) -> np.ndarray:
 
 @pytest.mark.parametrize("frame", ["ffhq", "synthetic"])
 def test_paste_inverts_align(posed, frame):
-    """crop -> photo -> crop: within 1/255 mean error inside the face."""
+    """crop -> photo -> crop: within 1/255 mean error inside the face (a result that differs from the
+    crop everywhere: its negative)."""
     batch, rel = posed
     for i in range(len(batch)):
         face = faces.Face(*map(tuple, _points(batch.keypoints[i])))
         aligned = faces.align(batch.image[i], face, CROP, frame)
-        pasted = aligned.paste(aligned.image)
+        result = 255 - np.asarray(aligned.image)
+        pasted = aligned.paste(Image.fromarray(result))
         assert isinstance(pasted, Image.Image) and pasted.size == (PHOTO, PHOTO)
         again = faces.align(pasted, face, CROP, frame)
         inside = _face_interior(batch, i, aligned)
         assert inside.sum() > 0.2 * CROP * CROP
-        error = np.abs(np.asarray(again.image, float) - np.asarray(aligned.image, float))[inside].mean() / 255
+        error = np.abs(np.asarray(again.image, float) - result)[inside].mean() / 255
         assert error < 1 / 255, (frame, i, rel[i], error * 255)
         # Far from the crop, the photo is untouched.
         corners = warp.apply(np.linalg.inv(aligned.matrix), [(0, 0), (CROP, 0), (0, CROP), (CROP, CROP)])
@@ -154,6 +156,30 @@ def test_paste_inverts_align(posed, frame):
         x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 2, 0, PHOTO)
         outside[y0:y1, x0:x1] = False
         assert np.array_equal(np.asarray(pasted)[outside], batch.image[i][outside])
+
+
+def test_paste_touches_only_what_the_result_changed(posed):
+    """An edit that leaves most of the crop alone: the photo is untouched (bit for bit) away from the
+    edit, shows the edit on it, and a result equal to the crop gives the photo back as it was."""
+    batch, _ = posed
+    i = 0
+    aligned = faces.align(batch.image[i], faces.Face(*map(tuple, _points(batch.keypoints[i]))), CROP, "ffhq")
+    assert np.array_equal(np.asarray(aligned.paste(aligned.image)), batch.image[i])
+    edited = np.array(aligned.image)
+    edited[40:60, 30:90] = (255, 0, 255)
+    pasted = np.asarray(aligned.paste(Image.fromarray(edited)))
+    to_photo = np.linalg.inv(aligned.matrix)
+    reach = CHANGED_MARGIN + 3  # the mask's growth and softening, and the bicubic support
+    quad = warp.apply(to_photo, [(30 - reach, 40 - reach), (90 + reach, 40 - reach), (30 - reach, 60 + reach),
+                                 (90 + reach, 60 + reach)])
+    near = np.zeros((PHOTO, PHOTO), bool)
+    (x0, y0), (x1, y1) = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
+    near[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    assert np.array_equal(pasted[~near], batch.image[i][~near])
+    centre = np.round(warp.apply(to_photo, [(59.5, 49.5)])[0]).astype(int)
+    assert np.abs(pasted[centre[1], centre[0]].astype(int) - (255, 0, 255)).max() <= 2
+    again = np.asarray(faces.align(pasted, aligned.face.transformed(to_photo), CROP, "ffhq").image, float)
+    assert np.abs(again[44:56, 34:86] - (255, 0, 255)).mean() < 2
 
 
 def test_paste_labels_nearest_and_results_of_another_size(posed):
@@ -193,8 +219,8 @@ def test_center_crop_and_its_paste():
     crop = faces.center_crop(photo, 64)
     assert crop.image.size == (64, 64) and crop.face is None
     assert np.allclose(warp.apply(crop.matrix, [(74.5, 49.5)]), [(31.5, 31.5)])
-    back = crop.paste(crop.image)
-    assert np.abs(np.asarray(back, float) - photo)[10:-10, 35:-35].mean() < 3
+    back = crop.paste(255 - np.asarray(crop.image))
+    assert np.abs(np.asarray(back, float) - (255 - photo))[10:-10, 35:-35].mean() < 3
 
 
 def test_bad_input_says_what_to_do():
@@ -387,3 +413,34 @@ def test_cli(tmp_path, capsys):
     code, _ = _cli(capsys, "align", str(tmp_path / "coffee.png"), "--fallback", "center", "--output",
                    str(tmp_path / "c.png"))
     assert code == 0 and Image.open(tmp_path / "c.png").size == (256, 256)
+
+
+@needs_dlib
+def test_face_track_follows_with_landmarks_and_checks_with_the_detector(monkeypatch):
+    """FaceTrack: the astronaut turning 2 degrees and moving 3 px a frame; the predictor alone between the
+    detector's checks (every 4th frame here) keeps her landmarks where they truly are; after a cut to a
+    photo without a face, the track lets go by the next check at the latest."""
+    from skimage import data
+
+    import faces.track as track_module
+
+    photo = Image.fromarray(data.astronaut())
+    upright = faces.detect(photo)[0].landmarks
+    searched, follow = [], track_module.follow
+
+    def counted(*args, **kwargs):
+        searched.append(kwargs.get("search", True))
+        return follow(*args, **kwargs)
+
+    monkeypatch.setattr(track_module, "follow", counted)
+    track, c = faces.FaceTrack(check_every=4), 255.5
+    for k in range(9):
+        frame_to_photo = warp.rotation(-2 * k, (c, c)) @ warp.translation(c - 299.5 - 3 * k, c - 299.5 + 2 * k)
+        face = track(warp.resample(photo, frame_to_photo, (600, 600)))
+        truth = warp.apply(np.linalg.inv(frame_to_photo), upright)
+        assert face is not None and np.abs(face.landmarks - truth).mean() < 1.5, (k, face)
+    assert searched == [False, False, False, True] * 2  # frames 2-9: three by landmarks, then the detector
+    lost = [track(data.coffee()) for _ in range(4)]
+    assert lost[-1] is None
+    with pytest.raises(ValueError, match="check_every"):
+        faces.FaceTrack(check_every=0)
