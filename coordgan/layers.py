@@ -77,6 +77,12 @@ def upsample_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return fir_filter(up, kernel, (2, 1))
 
 
+def demodulation(style: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's demodulation factors d (B, out) = 1 / sqrt(sum_{i,k} (w_{o,i,k} s_i)^2 + eps), as
+    (s^2) @ (sum_k w^2)^T: a matrix-vector product, kept in fp32 by the mixed-precision policy (precision.py)."""
+    return torch.rsqrt(style.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 weight (de)modulation, computed on the activations (the non-fused form).
 
@@ -108,9 +114,11 @@ class ModulatedConv2d(nn.Module):
         else:
             out = F.conv2d(x * style[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
-            # sum_{i,k} w^2 s_i^2 = (s^2) @ (sum_k w^2)^T  -> (B, out)
-            demod = torch.rsqrt(style.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)
-            out = out * demod[:, :, None, None] if torch.is_grad_enabled() else out.mul_(demod[:, :, None, None])
+            demod = demodulation(style, weight)
+            # in place where it keeps the dtype; a bf16 conv output times fp32 factors (the mixed
+            # path) becomes fp32 instead of being rounded to bf16 a second time
+            in_place = not torch.is_grad_enabled() and out.dtype == demod.dtype
+            out = out.mul_(demod[:, :, None, None]) if in_place else out * demod[:, :, None, None]
         return out
 
 
