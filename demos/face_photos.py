@@ -21,6 +21,7 @@ import faces
 from . import events, inputs
 
 CROP_SIDE = 256  # the aligned crop's side: the pipelines resize it to their own resolution
+VIDEO_MIN_SIDE = 128  # a video frame's crop: the face's own scale, at least this
 # (package, release) -> the face frame its training crops used (faces/README.md)
 RELEASE_FRAMES = {("coordgan", "celebA"): "celebahq", ("gangealing", "celeba"): "celeba",
                   ("cocosnet", "celebahq"): "celebahq", ("cocosnet", "celebahqedge"): "celebahq"}
@@ -77,11 +78,17 @@ def pasted(aligned: faces.Aligned | None, result):
 def frames(pipe, reader, enabled, store: deque):
     """Video frames -> what the model sees, each frame's alignment appended to `store` (None where
     no face is found: that frame is used as it is). The face is followed from frame to frame
-    (`faces.FaceTrack`: landmarks every frame, the detector every few)."""
+    (`faces.FaceTrack`: landmarks every frame, the detector every few) and cropped at its own scale
+    in the frame (between VIDEO_MIN_SIDE and CROP_SIDE pixels: no detail is made up or lost, and a
+    small face costs little)."""
     frame, track = frame_for(pipe), faces.FaceTrack()
     for image in reader:
         face = track(image) if enabled and frame is not None else None
-        aligned = faces.align(image, face, CROP_SIDE, frame, exact=False) if face is not None else None
+        aligned = None
+        if face is not None:
+            side = faces.FRAMES[frame].side_in_photo(face.eye_left, face.eye_right, face.mouth)
+            size = int(np.clip(round(side), VIDEO_MIN_SIDE, CROP_SIDE))
+            aligned = faces.align(image, face, size, frame, exact=False)
         store.append(aligned)
         yield aligned.image if aligned is not None else image
 

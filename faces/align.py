@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 from . import warp
 from .detect import Face, as_rgb_array, detect
@@ -136,22 +136,25 @@ class Aligned:
 
 
 def _changed(crop: Image.Image, aligned: Image.Image):
-    """Where an RGB result differs from the aligned crop: None when it differs (nearly) everywhere or
-    has another size, else (soft mask in [0, 1] (size, size), the changed pixels' box (x0, y0, x1, y1)
-    grown by CHANGED_MARGIN, or None when nothing changed)."""
+    """Where an RGB result differs from the aligned crop: None when it differs nearly everywhere or has
+    another size, else (soft mask in [0, 1] (size, size), the box (x0, y0, x1, y1) the mask covers,
+    or None when nothing changed). The changed pixels are grown by CHANGED_MARGIN / 2 and the mask
+    fades out over as much again (box filters; Pillow's C loops: ~0.5 ms at 256 px)."""
     if crop.size != aligned.size:
         return None
-    differs = (np.asarray(crop) != np.asarray(aligned)).any(-1)
-    if differs.mean() > 0.9:
+    r, g, b = ImageChops.difference(crop, aligned).split()
+    differs = ImageChops.lighter(ImageChops.lighter(r, g), b).point(lambda v: 255 if v else 0)
+    unchanged = differs.histogram()[0]
+    if unchanged < 0.1 * crop.width * crop.height:
         return None
-    if not differs.any():
-        return np.zeros(differs.shape, np.float32), None
-    grown = Image.fromarray(differs.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * CHANGED_MARGIN // 2 + 1))
-    soft = np.maximum(np.asarray(grown.filter(ImageFilter.BoxBlur(CHANGED_MARGIN // 2)), np.float32) / 255, differs)
-    ys, xs = np.nonzero(soft)
-    box = (int(max(xs.min() - 2, 0)), int(max(ys.min() - 2, 0)), int(min(xs.max() + 3, crop.width)),
-           int(min(ys.max() + 3, crop.height)))
-    return soft, box
+    if unchanged == crop.width * crop.height:
+        return np.zeros((crop.height, crop.width), np.float32), None
+    half = CHANGED_MARGIN // 2
+    grown = differs.filter(ImageFilter.BoxBlur(half)).point(lambda v: 255 if v else 0)
+    soft = ImageChops.lighter(grown.filter(ImageFilter.BoxBlur(half)), differs)
+    x0, y0, x1, y1 = soft.getbbox()
+    box = (max(x0 - 2, 0), max(y0 - 2, 0), min(x1 + 2, crop.width), min(y1 + 2, crop.height))  # + bicubic support
+    return np.asarray(soft, np.float32) / 255, box
 
 
 def align(image, face: Face, size: int = 256, frame: str = "ffhq", *, exact: bool = True) -> Aligned:

@@ -49,6 +49,11 @@ class Frame:
     half_side: float
     description: str
 
+    def side_in_photo(self, eye_left, eye_right, mouth) -> float:
+        """The crop's side in photo pixels (a crop this many pixels wide neither shrinks nor enlarges
+        the face)."""
+        return float(np.hypot(*recipe_square(eye_left, eye_right, mouth)[1]) / self.half_side)
+
     def crop_to_photo(self, eye_left, eye_right, mouth, size: int) -> np.ndarray:
         """3x3 matrix: crop pixel indices (side `size`) -> photo pixel indices."""
         c, x, y = recipe_square(eye_left, eye_right, mouth)

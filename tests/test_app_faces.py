@@ -112,3 +112,28 @@ def test_models_endpoint_says_which_weights_each_tab_runs(client):
     info = client.predict(api_name="/models")
     assert set(info) == {"coordgan", "gangealing", "cocosnet", "coat"}
     assert all(entry["kind"] == "bundled" and "synthetic faces" in entry["line"] for entry in info.values())
+
+
+def test_edit_propagation_on_a_face_video(client, photos, tmp_path):
+    """A 10-frame MP4 of the astronaut moving 4 px a frame: every frame's face is followed, aligned, edited
+    and pasted back: the frames change around her face and stay as they were away from it (codec noise)."""
+    from fractions import Fraction
+
+    from demos import examples, video
+
+    photo = Image.open(photos["face"])
+    frames = [photo.crop((8 * k, 0, 8 * k + 256, 256)) for k in range(10)]  # the face moves left 8 px a frame
+    clip = video.write_mp4(frames, str(tmp_path / "face.mp4"), Fraction(10))
+    face = faces.detect(frames[0])[0]
+    _, _, out = client.predict(file(examples.path("edit_glasses.png")), file(photos["face"]), None, file(clip),
+                               api_name="/propagate_edit")
+    edited, _ = video.load_video_frames(out)
+    originals, _ = video.load_video_frames(clip)
+    assert len(edited) == 10 and edited[0].size == (256, 256)
+    for k, (before, after) in enumerate(zip(originals, edited)):
+        diff = np.abs(np.asarray(after, float) - np.asarray(before, float)).mean(-1)
+        cx, cy = (np.array(face.eye_left) + face.eye_right) / 2 - (8 * k, 0)  # between her eyes in frame k
+        near = np.zeros(diff.shape, bool)
+        near[max(int(cy) - 70, 0):int(cy) + 90, max(int(cx) - 70, 0):int(cx) + 70] = True
+        assert diff[near].mean() > 3 * diff[~near].mean() and diff[~near].mean() < 2.5, (k, diff[near].mean(),
+                                                                                          diff[~near].mean())
