@@ -24,6 +24,7 @@ from torch import nn
 
 from .correspondence import correlation_features, normalize_features, soft_warp
 from .layers import SNConv2d, SPADEResnetBlock, SelfAttention, CorrespondenceResidualBlock, _version, conv
+from .precision import fp32_policy_state
 
 INPUT_KINDS = ("mask", "edge", "channels")
 WARP_MODES = ("nearest", "bilinear", "patch")
@@ -200,7 +201,9 @@ class CoCosNetCorrespondence(ModelMixin, ConfigMixin):
         autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         weights = [*self.adaptive_model_img.parameters(), *self.adaptive_model_img.buffers(), *self.layer.parameters(),
                    *self.phi.parameters()]
-        stamp = (autocast, tuple((t.data_ptr(), _version(t)) for t in weights))
+        # the precision: the autocast dtype and, under autocast, what the mixed-precision policy keeps in fp32
+        policy = fp32_policy_state(self) if autocast is not None else None
+        stamp = (autocast, policy, tuple((t.data_ptr(), _version(t)) for t in weights))
         inputs = (exemplar, exemplar_map)
         cached = self.__dict__.get("_exemplar_cache")
         if cached is not None and cached[0] == stamp and all(_same(a, b) for a, b in zip(cached[1], inputs)):

@@ -86,6 +86,16 @@ def remove_fp32_policy(*models: nn.Module) -> None:
         setattr(mod, name, fn)
 
 
+def fp32_policy_state(*models: nn.Module) -> tuple:
+    """What the policy keeps in fp32 right now: the names of the package's rebound functions and the
+    paths of the wrapped submodules of `models`. A cache of results computed under autocast stamps
+    itself with this, so that turning the policy on or off never reuses the other path's results."""
+    functions = tuple(sorted({name for _, name, _ in _REBOUND}))
+    modules = tuple(path for model in models for path, m in model.named_modules()
+                    if getattr(m.__dict__.get("forward"), "fp32_policy", False))
+    return functions, modules
+
+
 @contextlib.contextmanager
 def keep_fp32(*models: nn.Module, modules: tuple = FP32_MODULES, functions: tuple = FP32_FUNCTIONS):
     """`apply_fp32_policy` for the duration of a `with` block.

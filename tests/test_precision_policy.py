@@ -138,3 +138,28 @@ def test_copied_helpers_agree():
     marker = "# Copied from coordgan.precision"
     assert all(marker in t for t in texts)
     assert len({t[t.index(marker):] for t in texts}) == 1
+
+
+def test_cocosnet_exemplar_cache_never_crosses_precisions():
+    """The exemplar's features are cached per exemplar; the stamp holds the autocast dtype and what the
+    policy keeps in fp32, so bf16, mixed and fp32 each compute their own and reuse only their own."""
+    policy = importlib.import_module("cocosnet.precision")
+    (corr, gen), run = _cocosnet()
+    computed = []
+    corr.adaptive_model_img.register_forward_hook(lambda m, args, out: computed.append(out.dtype))
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    with torch.no_grad():
+        with bf16():
+            plain = run()
+            assert torch.equal(run(), plain) and len(computed) == 1  # the same exemplar: cached
+        with policy.keep_fp32(corr, gen), bf16():
+            mixed = run()
+            assert len(computed) == 2 and torch.equal(run(), mixed) and len(computed) == 2
+        (fresh_corr, fresh_gen), fresh_run = _cocosnet()
+        with policy.keep_fp32(fresh_corr, fresh_gen), bf16():
+            assert torch.equal(fresh_run(), mixed)  # what mixed computes without any cache
+        assert not torch.equal(mixed, plain)
+        with bf16():
+            assert torch.equal(run(), plain) and len(computed) == 3  # policy off again: recomputed
+        fp32 = run()
+        assert len(computed) == 4 and torch.equal(fresh_run(), fp32)
