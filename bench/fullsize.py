@@ -2,17 +2,21 @@
 and error against fp32, per model, precision and thread count. Random weights (the time does not
 depend on them); fixed, realistic inputs (a face parsing map, a scene map, a pose, a photo-like exemplar).
 
-    python bench/fullsize.py --quick           # all cases, fp32 (1 and 2 threads) + bf16 (2 threads), < 10 min
-    python bench/fullsize.py --cases cocosnet-celebahq --precisions fp32 bf16 --threads 1 2 --repeats 5
-    python bench/fullsize.py --fixtures --threads 1 --precisions fp32 bf16   # errors on the recorded inputs (~5 min)
+    python bench/fullsize.py --quick           # issue #26's three cases, fp32 / mixed / bf16 at 2 threads (~5 min)
+    python bench/fullsize.py --cases cocosnet-celebahq --precisions fp32 mixed bf16 --threads 1 2 --repeats 5
+    OMP_NUM_THREADS=1 python bench/fullsize.py --fixtures   # fp32 / mixed / bf16 errors on the authors' recorded
+                                                            # inputs, all three packages (~5 min at 1 thread)
     python bench/fullsize.py --training --threads 1             # training scripts, s/step fp32 vs bf16 (~10 min)
     python bench/fullsize.py --baseline HEAD~3 --cases cocosnet-celebahq   # also time that commit's packages,
                                                                            # interleaved
 
-Columns: p50 / min seconds of the call, peak resident memory above the level before the call
-(sampled every 2 ms), and max / mean abs difference and PSNR (images in [-1, 1], peak-to-peak 2)
-of the output against the fp32 output of the current code. With --baseline the old code's output
-is compared too, and the speed-up is the ratio of the medians of interleaved old/new calls.
+Precisions: fp32; bf16 / fp16 (CPU autocast); mixed: bf16 autocast with the package's fp32 policy
+(<package>/precision.py, what `--precision mixed` runs in the app). Columns: p50 / min seconds of the
+call, its speed-up over the fp32 row at the same thread count (p50 / p50), peak resident memory above
+the level before the call (sampled every 2 ms), and max / mean abs difference and PSNR (images in
+[-1, 1], peak-to-peak 2) of the output against the fp32 output of the current code. With
+--baseline the old code's output is compared too, and its speed-up is the ratio of the medians of
+interleaved old/new calls.
 Warm exemplar: CoCosNet caches the exemplar's features, so the `-new-exemplar` rows change the
 exemplar on every call (the cost of a first call) and the plain rows repeat it (a user editing the map).
 """
@@ -40,6 +44,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 PACKAGES = ("cocosnet", "gangealing", "coordgan")
+PRECISIONS = ("fp32", "mixed", "bf16", "fp16")
+QUICK_CASES = ("cocosnet-celebahq", "gangealing-cat", "coordgan-128-generate")  # the cases of issue #26's goal
+QUICK_FIXTURES = ("cocosnet-celebahq", "gangealing-cat", "coordgan-128")  # their authors' recorded calls
 CASES = {
     "cocosnet-celebahq": "CoCosNet celebahq, 256 px translation (19-class face map + exemplar and its map)",
     "cocosnet-celebahq-new-exemplar": "the same, a different exemplar on every call",
@@ -110,6 +117,7 @@ class Case:
     output: object  # () -> tensor: the output compared across precisions / code versions
     modules: dict = field(default_factory=dict)  # name -> nn.Module, for bench/profile_fullsize.py --modules
     exemplars: list = field(default_factory=list)
+    close: object = lambda: None  # undoes what the precision changed on the modules (the mixed policy)
 
 
 def _eval(*modules):
@@ -120,7 +128,14 @@ def _eval(*modules):
 
 def build_case(name: str, precision: str = "fp32", packages: dict | None = None) -> Case:
     """The pipeline and inputs of one CASES entry, built with random weights (seed 0), calls wrapped in
-    the precision's autocast. `packages`: module objects replacing cocosnet / gangealing / coordgan."""
+    the precision's autocast; for `mixed` the package's fp32 policy is applied to the case's modules
+    until `case.close()`. `packages`: module objects replacing cocosnet / gangealing / coordgan."""
+    case = _build_case(name, precision, packages)
+    case.close = apply_policy(precision, name.split("-")[0], case.modules.values())
+    return case
+
+
+def _build_case(name: str, precision: str, packages: dict | None) -> Case:
     pk = {p: (packages or {}).get(p) or importlib.import_module(p) for p in PACKAGES}
     torch.manual_seed(0)
     ctx = autocast_context(precision)
@@ -206,11 +221,34 @@ def build_case(name: str, precision: str = "fp32", packages: dict | None = None)
 
 
 def autocast_context(precision: str):
-    """A context-manager factory: nothing for fp32, CPU autocast to bf16 / fp16 otherwise."""
+    """A context-manager factory: nothing for fp32, CPU autocast to bf16 (also for mixed) / fp16 otherwise."""
     if precision == "fp32":
         return contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = {"mixed": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return lambda: torch.autocast("cpu", dtype=dtype)
+
+
+def apply_policy(precision: str, package: str, modules) -> object:
+    """For `mixed`, the package's fp32 policy on `modules` (once, as the app's set_precision does: the
+    wrapped parts pass through outside autocast); returns the function that removes it."""
+    if precision != "mixed":
+        return lambda: None
+    policy = importlib.import_module(f"{package}.precision")
+    modules = list(modules)
+    policy.apply_fp32_policy(*modules)
+    return lambda: policy.remove_fp32_policy(*modules)
+
+
+def machine() -> str:
+    """The CPU's model name and its reduced-precision flags (what decides bf16 speed), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "cpu unknown"
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set())
+    wanted = ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_int8")
+    return f"{name}; " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
 
 
 # ------------------------------------------------------------------ measurement
@@ -309,71 +347,91 @@ def training_step_times(threads: int, batch: int, steps: int = 4) -> None:
               f"{per_step['bf16'] / per_step['no']:.2f} |", flush=True)
 
 
-def fixture_errors(precisions: list, threads: int) -> None:
-    """Reduced precision on the authors' recorded inputs (../shared/fixtures/cocosnet-official: the
-    fixture weights rebuilt as tests/test_cocosnet_official.py does): error of the translation against
-    our fp32 output and against the authors' recorded fp32 output, and the time of one run."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_cocosnet_official import FIXTURES, convert, rebuild_state_dicts, recorded_inputs
+def fixture_errors(precisions: list, threads: int, cases=None) -> None:
+    """Errors on the authors' recorded inputs (bench/fixture_cases.py: the three imported models with the
+    fixture weights): each precision's output against our fp32 output and against the authors' recorded
+    fp32 output, the time of one run, and whether it is within `--precision auto`'s bound (the numbers
+    demos/models.py's AUTO_MIXED relies on). Ends with each package's worst case per precision.
+    `cases`: names of bench/fixture_cases.py's CASES (default all)."""
+    from fixture_cases import CASES as FIXTURE_CASES
+    from fixture_cases import build_fixture_case
+
+    from demos.models import AUTO_BOUND  # PSNR >= 40 dB and mean abs <= 2/255 against fp32
 
     torch.set_num_threads(threads)
-    print(f"\nCoCosNet on the fixtures' recorded inputs (both samples), {threads} thread(s)")
-    print("| config | precision | s | max abs diff vs our fp32 | mean | PSNR dB | max abs diff vs authors' "
-          "fp32 | mean |")
-    print("|---|---|---|---|---|---|---|---|")
-    for config in ("celebahq", "ade20k", "deepfashion"):
-        corr, gen = convert(config, *(lambda s: (s["G"], s["Corr"]))(rebuild_state_dicts(config)))
-        pipe = importlib.import_module("cocosnet").CoCosNetPipeline(correspondence_network=corr, generator=gen)
-        x, ref, ref_map = recorded_inputs(config, [0, 1])
-        authors = torch.from_numpy(np.load(FIXTURES / f"outputs_{config}.npz")["fake_image"][[0, 1]])
-        ours = None
+    print(f"{machine()}\ntorch {torch.__version__}, {threads} thread(s); bound: PSNR >= {AUTO_BOUND['psnr_db']} dB "
+          f"and mean abs <= {AUTO_BOUND['mean_abs']:.2e} against fp32 (images in [-1, 1])\n")
+    print("| case | precision | s | max abs vs our fp32 | mean | PSNR dB | within bound | max abs vs authors' fp32 "
+          "| mean |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    worst = {}  # (package, precision) -> (lowest PSNR, highest mean abs)
+    for name in cases or FIXTURE_CASES:
+        case, ours = build_fixture_case(name), None
+        package = name.split("-")[0]
         for precision in ["fp32", *[p for p in precisions if p != "fp32"]]:
-            with torch.inference_mode(), autocast_context(precision)():
+            close = apply_policy(precision, package, case.modules.values())
+            with autocast_context(precision)():
                 start = time.perf_counter()
-                image = pipe.run(x, ref, ref_map)[0].float()
+                image = case.output()
                 seconds = time.perf_counter() - start
+            close()
             ours = image if ours is None else ours
-            e, a = errors(image, ours), errors(image, authors)
-            print(f"| {config} | {precision} | {seconds:.1f} | {e[0]:.2e} | {e[1]:.2e} | {e[2]:.1f} | {a[0]:.2e} | "
-                  f"{a[1]:.2e} |", flush=True)
-        del pipe, corr, gen
+            e, a = errors(image, ours), errors(image, case.authors)
+            within = e[2] >= AUTO_BOUND["psnr_db"] and e[1] <= AUTO_BOUND["mean_abs"]
+            if precision != "fp32":
+                psnr, mean = worst.get((package, precision), (math.inf, 0.0))
+                worst[package, precision] = (min(psnr, e[2]), max(mean, e[1]))
+            print(f"| {name} | {precision} | {seconds:.1f} | {e[0]:.2e} | {e[1]:.2e} | {e[2]:.1f} | "
+                  f"{'yes' if within else 'no'} | {a[0]:.2e} | {a[1]:.2e} |", flush=True)
+        del case
+    print("\nWorst case per package (what `auto` relies on):")
+    for (package, precision), (psnr, mean) in worst.items():
+        within = psnr >= AUTO_BOUND["psnr_db"] and mean <= AUTO_BOUND["mean_abs"]
+        print(f"  {package} {precision}: PSNR {psnr:.1f} dB, mean abs {mean:.2e}: "
+              f"{'within' if within else 'outside'} the bound")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=None, choices=list(CASES),
-                   help="default: all but coordgan-512-generate")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
-                   help="CPU autocast dtypes (fp16 only where the CPU has fp16 hardware: elsewhere its convolutions "
-                        "are ~250x slower)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+                   help="default: all but coordgan-512-generate (--quick: " + ", ".join(QUICK_CASES) + ")")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "mixed", "bf16"], choices=PRECISIONS,
+                   help="fp32, mixed (bf16 autocast + the package's fp32 policy), CPU autocast bf16 / fp16 (fp16 "
+                        "only where the CPU has fp16 hardware: elsewhere its convolutions are ~250x slower)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="default 1 2 (--quick: 2; --fixtures and --training: the first, default 1)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row (after one warm-up call)")
     p.add_argument("--quick", action="store_true",
-                   help="2 timed calls per fp32 row, 1 per reduced-precision row and those at the largest --threads "
-                        "only (< 10 min)")
+                   help="the issue's three cases (" + ", ".join(QUICK_CASES) + ") unless --cases, at 2 threads "
+                        "unless --threads, 3 timed calls per row, reduced-precision rows at the largest --threads "
+                        "only; then the errors on the same models' recorded calls (--fixtures of "
+                        + ", ".join(QUICK_FIXTURES) + ") (~5 min)")
     p.add_argument("--baseline", default=None, metavar="GIT_REF",
                    help="also time the packages of this commit (fp32), interleaved")
     p.add_argument("--training", action="store_true",
                    help="only the training step times (fp32 vs bf16), at the first --threads")
     p.add_argument("--train-batch", type=int, default=4, help="micro-batch of the training step times")
-    p.add_argument("--fixtures", action="store_true",
-                   help="only the precision errors on the authors' recorded CoCosNet inputs")
+    p.add_argument("--fixtures", nargs="*", default=None, metavar="CASE",
+                   help="only the precision errors on the authors' recorded inputs of the three imported models "
+                        "(bench/fixture_cases.py; default all its cases), at the first --threads")
     args = p.parse_args(argv)
-    if args.fixtures:
-        return fixture_errors(args.precisions, args.threads[0])
+    threads = args.threads or ([2] if args.quick else [1, 2])
+    if args.fixtures is not None:
+        return fixture_errors(args.precisions, (args.threads or [1])[0], args.fixtures)
     if args.training:
-        return training_step_times(args.threads[0], args.train_batch)
-    cases = args.cases or [c for c in CASES if c != "coordgan-512-generate"]
+        return training_step_times((args.threads or [1])[0], args.train_batch)
+    cases = args.cases or (list(QUICK_CASES) if args.quick else [c for c in CASES if c != "coordgan-512-generate"])
     baseline = load_baseline(args.baseline) if args.baseline else None
-    print(f"torch {torch.__version__}, {os.cpu_count()} cpus, capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    head = "| case | precision | threads | p50 s | min s | peak MB | max abs diff | mean abs diff | PSNR dB |"
+    print(f"{machine()}\ntorch {torch.__version__}, {os.cpu_count()} cpus, capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, load average {os.getloadavg()[0]:.2f}")
+    head = ("| case | precision | threads | p50 s | min s | speed-up vs fp32 | peak MB | max abs diff | mean abs diff "
+            "| PSNR dB |")
     if baseline:
         head += " baseline p50 s | speed-up | baseline max abs diff |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name in cases:
-        reference = None
+        reference, fp32_p50 = None, {}
         for precision in args.precisions:
             case = build_case(name, precision)
             old = build_case(name, "fp32", baseline) if baseline and precision == "fp32" else None
@@ -382,11 +440,11 @@ def main(argv=None) -> None:
                 reference = out
             err = errors(out, reference) if reference is not None else (float("nan"),) * 3
             old_err = errors(old.output(), reference) if old else None
-            for threads in args.threads:
-                if args.quick and precision != "fp32" and threads != max(args.threads):
+            for n in threads:
+                if args.quick and precision != "fp32" and n != max(threads):
                     continue
-                torch.set_num_threads(threads)
-                repeats = args.repeats if not args.quick else (2 if precision == "fp32" else 1)
+                torch.set_num_threads(n)
+                repeats = 3 if args.quick else args.repeats
                 _, peak = peak_memory(case.call)  # warm-up call, also the memory figure
                 if old:
                     old.call()
@@ -395,13 +453,20 @@ def main(argv=None) -> None:
                     times.append(timed(case.call))
                     if old:
                         old_times.append(timed(old.call))
-                row = (f"| {name} | {precision} | {threads} | {np.median(times):.3f} | {min(times):.3f} | "
-                       f"{peak / 2**20:.0f} | "
-                       f"{err[0]:.2e} | {err[1]:.2e} | {err[2]:.1f} |")
+                p50 = float(np.median(times))
+                if precision == "fp32":
+                    fp32_p50[n] = p50
+                speed_up = f"{fp32_p50[n] / p50:.2f}x" if n in fp32_p50 else ""
+                row = (f"| {name} | {precision} | {n} | {p50:.3f} | {min(times):.3f} | {speed_up} | "
+                       f"{peak / 2**20:.0f} | {err[0]:.2e} | {err[1]:.2e} | {err[2]:.1f} |")
                 if old:
-                    row += (f" {np.median(old_times):.3f} | {np.median(old_times) / np.median(times):.2f}x | "
+                    row += (f" {np.median(old_times):.3f} | {np.median(old_times) / p50:.2f}x | "
                             f"{old_err[0]:.2e} |")
                 print(row, flush=True)
+            case.close()
+    if args.quick:
+        print()
+        fixture_errors(args.precisions, max(threads), QUICK_FIXTURES)
 
 
 if __name__ == "__main__":
