@@ -1,8 +1,9 @@
 """Where the bf16 error of the full-size models comes from (issue #26, item 1).
 
-For each model, as bench/fullsize.py builds it (random weights, the authors' layout, fixed inputs; and
-CoCosNet celebahq with the fixture weights on the authors' recorded input), the error of the output
-against fp32 (PSNR on [-1, 1], max and mean abs difference) when
+For each model, as bench/fullsize.py builds it (random weights, the authors' layout, fixed inputs)
+and on the authors' recorded call (`-fixture`: the fixture weights and inputs, bench/fixture_cases.py;
+CoCosNet celebahq on sample 0), the error of the output against fp32 (PSNR on [-1, 1], max and mean
+abs difference) when
   - everything runs under bf16 autocast ("all bf16"),
   - one part alone runs under bf16 autocast and the rest in fp32 ("only X in bf16"),
   - everything runs under bf16 autocast except one part, kept in fp32 with fp32 inputs ("all but X").
@@ -10,8 +11,9 @@ A part is a set of submodules (their `forward` is wrapped) or of package functio
 name is rebound for the run). bf16 rounding is the same on every CPU, so the errors do not depend on
 whether the CPU computes bf16 natively; only the time does.
 
-    python bench/precision_error.py --quick          # the issue's three models + the CoCosNet fixture, 1 thread
-    python bench/precision_error.py --cases gangealing-cat --policy   # also the packages' mixed paths
+    python bench/precision_error.py --quick --policy   # the issue's three models, fixture and random weights,
+                                                       # and the packages' mixed paths (~15 min at 1 thread)
+    python bench/precision_error.py --cases gangealing-cat-fixture --policy   # one case
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from fullsize import build_case, errors  # noqa: E402
+from fullsize import build_case, errors, machine  # noqa: E402
 
 BF16 = torch.bfloat16
 
@@ -145,34 +147,47 @@ def parts_of(name: str, modules: dict) -> dict:
         "coordinate warping (warped coordinate map)": ([g.warping], []),
         "Fourier features": ([g.fourier], []),
         "modulated convs (modulation, demodulation, conv)": (_of(g, "ModulatedConv2d"), []),
+        "styles (the modulated convs' modulation linears)": ([m.modulation for m in _of(g, "ModulatedConv2d")], []),
+        "demodulation factors": ([], _fn("coordgan", "demodulation")),
         "noise injection": (_of(g, "NoiseInjection"), []),
         "to_rgb / up_rgb layers": (list(g.to_rgbs) + list(g.up_rgbs), []),
     }
 
 
-def fixture_case():
-    """CoCosNet celebahq, the fixture weights rebuilt as tests/test_cocosnet_official.py does, sample 0."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_cocosnet_official import convert, rebuild_state_dicts, recorded_inputs
+def fixture_case(name: str):
+    """(output, modules) of the authors' recorded call (bench/fixture_cases.py): CoCosNet celebahq sample 0,
+    GANgealing cat (2 images), CoordGAN 128 (4 latents)."""
+    import fixture_cases
 
-    s = rebuild_state_dicts("celebahq")
-    corr, gen = convert("celebahq", s["G"], s["Corr"])
-    pipe = importlib.import_module("cocosnet").CoCosNetPipeline(correspondence_network=corr, generator=gen)
-    x, ref, ref_map = recorded_inputs("celebahq", [0])
-
-    def output():
-        with torch.inference_mode():
-            return pipe.run(x, ref, ref_map)[0].float()
-
-    return output, {"corr": corr.eval(), "G": gen.eval()}
+    if name.startswith("cocosnet"):
+        case = fixture_cases.cocosnet_case("celebahq", samples=(0,))
+    else:
+        case = fixture_cases.build_fixture_case(name.removesuffix("-fixture").removesuffix("-generate"))
+    return case.output, case.modules
 
 
-CASES = ("cocosnet-celebahq-fixture", "cocosnet-celebahq", "gangealing-cat", "coordgan-128-generate")
+def policy_variants(package: str) -> dict:
+    """label -> (FP32 modules, FP32 functions): the package's policy, and the alternatives it was chosen over."""
+    policy = importlib.import_module(f"{package}.precision")
+    variants = {"mixed path (package policy, bf16)": (policy.FP32_MODULES, policy.FP32_FUNCTIONS)}
+    if package == "gangealing":
+        from gangealing.transformer import MipmapWarp, SimilarityTransformer
+
+        variants["alternative: the whole similarity STN in fp32 (previous policy)"] = (
+            (SimilarityTransformer, MipmapWarp), ("apply_affine",))
+    if package == "coordgan":
+        variants["alternative: styles and demodulation in bf16 (previous policy)"] = (
+            tuple(m for m in policy.FP32_MODULES if m != "modulation"), ())
+    return variants
+
+
+CASES = ("cocosnet-celebahq-fixture", "cocosnet-celebahq", "gangealing-cat-fixture", "gangealing-cat",
+         "coordgan-128-fixture", "coordgan-128-generate")
 
 
 def run_case(name: str, policy: bool) -> None:
-    if name == "cocosnet-celebahq-fixture":
-        output, modules = fixture_case()
+    if name.endswith("-fixture"):
+        output, modules = fixture_case(name)
     else:
         case = build_case(name, "fp32")
         output, modules = case.output, case.modules
@@ -202,8 +217,10 @@ def run_case(name: str, policy: bool) -> None:
     for label, part in parts.items():
         measure(f"all but {label}", autocast(), patched(part, in_fp32))
     if policy:
-        package = importlib.import_module(name.split("-")[0] + ".precision")
-        measure("mixed path (package policy, bf16)", autocast(), package.keep_fp32(*modules.values()))
+        package = name.split("-")[0]
+        keep_fp32 = importlib.import_module(f"{package}.precision").keep_fp32
+        for label, (fp32_modules, fp32_functions) in policy_variants(package).items():
+            measure(label, autocast(), keep_fp32(*modules.values(), modules=fp32_modules, functions=fp32_functions))
 
 
 def main(argv=None) -> None:
@@ -215,7 +232,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cases = [c for c in args.cases if not (args.quick and c == "cocosnet-celebahq")]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"{machine()}\ntorch {torch.__version__}, {args.threads} thread(s), capability "
+          f"{torch.backends.cpu.get_cpu_capability()}")
     for name in cases:
         run_case(name, args.policy)
 
