@@ -176,8 +176,12 @@ def policy_variants(package: str) -> dict:
         variants["alternative: the whole similarity STN in fp32 (previous policy)"] = (
             (SimilarityTransformer, MipmapWarp), ("apply_affine",))
     if package == "coordgan":
-        variants["alternative: styles and demodulation in bf16 (previous policy)"] = (
-            tuple(m for m in policy.FP32_MODULES if m != "modulation"), ())
+        from coordgan.model import CoordinateWarpingNetwork, FourierEncoding
+
+        variants["alternative: also the coordinate warping network in fp32"] = (
+            (*policy.FP32_MODULES, CoordinateWarpingNetwork), policy.FP32_FUNCTIONS)
+        variants["alternative: mapping, coordinate warping, Fourier features in fp32 (previous policy)"] = (
+            ("structure_mapping", "texture_mapping", CoordinateWarpingNetwork, FourierEncoding), ())
     return variants
 
 

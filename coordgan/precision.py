@@ -10,11 +10,13 @@ Chosen from bench/precision_error.py ("Where the bf16 error comes from" in bench
   (`layers.demodulation`): per-channel scales of every layer, so a bf16 rounding of them scales whole
   channels, an error that does not average out over a conv's sums; both are matrix-vector work, cheap
   in fp32. With fp32 factors, `ModulatedConv2d` multiplies its bf16 conv output by d out of place
-  (fp32 result) rather than rounding it to bf16 a second time (measured: -3 dB with random weights);
-- the warped coordinate map (eq. 3) and its Fourier features: the precision-sensitive coordinates.
-The convolutions run on bf16 inputs and weights. On the authors' recorded inputs (fixture weights,
-4 samples) the mixed path is at 52.4 dB, mean abs 3.8e-3 (plain bf16 autocast: 42.0 dB, 1.3e-2); with
-random weights, whose images reach beyond [-1, 1], at 38.6 dB (bench/README.md, "Reduced precision").
+  (fp32 result) rather than rounding it to bf16 a second time;
+- the Fourier features of the warped coordinate map (a 1x1 conv and sin; alone in bf16: 46.9 dB
+  with random weights).
+The coordinate warping network (eq. 3) stays in bf16: in fp32 it adds about 1 dB on the recorded
+inputs but is most of the work of encoding a photo (label propagation). The convolutions run on bf16
+inputs and weights. bench/README.md ("Reduced precision") has the errors of this path on the
+authors' recorded inputs and with random weights.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import sys
 import torch
 from torch import nn
 
-from .model import CoordinateWarpingNetwork, FourierEncoding
+from .model import FourierEncoding
 
-# the mapping networks and every modulated conv's style (by attribute name), the warped coordinates
-# (eq. 3), their Fourier features
-FP32_MODULES = ("structure_mapping", "texture_mapping", "modulation", CoordinateWarpingNetwork, FourierEncoding)
+# the mapping networks and every modulated conv's style (by attribute name), the Fourier features
+FP32_MODULES = ("structure_mapping", "texture_mapping", "modulation", FourierEncoding)
 FP32_FUNCTIONS = ("demodulation",)  # module-level functions of the package, by name: layers.demodulation
 
 
