@@ -103,9 +103,11 @@ class COATPipeline(DiffusionPipeline):
     (1, 2)
     """
 
-    def __init__(self, encoder: COATEncoder, modulation_encoder: COATModulationEncoder, decoder: COATDecoder):
+    def __init__(self, encoder: COATEncoder, modulation_encoder: COATModulationEncoder, decoder: COATDecoder,
+                 face_frame: str | None = None):
         super().__init__()
         self.register_modules(encoder=encoder, modulation_encoder=modulation_encoder, decoder=decoder)
+        self.register_to_config(face_frame=face_frame)  # the crop its training faces were aligned to, or None
 
     @property
     def resolution(self) -> int:

@@ -78,8 +78,9 @@ def match_points(pipe, input_map, exemplar, points, exemplar_map=None, alpha: fl
     match = best_match(query[:, index], key)[0] if len(index) else index  # (N,) exemplar cells
     confidence, heat = [], []
     for start in range(0, len(index), chunk):
-        logits = alpha * query[0, index[start : start + chunk]].float() @ key[0].float().T
-        p = torch.softmax(logits, -1).reshape(-1, f, f)
+        with torch.autocast(query.device.type, enabled=False):  # the alpha = 100 softmax in fp32 under any precision
+            logits = alpha * query[0, index[start : start + chunk]].float() @ key[0].float().T
+            p = torch.softmax(logits, -1).reshape(-1, f, f)
         confidence.append(near_mass(p, match[start : start + chunk]))
         if heatmaps:
             heat.append(p)

@@ -110,9 +110,11 @@ class CoCosNetPipeline(DiffusionPipeline):
     ((40, 48), (40, 48))
     """
 
-    def __init__(self, correspondence_network: CoCosNetCorrespondence, generator: CoCosNetGenerator):
+    def __init__(self, correspondence_network: CoCosNetCorrespondence, generator: CoCosNetGenerator,
+                 face_frame: str | None = None):
         super().__init__()
         self.register_modules(correspondence_network=correspondence_network, generator=generator)
+        self.register_to_config(face_frame=face_frame)  # the crop its training faces were aligned to, or None
 
     # ------------------------------------------------------------- what the model expects
     @property

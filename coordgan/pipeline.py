@@ -96,9 +96,11 @@ class CoordGANPipeline(DiffusionPipeline):
 
     _optional_components = ["encoder"]  # an authors' generator-only checkpoint has none
 
-    def __init__(self, generator: CoordGANGenerator, encoder: CoordGANEncoder | CoordGANOfficialEncoder | None):
+    def __init__(self, generator: CoordGANGenerator, encoder: CoordGANEncoder | CoordGANOfficialEncoder | None,
+                 face_frame: str | None = None):
         super().__init__()
         self.register_modules(generator=generator, encoder=encoder)
+        self.register_to_config(face_frame=face_frame)  # the crop its training faces were aligned to, or None
 
     # ------------------------------------------------------------- helpers
     def _z(self, seeds) -> torch.Tensor:

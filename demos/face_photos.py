@@ -2,10 +2,11 @@
 photo (`faces/`: dlib's detector and 68 landmarks, the FFHQ / CelebA-HQ alignment recipe, paste).
 
 A tab whose model is a face model (the bundled ones, the authors' CoordGAN celebA, GANgealing
-celeba, CoCosNet celebahq / celebahqedge) shows an "Align the face" checkbox, on by default: the
-photo is cropped to that model's frame before the model sees it, and the result is pasted back
-onto the photo. A photo with no face found is used as it is (the tab's centre crop), with a
-warning that says so. Other models (cats, cars, your own folders) see the photo as it is.
+celeba, CoCosNet celebahq / celebahqedge, a folder whose model_index.json names its `face_frame`)
+shows an "Align the face" checkbox, on by default: the photo is cropped to that model's frame
+before the model sees it, and the result is pasted back onto the photo. A photo with no face found
+is used as it is (the tab's centre crop), with a warning that says so. Other models (cats, cars,
+folders that name no frame) see the photo as it is.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ CHECKBOX_INFO = "detect the face, crop it as the model's training faces were, pa
 
 
 def frame_for(pipe) -> str | None:
-    """The face frame the loaded model was trained on: "synthetic" for the bundled models, the
-    release's for the authors' face models; None for any other model (no alignment)."""
+    """The face frame the loaded model was trained on: the one its folder's config names (`face_frame`
+    in model_index.json: train/ writes it, `--face-frame`), else "synthetic" for the bundled models and
+    the release's for the authors' face models; None for any other model (no alignment)."""
+    configured = (getattr(pipe, "config", None) or {}).get("face_frame")
+    if configured in faces.FRAMES:
+        return configured
     weights = getattr(pipe, "weights", None) or {}
     if weights.get("kind") == "bundled":
         return "synthetic"

@@ -126,9 +126,10 @@ class GANgealingPipeline(DiffusionPipeline):
     _optional_components = ["classifier"]
 
     def __init__(self, generator: StyleGAN2Generator, transformer: SpatialTransformer, target: LearnedTarget,
-                 classifier: ClusterClassifier | None = None):
+                 classifier: ClusterClassifier | None = None, face_frame: str | None = None):
         super().__init__()
         self.register_modules(generator=generator, transformer=transformer, target=target, classifier=classifier)
+        self.register_to_config(face_frame=face_frame)  # the crop its training faces were aligned to, or None
 
     # ------------------------------------------------------------- images <-> tensors
     @property

@@ -51,6 +51,7 @@ from accelerate.utils import set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
+from faces.frames import FRAMES
 from train.data import infinite_loader, make_dataset, parse_data_spec
 
 # ---------------------------------------------------------------------------------------------- flags
@@ -77,6 +78,10 @@ def add_training_args(p: argparse.ArgumentParser, configs, pose: str = "aligned"
     p.add_argument("--log-every", type=int, default=25, help="steps between scalar logs")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the final export to this Hub repo")
+    p.add_argument("--face-frame", default="auto", choices=("auto", "none", *FRAMES),
+                   help="the crop the training faces are aligned to, saved with the export so that the app aligns "
+                        "a visitor's face photo the same way (faces/README.md; e.g. ffhq for photos aligned with "
+                        "`python -m faces align --frame ffhq`); auto: synthetic for synthetic:faces, else none")
 
 
 def parse_training_args(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
@@ -86,6 +91,8 @@ def parse_training_args(p: argparse.ArgumentParser, argv=None) -> argparse.Names
         parse_data_spec(args.data)
     except ValueError as error:
         p.error(str(error))
+    if args.face_frame == "auto":
+        args.face_frame = "synthetic" if args.data == "synthetic:faces" else "none"
     for flag in ("grad_accum", "save_every", "checkpoints_total_limit", "sample_every", "log_every"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
@@ -237,6 +244,14 @@ def save_state(accelerator: Accelerator, state: TrainState, limit: int) -> str:
     return final
 
 
+def with_face_frame(pipe, args):
+    """The export with `--face-frame` in its config (model_index.json), for a pipeline that takes one."""
+    frame = getattr(args, "face_frame", "none")
+    if frame not in (None, "none", "auto") and "face_frame" in getattr(pipe, "config", {}):
+        pipe.register_to_config(face_frame=frame)
+    return pipe
+
+
 def export_folder(accelerator: Accelerator, model, output: str, name: str, push_to_hub: str | None = None) -> None:
     """save_pretrained into OUTPUT/NAME.tmp, then swapped in for OUTPUT/NAME; optional Hub upload."""
     if not accelerator.is_main_process:
@@ -305,7 +320,7 @@ def run(accelerator: Accelerator, args, state: TrainState, training_step, *, ste
         if step % args.save_every == 0 or step == steps or out_of_time:
             save_state(accelerator, state, args.checkpoints_total_limit)
             if accelerator.is_main_process:
-                export_folder(accelerator, export(), args.output, export_name,
+                export_folder(accelerator, with_face_frame(export(), args), args.output, export_name,
                               args.push_to_hub if step == steps else None)
         if out_of_time:
             accelerator.print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached (continue "
