@@ -14,9 +14,9 @@ Chosen from bench/precision_error.py ("Where the bf16 error comes from" in bench
 - the Fourier features of the warped coordinate map (a 1x1 conv and sin; alone in bf16: 46.9 dB
   with random weights).
 The coordinate warping network (eq. 3) stays in bf16: in fp32 it adds about 1 dB on the recorded
-inputs, and its per-pixel linears are a large share of encoding a photo (label propagation). The convolutions run on bf16
-inputs and weights. bench/README.md ("Reduced precision") has the errors of this path on the
-authors' recorded inputs and with random weights.
+inputs, and its per-pixel linears are a large share of encoding a photo (label propagation). The
+convolutions run on bf16 inputs and weights. bench/README.md ("Reduced precision") has the errors
+of this path on the authors' recorded inputs and with random weights.
 """
 
 from __future__ import annotations
