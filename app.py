@@ -90,9 +90,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true",
                         help="also open a public gradio.live link (reaches the network)")
     parser.add_argument("--precision", default=env.get("APP_PRECISION", "auto"), choices=models.PRECISIONS,
-                        help="compute precision of the models: fp32, bf16 or fp16 autocast, or auto (a reduced one "
-                             "only where the device computes it natively and the model's measured error stays small; "
-                             "fp32 on CPUs without bf16 hardware) (default: $APP_PRECISION or auto)")
+                        help="compute precision of the models: fp32; mixed (bf16 with each package's precision-"
+                             "sensitive parts in fp32, bench/README.md); bf16 or fp16 autocast; or auto: mixed where "
+                             "the device computes bf16 natively (avx512_bf16 / AMX CPUs, CUDA) for the models whose "
+                             "measured error stays within 40 dB of fp32, else fp32 (default: $APP_PRECISION or auto)")
     return parser.parse_args(argv)
 
 

@@ -46,7 +46,10 @@ def app_server(tmp_path_factory):
             argv += [f"--{name}", str(folder)]
         folders[name] = folder
     port = _free_port()
-    demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port), "--concurrency", "2"], block=False)
+    # fp32: the tests compare the app's answers with the pipelines' own (auto would pick mixed on a bf16 CPU;
+    # tests/test_precision_entry_points.py and test_app_load.py run the app's calls that way)
+    demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port), "--concurrency", "2", "--precision", "fp32"],
+                    block=False)
     pipelines = {name: app.models.load(app.models.SPECS[name], str(folder)) for name, folder in folders.items()}
     try:
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", folders=folders, pipelines=pipelines, demo=demo)

@@ -309,7 +309,7 @@ def test_app_endpoints_with_the_imported_model(official_folder, tmp_path):
         port = sock.getsockname()[1]
     argv = [arg for name in app.models.SPECS
             for arg in (f"--{name}", str(official_folder if name == "coordgan" else tmp_path / "none"))]
-    demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port)], block=False)
+    demo = app.main([*argv, "--host", "127.0.0.1", "--port", str(port), "--precision", "fp32"], block=False)  # parity
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         pixels = lambda path: np.asarray(Image.open(path).convert("RGB"))  # noqa: E731
