@@ -11,9 +11,8 @@ sampling grid (`apply_affine`: in bf16 its coordinates are 1/256 of the range ap
 256 px) and the bilinear warps are the other sensitive parts. The similarity trunk's convolutions
 stay in bf16: keeping the whole similarity transformer in fp32 is closer (fixture 52.4 dB, random
 weights 46.4 dB) but about as slow as fp32 (it is most of the work at 256 px), while this policy is
-as fast as plain bf16 at 46.7 dB, mean abs 5.3e-3 on the authors' recorded inputs (random weights:
-36.5 dB). Its matrix composition and `affine_grid` (inside SimilarityTransformer.forward) still run
-in bf16 under autocast; moving them into a listed function would give 50.2 dB at the same speed.
+as fast as plain bf16. The similarity matrices' composition and their `affine_grid`
+(`similarity_grid`) are coordinates too, kept in fp32. Errors: bench/README.md, "Reduced precision".
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from .transformer import MipmapWarp, SimilarityHead
 
 # the similarity transformer's last linear (by attribute name) and matrix head, every bilinear warp
 FP32_MODULES = ("final_linear", SimilarityHead, MipmapWarp)
-FP32_FUNCTIONS = ("apply_affine",)  # the sampling grid, matrix @ (identity + flow)
+# the sampling grids: matrix @ (identity + flow), and the similarity STN's composed matrix and its grid
+FP32_FUNCTIONS = ("apply_affine", "similarity_grid")
 
 
 # Copied from coordgan.precision (the same helpers in cocosnet/ and gangealing/precision.py)

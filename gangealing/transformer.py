@@ -208,6 +208,13 @@ class _Regressor(nn.Module):
         return self.final_conv(self.convs(x))
 
 
+def similarity_grid(matrix: torch.Tensor | None, new: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The iteration's composed similarity (B, 2, 3) (`new` after `matrix`, or `new` alone) and its
+    sampling grid (B, size, size, 2): coordinates, which a precision policy keeps in fp32."""
+    matrix = new if matrix is None else torch.bmm(to_3x3(matrix), to_3x3(new))[:, :2]
+    return matrix, F.affine_grid(matrix, [matrix.shape[0], 3, size, size], align_corners=False)
+
+
 class SimilarityTransformer(_Regressor):
     def __init__(self, flow_size, input_size, channel_multiplier, max_channels, num_heads):
         super().__init__(flow_size, input_size, channel_multiplier, max_channels, end_size=4, extra_block=False)
@@ -216,12 +223,11 @@ class SimilarityTransformer(_Regressor):
 
     def forward(self, x, heads=None, iters=1, padding_mode="border"):
         """x (B, 3, S, S) -> list of (congealed (B, 3, F, F), composed matrix (B, 2, 3)) per iteration."""
-        b, f = x.shape[0], self.flow_size
+        f = self.flow_size
         image, matrix, out = x, None, []
         for _ in range(iters):
             new = self.warp_head(self.final_linear(self.features(image).flatten(1)), heads)  # (B, 2, 3)
-            matrix = new if matrix is None else torch.bmm(to_3x3(matrix), to_3x3(new))[:, :2]
-            grid = F.affine_grid(matrix, [b, 3, f, f], align_corners=False)
+            matrix, grid = similarity_grid(matrix, new, f)
             image = self.warp_head.warper(x, grid, padding_mode)  # always resample the original input
             out.append((image, matrix))
         return out
