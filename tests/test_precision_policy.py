@@ -50,6 +50,14 @@ def _cocosnet():
 BUILD = {"coordgan": _coordgan, "gangealing": _gangealing, "cocosnet": _cocosnet}
 
 
+@pytest.fixture(autouse=True)
+def _no_policy_in_force():
+    """An app started earlier in this process at --precision auto (mixed on a bf16 CPU) leaves the
+    packages' FP32_FUNCTIONS rebound: each test here starts from the plain functions."""
+    for package in PACKAGES:
+        importlib.import_module(f"{package}.precision").remove_fp32_policy()
+
+
 def _dtypes(out) -> list:
     if isinstance(out, torch.Tensor):
         return [out.dtype] if out.is_floating_point() else []
