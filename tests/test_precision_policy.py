@@ -171,3 +171,22 @@ def test_cocosnet_exemplar_cache_never_crosses_precisions():
             assert torch.equal(run(), plain) and len(computed) == 3  # policy off again: recomputed
         fp32 = run()
         assert len(computed) == 4 and torch.equal(fresh_run(), fp32)
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if importlib.import_module(f"{p}.precision").FP32_FUNCTIONS])
+def test_remove_undoes_a_wrapper_put_back_behind_its_record(package):
+    """An app at auto wraps the functions; a test's monkeypatch saved the wrapper and puts it back after
+    the policy was removed (the full run's order): remove_fp32_policy still finds and unwraps it."""
+    policy = importlib.import_module(f"{package}.precision")
+    homes = [(mod, name) for key, mod in list(__import__("sys").modules.items())
+             if key == package or key.startswith(package + ".") for name in policy.FP32_FUNCTIONS
+             if callable(getattr(mod, name, None))]
+    originals = [getattr(mod, name) for mod, name in homes]
+    policy.apply_fp32_policy()
+    wrappers = [getattr(mod, name) for mod, name in homes]
+    assert all(getattr(w, "fp32_policy", False) for w in wrappers)
+    policy.remove_fp32_policy()
+    for (mod, name), w in zip(homes, wrappers):
+        setattr(mod, name, w)
+    policy.remove_fp32_policy()
+    assert [getattr(mod, name) for mod, name in homes] == originals
