@@ -8,12 +8,15 @@ GANgealing model through the tab's own function, with alignment off and on.
 frame, so the alignment's fixed cost weighs most); paper: the authors' celeba architecture (the
 paper transformer, random weights: the time does not depend on them; celeba frame). With alignment
 on, every frame's face is followed from the last (`faces.FaceTrack`: the landmarks every frame, the
-detector every 8th), aligned to the model's frame, edited and pasted back onto the frame.
+detector every 8th), aligned to the model's frame, edited and pasted back onto the frame. A second
+table splits the "on" call's added time into those three steps, timed around the functions the tab
+calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -31,6 +34,8 @@ from demos import congealing, examples, face_photos, models  # noqa: E402
 from demos.video import VideoReader, write_mp4  # noqa: E402
 
 FRAMES, SIDE = 60, 256
+STAGES = ("following the face (FaceTrack)", "aligning the frame (faces.align)",
+          "pasting the result back (Aligned.paste)")
 
 
 def face_clip(folder: Path) -> tuple[str, str]:
@@ -93,6 +98,51 @@ def tracking_table(clip: str, repeats: int) -> None:
         print(f"| {what} | {1000 * np.median(runs):.1f} / {1000 * min(runs):.1f} | {gap} |")
 
 
+@contextlib.contextmanager
+def stage_times(totals: dict):
+    """Adds to `totals` the seconds the tab's face steps take while the block runs (following the face,
+    aligning the frame, pasting the result back), timed around the very functions demos.face_photos calls."""
+    import faces
+
+    def timed(owner, name, key):
+        fn = getattr(owner, name)
+
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
+        return fn, run
+
+    patches = zip([(faces.FaceTrack, "__call__"), (faces, "align"), (faces.Aligned, "paste")], STAGES)
+    saved = []
+    for (owner, name), key in patches:
+        fn, run = timed(owner, name, key)
+        saved.append((owner, name, fn))
+        setattr(owner, name, run)
+    try:
+        yield totals
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+def stages_table(pipe, edit, first, clip, repeats: int, base: float) -> None:
+    """Where the added time goes: each face step's ms a frame inside the "on" call, and its share of
+    the "off" call's whole time (`base`, s)."""
+    runs = []
+    for _ in range(repeats):
+        with torch.inference_mode(), stage_times({}) as totals:
+            congealing.propagate_edit(pipe, edit, first, None, clip, align_face=True)
+        runs.append(totals)
+    print("\n| step of the \"on\" call | ms a frame (p50) | share of the \"off\" call's time |")
+    print("|---|---|---|")
+    for key in sorted(runs[0], key=STAGES.index):
+        seconds = float(np.median([r[key] for r in runs]))
+        print(f"| {key} | {1000 * seconds / FRAMES:.2f} | {100 * seconds / base:.0f} % |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case (default 3), after one warm-up")
@@ -122,6 +172,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for align, p50, low in rows:
         print(f"| {'on' if align else 'off'} | {p50:.2f} | {low:.2f} | {100 * (p50 / base - 1):+.0f} % |")
+    stages_table(pipe, edit, first, clip, args.repeats, base)
     tracking_table(clip, args.repeats)
     return 0
 
