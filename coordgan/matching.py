@@ -117,14 +117,15 @@ def match_maps(map_a: torch.Tensor, map_b: torch.Tensor, points, size_a: tuple[i
 
 @torch.no_grad()
 def dense_flow(pipe, image_a, image_b, max_side: int = 256, resolution: int | None = None) -> np.ndarray:
-    """For every pixel of `image_b` (at most `max_side` per side; larger images are sampled on a
-    grid of that size), its match in `image_a`, as `match_points` from B to A would give it:
-    float32 (H', W', 2) pixel indices (x, y) of A. Tiled (`correspondence.nearest_source_index`)."""
-    size_a, (hb, wb) = image_size(image_a), image_size(image_b)
-    gh, gw = min(hb, max_side), min(wb, max_side)
+    """For every pixel of `image_a` (at most `max_side` per side; larger images are sampled on a
+    grid of that size), its match in `image_b`, as `match_points(pipe, image_a, image_b, ...)` gives
+    it (every pipeline's convention): float32 (H', W', 2) pixel indices (x, y) of B, so that sampling
+    B at the flow draws B in A's layout. Tiled (`correspondence.nearest_source_index`)."""
+    (ha, wa), size_b = image_size(image_a), image_size(image_b)
+    gh, gw = min(ha, max_side), min(wa, max_side)
     maps = pipe.encode([image_a, image_b]).correspondence_maps.float()
     r = resolution or pipe.generator.resolution
-    source = F.interpolate(maps[:1], size=(r, r), mode="bilinear", align_corners=False)
-    target = F.interpolate(maps[1:], size=(gh, gw), mode="bilinear", align_corners=False)  # C_B at the grid's pixels
-    j = nearest_source_index(source, target)[0].cpu().numpy()  # (gh, gw) flat indices into A's r x r grid
-    return cell_centres(j, (r, r), size_a)
+    query = F.interpolate(maps[:1], size=(gh, gw), mode="bilinear", align_corners=False)  # C_A at the grid's pixels
+    source = F.interpolate(maps[1:], size=(r, r), mode="bilinear", align_corners=False)
+    j = nearest_source_index(source, query)[0].cpu().numpy()  # (gh, gw) flat indices into B's r x r grid
+    return cell_centres(j, (r, r), size_b)

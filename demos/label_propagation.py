@@ -60,7 +60,7 @@ def propagate_labels(pipe, reference_image, reference_labels, query_image, more_
                 for i, ((_, seen, aligned), p) in enumerate(zip(loaded, predicted)) if aligned is not None]
     folder = matching.out_folder()
     files = [matching.save_index_png(folder, f"labels_query_{i + 1}", p) for i, p in enumerate(on_photos)]
-    flow = pipe.dense_flow(reference, loaded[0][1])  # for each pixel the model saw of query 1, its reference pixel
+    flow = pipe.dense_flow(loaded[0][1], reference)  # for each pixel the model saw of query 1, its reference pixel
     files.append(matching.save_flow(folder, "flow_query_1_to_reference", flow))
     return overlays[0], inputs.colorize(shown[0][1], num_classes), gallery, files
 

@@ -108,21 +108,23 @@ def match_points(pipe, image_a, image_b, points, cluster: int | None = None, hea
 
 
 def dense_flow(pipe, image_a, image_b, cluster: int | None = None, max_side: int = 256) -> np.ndarray:
-    """For every pixel of `image_b` (at most `max_side` per side; larger images are sampled on a
-    grid of that size), its match in `image_a` through congealed space: float32 (H', W', 2) pixel
-    indices (x, y) of A, NaN where B's pixel is outside the congealed frame's reach."""
-    out = pipe.dense_correspondence(image_a, image_b, cluster=cluster)  # model frames, (S, S, 2)
+    """For every pixel of `image_a` (at most `max_side` per side; larger images are sampled on a
+    grid of that size), its match in `image_b` through congealed space, as `match_points(pipe,
+    image_a, image_b, ...)` maps points (every pipeline's convention): float32 (H', W', 2) pixel
+    indices (x, y) of B, NaN where A's pixel is outside the congealed frame's reach or lands outside B."""
+    out = pipe.dense_correspondence(image_b, image_a, cluster=cluster)  # each model pixel of A -> B's, (S, S, 2)
     fa, fb = crop_frame(image_size(image_a)), crop_frame(image_size(image_b))
     s = pipe.input_size
-    hb, wb = fb.height, fb.width
-    gh, gw = min(hb, max_side), min(wb, max_side)
-    ys, xs = (np.arange(gh) + 0.5) * hb / gh - 0.5, (np.arange(gw) + 0.5) * wb / gw - 0.5
+    ha, wa = fa.height, fa.width
+    gh, gw = min(ha, max_side), min(wa, max_side)
+    ys, xs = (np.arange(gh) + 0.5) * ha / gh - 0.5, (np.arange(gw) + 0.5) * wa / gw - 0.5
     grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-    model = np.round(to_model_pixels(grid, fb, s)).astype(np.int64)
+    model = np.round(to_model_pixels(grid, fa, s)).astype(np.int64)
     inside = (model >= 0).all(1) & (model < s).all(1)
     model = np.clip(model, 0, s - 1)
-    flow = from_model_pixels(out.flow[model[:, 1], model[:, 0]], fa, s)
-    flow[~(inside & out.valid[model[:, 1], model[:, 0]])] = np.nan
+    flow = from_model_pixels(out.flow[model[:, 1], model[:, 0]], fb, s)
+    in_b = ((flow >= -0.5) & (flow <= [fb.width - 0.5, fb.height - 0.5])).all(1)  # not the extrapolated frame
+    flow[~(inside & in_b & out.valid[model[:, 1], model[:, 0]])] = np.nan
     return flow.reshape(gh, gw, 2).astype(np.float32)
 
 

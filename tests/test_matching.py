@@ -81,11 +81,11 @@ def test_dense_flows_agree_with_the_point_matches():
     batch = synthetic.sample("faces", 2, 64, seed=5)
     a, b = batch.image[0], batch.image[1]
     coordgan = _pipe("coordgan")
-    flow = coordgan_matching.dense_flow(coordgan, a, b)  # for each pixel of b, where it is in a
+    flow = coordgan_matching.dense_flow(coordgan, a, b)  # for each pixel of a, where it is in b
     assert flow.shape == (64, 64, 2)
     probe = np.array([[10, 20], [40, 33]])
     np.testing.assert_array_equal(flow[probe[:, 1], probe[:, 0]],
-                                  coordgan_matching.match_points(coordgan, b, a, probe).points)
+                                  coordgan_matching.match_points(coordgan, a, b, probe).points)
     coat = _pipe("coat")
     flow = coat_matching.dense_flow(coat, a, b)  # for each cell of a, where it is in b
     cells = flow.shape[0]
@@ -101,6 +101,26 @@ def test_dense_flows_agree_with_the_point_matches():
     gangealing = _pipe("gangealing")
     flow = gangealing_matching.dense_flow(gangealing, a, b)
     assert flow.shape == (64, 64, 2) and np.isfinite(flow).mean() > 0.3
+    probe = np.argwhere(np.isfinite(flow[..., 0]))[::97][:, ::-1]  # (x, y) pixels of a whose match is known
+    gap = np.abs(flow[probe[:, 1], probe[:, 0]] - gangealing_matching.match_points(gangealing, a, b, probe).points)
+    pixel = 64 / gangealing.input_size  # the flow reads the nearest model pixel, the matcher interpolates
+    assert gap.max() <= pixel and gap.mean() < pixel / 2, (gap.max(), gap.mean())  # swapped: ~7 px
+
+
+def test_dense_flow_runs_from_the_first_image_to_the_second(method):
+    """Every pipeline's convention: dense_flow(a, b) has a's grid (cells or pixels) and holds pixels of b,
+    as match_points(a, b, ...) maps a's points into b."""
+    name, pipe = method
+    batch = synthetic.sample("faces", 2, 64, seed=3)
+    a = batch.labels[0] if name == "cocosnet" else batch.image[0]
+    b = np.ascontiguousarray(batch.image[1][8:56, 4:36])  # 48 x 32: B's pixels lie in [0, 32) x [0, 48)
+    flow = FLOW[name](pipe, a, b)
+    rows, cols = flow.shape[:2]
+    assert rows == cols  # a is square: its grid is too
+    if name in ("coordgan", "gangealing"):
+        assert (rows, cols) == (64, 64)
+    seen = flow[np.isfinite(flow).all(-1)]
+    assert len(seen) and (seen >= -0.5).all() and (seen[:, 0] <= 31.5).all() and (seen[:, 1] <= 47.5).all()
 
 
 FLOW = {
