@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,38 @@ import synthetic
 
 CATEGORY = "faces"
 RESOLUTION = 128
+
+
+_KNOWN_FACES: dict = {}  # pixel digest of a face example -> (eye_left, eye_right, mouth), pixel indices
+
+
+def _digest(image: np.ndarray) -> str:
+    image = np.ascontiguousarray(image, np.uint8)
+    return hashlib.sha1(repr(image.shape).encode() + image.tobytes()).hexdigest()
+
+
+def _eyes_and_mouth(cat, keypoints) -> tuple:
+    """The eye and mouth centres of a rendered face (the renderer's keypoints are continuous pixel
+    coordinates; pixel indices are 0.5 less)."""
+    kp = {name: np.asarray(k, np.float64) - 0.5 for name, k in zip(cat.keypoint_names, keypoints)}
+    return ((kp["left_eye_outer"] + kp["left_eye_inner"]) / 2, (kp["right_eye_outer"] + kp["right_eye_inner"]) / 2,
+            (kp["left_mouth_corner"] + kp["right_mouth_corner"]) / 2)
+
+
+def remember_faces(images, keypoints) -> None:
+    """Record rendered face examples (uint8 (N, H, W, 3) and the renderer's (N, K, 2) keypoints) for
+    `known_face`."""
+    cat = synthetic.category(CATEGORY)
+    for image, points in zip(images, keypoints):
+        _KNOWN_FACES[_digest(image)] = _eyes_and_mouth(cat, points)
+
+
+def known_face(photo) -> tuple | None:
+    """(eye_left, eye_right, mouth) of a bundled face example (a PIL image or uint8 array of its exact
+    pixels, as any upload of the file gives them), else None. dlib's detector does not see these drawn
+    faces; the renderer placed their eyes and mouth, so they are aligned from those points instead."""
+    folder()
+    return _KNOWN_FACES.get(_digest(np.asarray(photo.convert("RGB") if isinstance(photo, Image.Image) else photo)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,6 +64,8 @@ def folder() -> Path:
                                   synthetic.sample_textures(CATEGORY, len(batch.image), seed=99), RESOLUTION)
     for i in range(len(batch.image)):
         Image.fromarray(retextured.image[i]).save(out / f"exemplar_{i}.png")
+    for images in (batch.image, retextured.image):  # the renderer knows where their eyes and mouth are
+        remember_faces(images, batch.keypoints)
     # a short "video": one structure turning slowly, one texture (animated GIF, 8 frames)
     s = synthetic.sample_structures(CATEGORY, 2, seed=5, pose="medium")
     t = synthetic.sample_textures(CATEGORY, 1, seed=5)

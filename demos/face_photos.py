@@ -19,7 +19,7 @@ from PIL import Image
 
 import faces
 
-from . import events, inputs
+from . import events, examples, inputs
 
 CROP_SIDE = 256  # the aligned crop's side: the pipelines resize it to their own resolution
 VIDEO_MIN_SIDE = 128  # a video frame's crop: the face's own scale, at least this
@@ -53,6 +53,15 @@ def checkbox(pipe, **kwargs) -> gr.Checkbox:
                        visible=frame is not None, **kwargs)
 
 
+def _aligned(photo: Image.Image, frame: str) -> faces.Aligned:
+    """`faces.align_largest`, except for a bundled synthetic example: dlib does not see drawn faces, so
+    it is aligned from the eyes and mouth the renderer drew (`examples.known_face`)."""
+    known = examples.known_face(photo)
+    if known is not None:
+        return faces.align(photo, faces.Face(*known), CROP_SIDE, frame)
+    return faces.align_largest(photo, CROP_SIDE, frame)
+
+
 def align(pipe, photo: Image.Image, what: str, enabled) -> faces.Aligned | None:
     """The photo aligned to the model's frame, or None (not a face model, alignment off, no face:
     then a warning says the photo is used as it is)."""
@@ -60,7 +69,7 @@ def align(pipe, photo: Image.Image, what: str, enabled) -> faces.Aligned | None:
     if not enabled or frame is None:
         return None
     try:
-        return faces.align_largest(photo, CROP_SIDE, frame)
+        return _aligned(photo, frame)
     except faces.NoFaceError:
         if not events.opening():
             gr.Warning(f"No face was found in the {what}: it is used as it is (centre crop). Untick \"Align the "
@@ -110,7 +119,7 @@ def parsing_map(pipe, source, what: str = "photo") -> tuple[np.ndarray, Image.Im
     it was drawn on); a gr.Error when no face is found (a map needs one)."""
     photo = inputs.load_rgb(source, what)
     try:
-        aligned = faces.align_largest(photo, CROP_SIDE, frame_for(pipe) or "celebahq")
+        aligned = _aligned(photo, frame_for(pipe) or "celebahq")
     except faces.NoFaceError:
         raise gr.Error(f"No face was found in the {what}, so no face map can be drawn from it: use a photo of a "
                        "face (frontal, eyes visible), or paint the map.") from None

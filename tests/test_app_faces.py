@@ -137,3 +137,24 @@ def test_edit_propagation_on_a_face_video(client, photos, tmp_path):
         near[max(int(cy) - 70, 0):int(cy) + 90, max(int(cx) - 70, 0):int(cx) + 70] = True
         assert diff[near].mean() > 3 * diff[~near].mean() and diff[~near].mean() < 2.5, (k, diff[near].mean(),
                                                                                           diff[~near].mean())
+
+
+def test_bundled_face_examples_align_from_the_renderers_points(client):
+    """dlib does not see the drawn example faces: they are aligned from the eyes and mouth the renderer
+    placed (demos.examples.known_face), so "Align the face" on the opening examples levels the face
+    instead of warning that none was found; any other picture still goes through the detector."""
+    from demos import examples, face_photos, models
+
+    pipe = models._mark(__import__("types").SimpleNamespace(), kind="bundled", source="synthetic")
+    for name in ("face_0.png", "exemplar_3.png"):
+        photo = Image.open(examples.path(name)).convert("RGB")
+        known = examples.known_face(photo)
+        assert known is not None and examples.known_face(np.asarray(photo)) == known
+        aligned = face_photos.align(pipe, photo, "photo", True)
+        assert aligned is not None and aligned.image.size == (face_photos.CROP_SIDE,) * 2
+        (lx, ly), (rx, ry) = aligned.face.eye_left, aligned.face.eye_right
+        assert abs(ly - ry) < 1 and abs((lx + rx) / 2 - (face_photos.CROP_SIDE - 1) / 2) < 2  # level, centred
+    assert examples.known_face(np.zeros((128, 128, 3), np.uint8)) is None
+    content, style = file(examples.path("face_1.png")), file(examples.path("face_4.png"))
+    _, _, files = client.predict(content, style, 3, api_name="/transfer_appearance")
+    assert json.loads(Path(files[0]).read_text())["content_aligned"] is True

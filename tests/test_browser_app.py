@@ -102,6 +102,15 @@ def shoot(page, name: str, top: str | None = None):
     return path
 
 
+def settled(page, *elem_ids: str) -> None:
+    """Wait until none of the components shows Gradio's running status ("processing | 0.2s", or a
+    progress line "... - 10.0%" with its timer): a result of the same size may already be there."""
+    page.wait_for_timeout(300)  # the status appears a moment after the click
+    for elem_id in elem_ids:
+        page.wait_for_function(
+            r"id => !/processing|\d%|\d\.\ds/.test(document.getElementById(id).innerText)", arg=elem_id)
+
+
 def click_match(page, source_id: str, view_id: str) -> str:
     """Click the image `source_id` a little up and left of its middle (the opening result is the
     middle's match); wait for the match view (point | heat map and match, PANEL px high) in
@@ -210,6 +219,7 @@ def test_label_propagation_tab(page, app_server):
     assert output_image(page, "lp-labels", [r, r]) == [r, r]  # the painted strokes became a label map
     upload(page, "lp-query", examples.path("face_1.png"))
     page.get_by_role("button", name="Propagate labels").click()
+    settled(page, "lp-overlay", "lp-label-map")  # the opening example's results have the same size
     assert output_image(page, "lp-overlay") == [examples.RESOLUTION] * 2
     assert output_image(page, "lp-label-map") == [examples.RESOLUTION] * 2
     page.evaluate("window.scrollTo(0, 0)")
@@ -276,6 +286,7 @@ def test_compare_tab(page, app_server):
     page.get_by_role("tab", name="Compare").click()
     page.get_by_role("button", name="Compare", exact=True).click()
     page.locator("#cmp-gallery img").first.wait_for(state="visible")
+    settled(page, "cmp-gallery", "cmp-table")  # the click's run done too (the opening one filled them first)
     table = page.locator("#cmp-table").inner_text()
     for name in ("coordgan", "gangealing", "cocosnet", "coat", "identity"):
         assert name in table
