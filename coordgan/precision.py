@@ -36,7 +36,12 @@ FP32_FUNCTIONS = ("demodulation",)  # module-level functions of the package, by 
 
 # Copied from coordgan.precision (the same helpers in cocosnet/ and gangealing/precision.py)
 _PACKAGE = __name__.rpartition(".")[0]
-_REBOUND: list = []  # (module, name, original function) while FP32_FUNCTIONS are wrapped
+
+
+def _package_modules() -> list:
+    """The package's imported modules: where its FP32_FUNCTIONS are rebound, and where a wrapper is found
+    again (no separate record that could go stale: a monkeypatch undo may put a wrapper back)."""
+    return [mod for key, mod in list(sys.modules.items()) if key == _PACKAGE or key.startswith(_PACKAGE + ".")]
 
 
 def _as_fp32(x):
@@ -76,13 +81,11 @@ def apply_fp32_policy(*models: nn.Module, modules: tuple = FP32_MODULES, functio
             if listed and not getattr(m.__dict__.get("forward"), "fp32_policy", False):
                 m.forward = _in_fp32(type(m).forward.__get__(m))
                 wrapped.append(m)
-    for key, mod in list(sys.modules.items()):
-        if key == _PACKAGE or key.startswith(_PACKAGE + "."):
-            for name in functions:
-                fn = getattr(mod, name, None)
-                if callable(fn) and not getattr(fn, "fp32_policy", False):
-                    setattr(mod, name, _in_fp32(fn))
-                    _REBOUND.append((mod, name, fn))
+    for mod in _package_modules():
+        for name in functions:
+            fn = getattr(mod, name, None)
+            if callable(fn) and not getattr(fn, "fp32_policy", False):
+                setattr(mod, name, _in_fp32(fn))
     return wrapped
 
 
@@ -92,22 +95,19 @@ def remove_fp32_policy(*models: nn.Module) -> None:
         for m in model.modules():
             if getattr(m.__dict__.get("forward"), "fp32_policy", False):
                 del m.__dict__["forward"]
-    while _REBOUND:
-        mod, name, fn = _REBOUND.pop()
-        setattr(mod, name, fn)
-    for key, mod in list(sys.modules.items()):  # a wrapper put back behind our record (a test's monkeypatch undo)
-        if key == _PACKAGE or key.startswith(_PACKAGE + "."):
-            for name, fn in list(vars(mod).items()):
-                while getattr(fn, "fp32_policy", False) and hasattr(fn, "__wrapped__"):
-                    fn = fn.__wrapped__
-                    setattr(mod, name, fn)
+    for mod in _package_modules():
+        for name, fn in list(vars(mod).items()):
+            while getattr(fn, "fp32_policy", False):
+                fn = fn.__wrapped__
+                setattr(mod, name, fn)
 
 
 def fp32_policy_state(*models: nn.Module) -> tuple:
     """What the policy keeps in fp32 right now: the names of the package's rebound functions and the
     paths of the wrapped submodules of `models`. A cache of results computed under autocast stamps
     itself with this, so that turning the policy on or off never reuses the other path's results."""
-    functions = tuple(sorted({name for _, name, _ in _REBOUND}))
+    functions = tuple(sorted({name for mod in _package_modules() for name, fn in vars(mod).items()
+                              if getattr(fn, "fp32_policy", False)}))
     modules = tuple(path for model in models for path, m in model.named_modules()
                     if getattr(m.__dict__.get("forward"), "fp32_policy", False))
     return functions, modules

@@ -5,6 +5,7 @@ their frame is the synthetic faces' and "Align the face" is on."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,7 +146,7 @@ def test_bundled_face_examples_align_from_the_renderers_points(client):
     instead of warning that none was found; any other picture still goes through the detector."""
     from demos import examples, face_photos, models
 
-    pipe = models._mark(__import__("types").SimpleNamespace(), kind="bundled", source="synthetic")
+    pipe = models._mark(SimpleNamespace(), kind="bundled", source="synthetic")
     for name in ("face_0.png", "exemplar_3.png"):
         photo = Image.open(examples.path(name)).convert("RGB")
         known = examples.known_face(photo)
